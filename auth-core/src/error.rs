@@ -1,0 +1,228 @@
+//! The library's error type. Every variant has a stable, greppable code (`token.expired`,
+//! `refresh.reused`, ...) that the server maps to a status and that clients may match on.
+
+use crate::spec::SpecError;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why an access token was rejected. The codes are part of the public contract: the generated
+/// TypeScript verifier reports the same ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Not three base64url segments of JSON.
+    #[error("the token is not a well-formed JWS compact serialization")]
+    Malformed,
+    /// `alg` is `none`, symmetric, or not one this issuer signs with.
+    #[error("the token's algorithm is not accepted")]
+    UnsupportedAlgorithm,
+    /// `alg` differs from the algorithm pinned to the key named by `kid`.
+    #[error("the token's algorithm does not match its key")]
+    AlgorithmMismatch,
+    /// No `kid`, or a `kid` that is not in the key set.
+    #[error("the token's key is unknown")]
+    UnknownKey,
+    /// The key named by `kid` has been retired.
+    #[error("the token's key has been retired")]
+    KeyRetired,
+    /// The signature does not verify.
+    #[error("the token's signature is invalid")]
+    BadSignature,
+    /// `typ` is not `at+jwt`.
+    #[error("the token is not an access token (typ)")]
+    WrongType,
+    /// A required claim is absent.
+    #[error("the token lacks a required claim")]
+    MissingClaim,
+    /// A claim has the wrong JSON type or an invalid value.
+    #[error("a claim of the token has the wrong type or value")]
+    InvalidClaim,
+    /// `exp` is in the past (beyond the leeway).
+    #[error("the token has expired")]
+    Expired,
+    /// `nbf` or `iat` is in the future (beyond the leeway).
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    /// `iss` is not this issuer.
+    #[error("the token was issued by another issuer")]
+    WrongIssuer,
+    /// `aud` does not name an accepted audience.
+    #[error("the token is meant for another audience")]
+    WrongAudience,
+    /// The token exceeds the accepted size.
+    #[error("the token is too large")]
+    TooLarge,
+}
+
+impl TokenError {
+    /// The stable code of this rejection.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Malformed => "token.malformed",
+            Self::UnsupportedAlgorithm => "token.unsupported_algorithm",
+            Self::AlgorithmMismatch => "token.algorithm_mismatch",
+            Self::UnknownKey => "token.unknown_key",
+            Self::KeyRetired => "token.key_retired",
+            Self::BadSignature => "token.bad_signature",
+            Self::WrongType => "token.wrong_type",
+            Self::MissingClaim => "token.missing_claim",
+            Self::InvalidClaim => "token.invalid_claim",
+            Self::Expired => "token.expired",
+            Self::NotYetValid => "token.not_yet_valid",
+            Self::WrongIssuer => "token.wrong_issuer",
+            Self::WrongAudience => "token.wrong_audience",
+            Self::TooLarge => "token.too_large",
+        }
+    }
+}
+
+/// Why a refresh token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefreshError {
+    /// Not a refresh token this service issued (or malformed).
+    #[error("the refresh token is not recognised")]
+    Unknown,
+    /// Used again after the reuse grace: the whole family has now been revoked.
+    #[error("the refresh token was already used; the session has been revoked")]
+    Reused,
+    /// The family was revoked (logout, reuse, disabled user).
+    #[error("the session of this refresh token has been revoked")]
+    Revoked,
+    /// Idle or absolute lifetime exceeded.
+    #[error("the refresh token has expired")]
+    Expired,
+    /// Presented by another client than the one it was issued to.
+    #[error("the refresh token was issued to another client")]
+    WrongClient,
+}
+
+impl RefreshError {
+    /// The stable code of this refusal.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Unknown => "refresh.unknown",
+            Self::Reused => "refresh.reused",
+            Self::Revoked => "refresh.revoked",
+            Self::Expired => "refresh.expired",
+            Self::WrongClient => "refresh.wrong_client",
+        }
+    }
+}
+
+/// Errors of auth-core.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The spec file cannot be read, parsed or validated.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// An access token was rejected.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// A refresh token was refused.
+    #[error(transparent)]
+    Refresh(#[from] RefreshError),
+    /// Unknown user, wrong password or disabled account: deliberately one answer.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// The client is unknown, or its authentication failed.
+    #[error("client authentication failed")]
+    InvalidClient,
+    /// The client may not use this grant.
+    #[error("the client may not use the grant `{0}`")]
+    UnauthorizedGrant(String),
+    /// A requested scope is undeclared or not allowed for the client.
+    #[error("scope not allowed: {0}")]
+    InvalidScope(String),
+    /// Input that breaks a rule (password policy, username, claim type...).
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The offending field.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A unique value already exists (username, client id).
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// A record that must exist does not.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The database cannot be reached or answered with an I/O failure: worth a 503 and a retry.
+    #[error("storage unavailable: {0}")]
+    StoreUnavailable(String),
+    /// The database answered with an error that is not a transient outage.
+    #[error("storage error: {0}")]
+    Store(String),
+    /// Sealed private keys cannot be opened with the configured master key.
+    #[error("master key: {0}")]
+    MasterKey(String),
+    /// Key material is missing, malformed or of the wrong kind.
+    #[error("key error: {0}")]
+    Key(String),
+    /// A cryptographic operation failed.
+    #[error("crypto error: {0}")]
+    Crypto(String),
+    /// The password hasher failed or its pool is saturated.
+    #[error("password hashing: {0}")]
+    Password(String),
+    /// The rate-limit backend (Redis) failed.
+    #[error("rate-limit backend: {0}")]
+    RateLimitBackend(String),
+}
+
+impl Error {
+    /// A stable code for this error, for logs, metrics and error bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Spec(_) => "spec.invalid",
+            Self::Token(e) => e.code(),
+            Self::Refresh(e) => e.code(),
+            Self::InvalidCredentials => "auth.invalid_credentials",
+            Self::InvalidClient => "auth.invalid_client",
+            Self::UnauthorizedGrant(_) => "auth.unauthorized_grant",
+            Self::InvalidScope(_) => "auth.invalid_scope",
+            Self::Invalid { .. } => "input.invalid",
+            Self::Conflict(_) => "input.conflict",
+            Self::NotFound(_) => "input.not_found",
+            Self::StoreUnavailable(_) => "store.unavailable",
+            Self::Store(_) => "store.error",
+            Self::MasterKey(_) => "key.master_key",
+            Self::Key(_) => "key.invalid",
+            Self::Crypto(_) => "crypto.error",
+            Self::Password(_) => "password.error",
+            Self::RateLimitBackend(_) => "ratelimit.backend",
+        }
+    }
+
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid { field: field.into(), message: message.into() }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_) => Self::StoreUnavailable(e.to_string()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict(db.to_string()),
+            sqlx::Error::Database(db) => {
+                // SQLite's "database is locked" and PostgreSQL's connection/shutdown classes (08, 57P)
+                // are outages, not bugs.
+                let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                if code == "5" || code == "6" || code.starts_with("08") || code.starts_with("57P") {
+                    Self::StoreUnavailable(db.to_string())
+                } else {
+                    Self::Store(db.to_string())
+                }
+            }
+            other => Self::Store(other.to_string()),
+        }
+    }
+}

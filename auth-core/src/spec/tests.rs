@@ -1,0 +1,184 @@
+use super::*;
+
+const BOOKING: &str = include_str!("../../../fixtures/specs/booking.toml");
+
+fn with_booking(edit: impl FnOnce(&mut Spec)) -> Result<(), SpecError> {
+    let mut spec = Spec::parse(BOOKING).expect("booking spec parses");
+    edit(&mut spec);
+    spec.validate()
+}
+
+fn invalid_field(result: Result<(), SpecError>) -> String {
+    match result {
+        Err(SpecError::Invalid { field, .. }) => field,
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+}
+
+#[test]
+fn booking_spec_parses_with_its_values() {
+    let spec = Spec::parse(BOOKING).unwrap();
+    assert_eq!(spec.issuer, "http://127.0.0.1:8080");
+    assert_eq!(spec.audiences, ["booking-api"]);
+    assert_eq!(spec.tokens.access_ttl, Seconds(900));
+    assert_eq!(spec.tokens.refresh_idle_ttl, Seconds(14 * 86_400));
+    assert_eq!(spec.scope_limit("bookings:read"), Some(RateLimitSpec { burst: 120, per: Seconds(60) }));
+    assert_eq!(spec.scope_limit("bookings:write"), Some(RateLimitSpec { burst: 30, per: Seconds(60) }));
+    assert_eq!(spec.claims["tenant_id"].kind, ClaimType::String);
+    assert!(spec.claims["tenant_id"].required);
+    let web = &spec.clients["booking-web"];
+    assert!(web.public);
+    assert_eq!(web.grants, [GrantType::Password, GrantType::RefreshToken]);
+    let backend = &spec.clients["booking-backend"];
+    assert!(!backend.public);
+    assert_eq!(backend.grants, [GrantType::ClientCredentials]);
+    assert_eq!(backend.scopes, ["bookings:read"]);
+}
+
+#[test]
+fn defaults_fill_omitted_sections() {
+    let spec = Spec::parse("spec_version = 1\nissuer = \"https://id.example.com\"\naudiences = [\"api\"]\n").unwrap();
+    assert_eq!(spec.tokens, TokenPolicy::default());
+    assert_eq!(spec.keys, KeyPolicy::default());
+    assert_eq!(spec.passwords.memory_kib, 19_456);
+    assert_eq!(spec.passwords.iterations, 2);
+    assert_eq!(spec.passwords.parallelism, 1);
+}
+
+#[test]
+fn unknown_field_is_a_parse_error_with_its_line() {
+    let text = BOOKING.replace("leeway = \"30s\"", "leeway = \"30s\"\nlee_way = \"1s\"");
+    let line = text.lines().position(|l| l.starts_with("lee_way")).unwrap() + 1;
+    match Spec::parse(&text) {
+        Err(SpecError::Parse { line: l, message, .. }) => {
+            assert_eq!(l, line);
+            assert!(message.contains("lee_way"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unknown_algorithm_is_refused_with_its_line() {
+    let text = BOOKING.replace("algorithm = \"EdDSA\"", "algorithm = \"HS256\"");
+    let line = text.lines().position(|l| l.starts_with("algorithm")).unwrap() + 1;
+    match Spec::parse(&text) {
+        Err(SpecError::Parse { line: l, message, .. }) => {
+            assert_eq!(l, line);
+            assert!(message.contains("HS256"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn bad_duration_names_the_format() {
+    let text = BOOKING.replace("access_ttl = \"15m\"", "access_ttl = \"fifteen minutes\"");
+    let err = Spec::parse(&text).unwrap_err().to_string();
+    assert!(err.contains("line 8"), "{err}");
+    assert!(err.contains("invalid duration"), "{err}");
+}
+
+#[test]
+fn broken_toml_reports_line_and_column() {
+    let err = Spec::parse("spec_version = 1\nissuer = \"http://x\n").unwrap_err();
+    assert!(matches!(err, SpecError::Parse { line: 2, .. }), "{err:?}");
+}
+
+#[test]
+fn retire_after_shorter_than_token_lifetime_is_refused() {
+    let field = invalid_field(with_booking(|s| s.keys.retire_after = Seconds(600)));
+    assert_eq!(field, "keys.retire_after");
+}
+
+#[test]
+fn client_with_undeclared_scope_is_refused() {
+    let field = invalid_field(with_booking(|s| {
+        s.clients.get_mut("booking-web").unwrap().scopes.push("payments:write".into());
+    }));
+    assert_eq!(field, "clients.booking-web.scopes");
+}
+
+#[test]
+fn cross_field_rules_name_their_field() {
+    let cases: Vec<(&str, Box<dyn Fn(&mut Spec)>)> = vec![
+        ("spec_version", Box::new(|s| s.spec_version = 2)),
+        ("issuer", Box::new(|s| s.issuer = "not a url".into())),
+        ("issuer", Box::new(|s| s.issuer = "ftp://id.example.com".into())),
+        ("issuer", Box::new(|s| s.issuer = "https://id.example.com/".into())),
+        ("audiences", Box::new(|s| s.audiences.clear())),
+        ("tokens.access_ttl", Box::new(|s| s.tokens.access_ttl = Seconds(0))),
+        ("tokens.refresh_idle_ttl", Box::new(|s| s.tokens.refresh_idle_ttl = Seconds(100 * 86_400))),
+        ("tokens.refresh_reuse_grace", Box::new(|s| s.tokens.refresh_reuse_grace = Seconds(3600))),
+        ("keys.publish_ahead", Box::new(|s| s.keys.publish_ahead = Seconds(60))),
+        ("keys.rotate_every", Box::new(|s| s.keys.rotate_every = Seconds(86_400))),
+        ("passwords.min_length", Box::new(|s| s.passwords.min_length = 6)),
+        ("passwords.max_length", Box::new(|s| s.passwords.max_length = 32)),
+        ("passwords.memory_kib", Box::new(|s| s.passwords.memory_kib = 1024)),
+        ("claims.sub", Box::new(|s| {
+            s.claims.insert("sub".into(), ClaimSpec { kind: ClaimType::String, required: false, description: String::new() });
+        })),
+        ("clients.booking-web.grants", Box::new(|s| {
+            s.clients.get_mut("booking-web").unwrap().grants.push(GrantType::ClientCredentials);
+        })),
+        ("clients.booking-backend.grants", Box::new(|s| {
+            s.clients.get_mut("booking-backend").unwrap().grants = vec![GrantType::RefreshToken];
+        })),
+        ("scopes.\"bookings:read\".rate_limit.burst", Box::new(|s| {
+            s.scopes.get_mut("bookings:read").unwrap().rate_limit = Some(RateLimitSpec { burst: 0, per: Seconds(60) });
+        })),
+        ("scopes.\"has space\"", Box::new(|s| {
+            s.scopes.insert("has space".into(), ScopeSpec::default());
+        })),
+    ];
+    for (expected, edit) in cases {
+        assert_eq!(invalid_field(with_booking(|s| edit(s))), expected);
+    }
+}
+
+#[test]
+fn hash_ignores_formatting_but_not_values() {
+    let spec = Spec::parse(BOOKING).unwrap();
+    let reformatted = BOOKING.replace("access_ttl = \"15m\"", "access_ttl   =   \"900s\"  # same value");
+    assert_eq!(Spec::parse(&reformatted).unwrap().hash(), spec.hash());
+    let changed = BOOKING.replace("access_ttl = \"15m\"", "access_ttl = \"16m\"");
+    assert_ne!(Spec::parse(&changed).unwrap().hash(), spec.hash());
+    assert_eq!(spec.hash().len(), 64);
+}
+
+#[test]
+fn default_local_spec_is_valid() {
+    Spec::default_local("http://127.0.0.1:8080").validate().unwrap();
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the lifetimes, validation accepts a spec exactly when tokens cannot outlive
+        /// their key and the JWKS cache cannot miss a new key.
+        #[test]
+        fn key_lifetime_rules_hold(
+            access in 1u64..86_400, leeway in 0u64..300, retire in 1u64..200_000,
+            max_age in 0u64..10_000, ahead in 0u64..20_000, rotate in 1u64..400_000,
+        ) {
+            let result = with_booking(|s| {
+                s.tokens.access_ttl = Seconds(access);
+                s.tokens.leeway = Seconds(leeway);
+                s.keys.retire_after = Seconds(retire);
+                s.keys.jwks_max_age = Seconds(max_age);
+                s.keys.publish_ahead = Seconds(ahead);
+                s.keys.rotate_every = Seconds(rotate);
+            });
+            let ok = retire >= access + leeway && ahead >= max_age && rotate > ahead;
+            prop_assert_eq!(result.is_ok(), ok, "{:?}", result);
+        }
+
+        /// Arbitrary text never panics the parser; it is either a spec or an error.
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,400}") {
+            let _ = Spec::parse(&text);
+        }
+    }
+}
