@@ -1,1 +1,287 @@
-//! (module under construction)
+//! RFC 9068 access tokens: `typ: at+jwt`, `iss sub aud exp iat jti client_id scope` plus `sid` and
+//! the spec's custom claims, numeric timestamps, compact JWS.
+//!
+//! The verifier is strict by default: the algorithm is pinned per key (the header's `alg` must be
+//! the one the key was generated for, and only EdDSA/ES256/RS256 exist at all); `kid` must name a
+//! published key; header-supplied keys (`jwk`, `jku`, `x5u`, `x5c`) are never read; `crit` is
+//! refused; `exp` is required; `nbf`, `iat`, `iss`, `aud` and `typ` are checked with the spec's
+//! leeway. Each rejection is a [`TokenError`] with a stable code.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::clock::UnixSeconds;
+use crate::crypto::{self, jwt_algorithm};
+use crate::error::TokenError;
+use crate::keys::{ActiveKey, KeySet};
+use crate::spec::{ClaimSpec, SigningAlgorithm, Spec};
+use crate::{Error, Result};
+
+/// The `typ` header of access tokens (RFC 9068 section 2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// The `aud` claim: one string when there is one audience (compact), else an array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audience(pub Vec<String>);
+
+impl Serialize for Audience {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => serializer.serialize_str(one),
+            many => many.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match OneOrMany::deserialize(deserializer)? {
+            OneOrMany::One(one) => Audience(vec![one]),
+            OneOrMany::Many(many) => Audience(many),
+        })
+    }
+}
+
+/// The claims of an access token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer.
+    pub iss: String,
+    /// Subject: the user id, or the client id for client-credentials tokens.
+    pub sub: String,
+    /// Audience.
+    pub aud: Audience,
+    /// Expiry (Unix seconds).
+    pub exp: UnixSeconds,
+    /// Issued at (Unix seconds).
+    pub iat: UnixSeconds,
+    /// Unique token id.
+    pub jti: String,
+    /// The client the token was issued to.
+    pub client_id: String,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+    /// The session (refresh family); absent for client-credentials tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// The spec's custom claims.
+    #[serde(flatten)]
+    pub custom: BTreeMap<String, Value>,
+}
+
+impl AccessClaims {
+    /// The granted scopes.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.split(' ').filter(|s| !s.is_empty())
+    }
+
+    /// Whether the token grants `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes().any(|s| s == scope)
+    }
+}
+
+/// What an access token is about; the issuer adds `iss`, `aud`, times and `jti`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenSubject {
+    /// `sub`.
+    pub sub: String,
+    /// `client_id`.
+    pub client_id: String,
+    /// `scope` (space-separated).
+    pub scope: String,
+    /// `sid`.
+    pub sid: Option<String>,
+    /// Custom claims.
+    pub custom: BTreeMap<String, Value>,
+}
+
+/// A signed access token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssuedToken {
+    /// The compact JWS.
+    pub token: String,
+    /// Its claims.
+    pub claims: AccessClaims,
+    /// Seconds until it expires.
+    pub expires_in: i64,
+}
+
+/// Signs access tokens for one issuer.
+#[derive(Debug, Clone)]
+pub struct AccessTokenIssuer {
+    issuer: String,
+    audiences: Vec<String>,
+    ttl: i64,
+}
+
+impl AccessTokenIssuer {
+    /// An issuer configured from the spec.
+    pub fn from_spec(spec: &Spec) -> Self {
+        crypto::install_provider();
+        Self { issuer: spec.issuer.clone(), audiences: spec.audiences.clone(), ttl: spec.tokens.access_ttl.as_i64() }
+    }
+
+    /// Issues a token for `subject` at `now`, signed by `key`, with token id `jti`.
+    pub fn issue(&self, key: &ActiveKey, subject: TokenSubject, now: UnixSeconds, jti: String) -> Result<IssuedToken> {
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            sub: subject.sub,
+            aud: Audience(self.audiences.clone()),
+            exp: now.saturating_add(self.ttl),
+            iat: now,
+            jti,
+            client_id: subject.client_id,
+            scope: subject.scope,
+            sid: subject.sid,
+            custom: subject.custom,
+        };
+        let token = sign(key, &claims)?;
+        Ok(IssuedToken { token, claims, expires_in: self.ttl })
+    }
+}
+
+/// Signs any claims as an `at+jwt` with the active key (used by issuance and by tests that need
+/// deliberately odd claims).
+pub fn sign<T: Serialize>(key: &ActiveKey, claims: &T) -> Result<String> {
+    let mut header = jsonwebtoken::Header::new(jwt_algorithm(key.key.algorithm()));
+    header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
+    header.kid = Some(key.kid.clone());
+    jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| Error::Crypto(format!("signing failed: {e}")))
+}
+
+/// The header fields the verifier reads. Everything else (`jwk`, `jku`, `x5u`, `x5c`, ...) is
+/// ignored on purpose: keys come from the issuer's key set only.
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    crit: Option<Value>,
+}
+
+/// Verifies access tokens of one issuer.
+#[derive(Debug, Clone)]
+pub struct AccessTokenVerifier {
+    issuer: String,
+    audiences: Vec<String>,
+    leeway: i64,
+    claims: BTreeMap<String, ClaimSpec>,
+}
+
+impl AccessTokenVerifier {
+    /// A verifier configured from the spec (issuer, audiences, leeway, custom claim types).
+    pub fn from_spec(spec: &Spec) -> Self {
+        crypto::install_provider();
+        Self {
+            issuer: spec.issuer.clone(),
+            audiences: spec.audiences.clone(),
+            leeway: spec.tokens.leeway.as_i64(),
+            claims: spec.claims.clone(),
+        }
+    }
+
+    /// Verifies `token` against `keys` at `now`.
+    pub fn verify(&self, token: &str, keys: &KeySet, now: UnixSeconds) -> Result<AccessClaims, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge);
+        }
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let header: RawHeader = decode_json(header_b64)?;
+        if header.crit.is_some() {
+            return Err(TokenError::Malformed);
+        }
+        let alg = SigningAlgorithm::parse(&header.alg).ok_or(TokenError::UnsupportedAlgorithm)?;
+        let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
+        let key = match keys.get(kid) {
+            Some(key) => key,
+            None if keys.is_retired(kid) => return Err(TokenError::KeyRetired),
+            None => return Err(TokenError::UnknownKey),
+        };
+        if key.alg != alg {
+            return Err(TokenError::AlgorithmMismatch);
+        }
+        let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+        match jsonwebtoken::crypto::verify(signature_b64, signing_input.as_bytes(), &key.key, jwt_algorithm(alg)) {
+            Ok(true) => {}
+            Ok(false) => return Err(TokenError::BadSignature),
+            Err(_) => return Err(TokenError::Malformed),
+        }
+        if !header.typ.as_deref().is_some_and(is_access_token_typ) {
+            return Err(TokenError::WrongType);
+        }
+        let claims: Map<String, Value> = decode_json(payload_b64)?;
+        self.check_claims(claims, now)
+    }
+
+    fn check_claims(&self, mut raw: Map<String, Value>, now: UnixSeconds) -> Result<AccessClaims, TokenError> {
+        for name in ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope"] {
+            if !raw.contains_key(name) {
+                return Err(TokenError::MissingClaim);
+            }
+        }
+        let nbf = match raw.remove("nbf") {
+            None => None,
+            Some(v) => Some(v.as_i64().ok_or(TokenError::InvalidClaim)?),
+        };
+        for (name, spec) in &self.claims {
+            match raw.get(name) {
+                None if spec.required => return Err(TokenError::MissingClaim),
+                Some(v) if !spec.kind.matches(v) => return Err(TokenError::InvalidClaim),
+                _ => {}
+            }
+        }
+        let claims: AccessClaims =
+            serde_json::from_value(Value::Object(raw)).map_err(|_| TokenError::InvalidClaim)?;
+        if now > claims.exp.saturating_add(self.leeway) {
+            return Err(TokenError::Expired);
+        }
+        let not_before = nbf.unwrap_or(claims.iat).max(claims.iat);
+        if not_before > now.saturating_add(self.leeway) {
+            return Err(TokenError::NotYetValid);
+        }
+        if claims.iss != self.issuer {
+            return Err(TokenError::WrongIssuer);
+        }
+        if !claims.aud.0.iter().any(|a| self.audiences.contains(a)) {
+            return Err(TokenError::WrongAudience);
+        }
+        Ok(claims)
+    }
+}
+
+fn is_access_token_typ(typ: &str) -> bool {
+    // RFC 9068 section 4: "at+jwt"; media types compare case-insensitively and may carry the
+    // "application/" prefix (RFC 7515 section 4.1.9).
+    typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || typ.eq_ignore_ascii_case("application/at+jwt")
+}
+
+fn decode_json<T: DeserializeOwned>(segment: &str) -> Result<T, TokenError> {
+    let bytes = B64.decode(segment).map_err(|_| TokenError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
+}
+
+#[cfg(test)]
+mod tests;
