@@ -1,0 +1,1 @@
+//! Passwords (placeholder until the module lands).
