@@ -16,7 +16,7 @@ use crate::Result;
 
 mod sql;
 
-pub use sql::SqlStore;
+pub use sql::{Dialect, SqlStore};
 
 /// A user account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
