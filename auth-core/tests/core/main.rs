@@ -1,0 +1,10 @@
+//! auth-core integration tests: one binary, one module per area.
+
+// Helpers shared by tests fail the test on purpose when something is off.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[macro_use]
+mod support;
+
+mod refresh;
+mod store;
