@@ -192,7 +192,8 @@ impl RefreshFamilies {
         let hash = presented.hash();
         let now_ms = self.clock.now_ms();
         let now = now_ms.div_euclid(1000);
-        let (record, family) = self.store.refresh_token(&hash).await?.ok_or(RefreshError::Unknown)?;
+        let (record, family) =
+            self.store.refresh_token(&hash).await?.ok_or(RefreshError::Unknown)?;
         check_usable(&record, &family, client_id, now)?;
 
         let record = if record.used_at.is_some() {
@@ -293,7 +294,8 @@ impl RefreshFamilies {
     /// Ends every session of a user ("log out everywhere", disabled account); returns how many.
     pub async fn revoke_user(&self, user_id: &str, reason: &str) -> Result<u64> {
         let now_ms = self.clock.now_ms();
-        let count = self.store.revoke_user_families(user_id, now_ms.div_euclid(1000), reason).await?;
+        let count =
+            self.store.revoke_user_families(user_id, now_ms.div_euclid(1000), reason).await?;
         let event = AuditEvent::new(now_ms, AuditKind::SessionRevoked)
             .user(user_id)
             .detail(serde_json::json!({ "reason": reason, "sessions": count }));

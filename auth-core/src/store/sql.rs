@@ -190,12 +190,8 @@ macro_rules! key_columns {
 }
 
 macro_rules! family_columns {
-    ($prefix:literal) => {
-        concat!(
-            $prefix, "id, ", $prefix, "user_id, ", $prefix, "client_id, ", $prefix, "scope, ",
-            $prefix, "created_at, ", $prefix, "absolute_expires_at, ", $prefix, "revoked_at, ",
-            $prefix, "revoked_reason"
-        )
+    () => {
+        "id, user_id, client_id, scope, created_at, absolute_expires_at, revoked_at, revoked_reason"
     };
 }
 
@@ -233,7 +229,9 @@ fn key_from_row(row: &AnyRow) -> Result<KeyRecord> {
     let kid: String = row.try_get("kid")?;
     let alg_text: String = row.try_get("alg")?;
     let alg = SigningAlgorithm::parse(&alg_text).ok_or_else(|| {
-        Error::Store(format!("signing_keys.alg of key {kid} is {alg_text:?}, not a known algorithm"))
+        Error::Store(format!(
+            "signing_keys.alg of key {kid} is {alg_text:?}, not a known algorithm"
+        ))
     })?;
     let state_text: String = row.try_get("state")?;
     let state = KeyState::parse(&state_text).ok_or_else(|| {
@@ -287,55 +285,41 @@ fn audit_from_row(row: &AnyRow) -> Result<AuditEvent> {
     })
 }
 
+const INSERT_KEY: &str = concat!(
+    "INSERT INTO signing_keys (",
+    key_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+);
+const ACTIVATE_KEY: &str = "UPDATE signing_keys SET state = 'active', activates_at = $2 \
+                            WHERE kid = $1 AND state = 'pending'";
+const DEACTIVATE_KEY: &str = "UPDATE signing_keys SET state = 'retiring', deactivated_at = $2 \
+                              WHERE kid = $1 AND state = 'active'";
+const RETIRE_KEY: &str = "UPDATE signing_keys \
+                          SET state = 'retired', retired_at = $2, private_sealed = NULL \
+                          WHERE kid = $1 AND state = 'retiring'";
+
 /// Applies one key change inside `tx`; `false` if the key was not in the state it expects.
 async fn apply_key_change(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     change: &KeyChange,
 ) -> Result<bool, sqlx::Error> {
-    let done = match change {
-        KeyChange::Insert(key) => sqlx::query(concat!(
-            "INSERT INTO signing_keys (",
-            key_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .bind(&key.kid)
-        .bind(key.alg.as_str())
-        .bind(key.state.as_str())
-        .bind(key.created_at)
-        .bind(key.activates_at)
-        .bind(key.deactivated_at)
-        .bind(key.retired_at)
-        .bind(&key.public_jwk)
-        .bind(key.private_sealed.as_deref())
-        .bind(&key.master_key_id)
-        .execute(&mut **tx)
-        .await?,
-        KeyChange::Activate { kid, at } => sqlx::query(
-            "UPDATE signing_keys SET state = 'active', activates_at = $2 \
-             WHERE kid = $1 AND state = 'pending'",
-        )
-        .bind(kid)
-        .bind(*at)
-        .execute(&mut **tx)
-        .await?,
-        KeyChange::Deactivate { kid, at } => sqlx::query(
-            "UPDATE signing_keys SET state = 'retiring', deactivated_at = $2 \
-             WHERE kid = $1 AND state = 'active'",
-        )
-        .bind(kid)
-        .bind(*at)
-        .execute(&mut **tx)
-        .await?,
-        KeyChange::Retire { kid, at } => sqlx::query(
-            "UPDATE signing_keys SET state = 'retired', retired_at = $2, private_sealed = NULL \
-             WHERE kid = $1 AND state = 'retiring'",
-        )
-        .bind(kid)
-        .bind(*at)
-        .execute(&mut **tx)
-        .await?,
+    let query = match change {
+        KeyChange::Insert(key) => sqlx::query(INSERT_KEY)
+            .bind(&key.kid)
+            .bind(key.alg.as_str())
+            .bind(key.state.as_str())
+            .bind(key.created_at)
+            .bind(key.activates_at)
+            .bind(key.deactivated_at)
+            .bind(key.retired_at)
+            .bind(&key.public_jwk)
+            .bind(key.private_sealed.as_deref())
+            .bind(&key.master_key_id),
+        KeyChange::Activate { kid, at } => sqlx::query(ACTIVATE_KEY).bind(kid).bind(*at),
+        KeyChange::Deactivate { kid, at } => sqlx::query(DEACTIVATE_KEY).bind(kid).bind(*at),
+        KeyChange::Retire { kid, at } => sqlx::query(RETIRE_KEY).bind(kid).bind(*at),
     };
-    Ok(done.rows_affected() == 1)
+    Ok(query.execute(&mut **tx).await?.rows_affected() == 1)
 }
 
 #[async_trait]
@@ -461,12 +445,16 @@ impl Store for SqlStore {
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRecord>> {
-        sqlx::query(concat!("SELECT ", key_columns!(), " FROM signing_keys ORDER BY created_at, kid"))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(key_from_row)
-            .collect()
+        sqlx::query(concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM signing_keys ORDER BY created_at, kid"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(key_from_row)
+        .collect()
     }
 
     /// Changes apply in the order given, each checked against the state it expects; the unique
@@ -497,7 +485,7 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(concat!(
             "INSERT INTO refresh_families (",
-            family_columns!(""),
+            family_columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         ))
         .bind(&family.id)
@@ -516,14 +504,18 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn refresh_token(&self, hash: &[u8]) -> Result<Option<(RefreshTokenRecord, FamilyRecord)>> {
+    async fn refresh_token(
+        &self,
+        hash: &[u8],
+    ) -> Result<Option<(RefreshTokenRecord, FamilyRecord)>> {
         let row = sqlx::query(concat!(
             "SELECT t.hash AS token_hash, t.family_id AS token_family_id, ",
             "t.created_at AS token_created_at, t.idle_expires_at AS token_idle_expires_at, ",
             "t.used_at AS token_used_at, t.successor_hash AS token_successor_hash, ",
             "t.successor_sealed AS token_successor_sealed, ",
-            family_columns!("f."),
-            " FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = $1"
+            "f.id, f.user_id, f.client_id, f.scope, f.created_at, f.absolute_expires_at, ",
+            "f.revoked_at, f.revoked_reason ",
+            "FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = $1"
         ))
         .bind(hash)
         .fetch_optional(&self.pool)
@@ -574,7 +566,7 @@ impl Store for SqlStore {
     }
 
     async fn family(&self, id: &str) -> Result<Option<FamilyRecord>> {
-        sqlx::query(concat!("SELECT ", family_columns!(""), " FROM refresh_families WHERE id = $1"))
+        sqlx::query(concat!("SELECT ", family_columns!(), " FROM refresh_families WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -583,10 +575,14 @@ impl Store for SqlStore {
             .transpose()
     }
 
-    async fn active_families_of_user(&self, user_id: &str, now: UnixSeconds) -> Result<Vec<FamilyRecord>> {
+    async fn active_families_of_user(
+        &self,
+        user_id: &str,
+        now: UnixSeconds,
+    ) -> Result<Vec<FamilyRecord>> {
         sqlx::query(concat!(
             "SELECT ",
-            family_columns!(""),
+            family_columns!(),
             " FROM refresh_families WHERE user_id = $1 AND revoked_at IS NULL",
             " AND absolute_expires_at > $2 ORDER BY created_at, id"
         ))
@@ -612,7 +608,12 @@ impl Store for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn revoke_user_families(&self, user_id: &str, at: UnixSeconds, reason: &str) -> Result<u64> {
+    async fn revoke_user_families(
+        &self,
+        user_id: &str,
+        at: UnixSeconds,
+        reason: &str,
+    ) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE refresh_families SET revoked_at = $2, revoked_reason = $3 \
              WHERE user_id = $1 AND revoked_at IS NULL",

@@ -134,7 +134,10 @@ async fn a_session_ends_at_its_absolute_expiry(db: &TestDb) {
     f.clock.set_millis((START + ABSOLUTE) * 1000);
     assert_eq!(refusal(f.families.rotate(&token, CLIENT).await), RefreshError::Expired);
     assert!(f.families.sessions_of_user("u1").await.unwrap().is_empty());
-    assert!(f.store.family(&sid).await.unwrap().unwrap().revoked_at.is_none(), "expired, not revoked");
+    assert!(
+        f.store.family(&sid).await.unwrap().unwrap().revoked_at.is_none(),
+        "expired, not revoked"
+    );
 }
 
 async fn another_client_cannot_refresh(db: &TestDb) {
@@ -170,7 +173,10 @@ async fn a_retry_within_the_grace_gets_the_same_successor(db: &TestDb) {
     // The successor works as usual.
     let next = f.families.rotate(&first.refresh_token, CLIENT).await.unwrap();
     assert!(!next.retried);
-    assert_eq!(f.kinds().await, [AuditKind::RefreshRotated, AuditKind::RefreshRetried, AuditKind::RefreshRotated]);
+    assert_eq!(
+        f.kinds().await,
+        [AuditKind::RefreshRotated, AuditKind::RefreshRetried, AuditKind::RefreshRotated]
+    );
 }
 
 async fn reuse_after_the_grace_revokes_the_family(db: &TestDb) {

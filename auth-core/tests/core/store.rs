@@ -69,6 +69,10 @@ fn token(hash_byte: u8, family_id: &str, created_at: i64) -> RefreshTokenRecord 
     }
 }
 
+async fn insert_key(store: &SqlStore, key: KeyRecord) -> bool {
+    store.apply_key_changes(&[KeyChange::Insert(key)]).await.unwrap()
+}
+
 fn states(keys: &[KeyRecord]) -> Vec<(String, KeyState)> {
     keys.iter().map(|k| (k.kid.clone(), k.state)).collect()
 }
@@ -85,9 +89,11 @@ async fn users_are_created_found_listed_and_disabled(db: &TestDb) {
     assert_eq!(store.user_by_username("nobody").await.unwrap(), None);
     assert_eq!(store.user_by_id("u9").await.unwrap(), None);
 
-    let all: Vec<String> = store.list_users(10, 0).await.unwrap().into_iter().map(|u| u.id).collect();
+    let all: Vec<String> =
+        store.list_users(10, 0).await.unwrap().into_iter().map(|u| u.id).collect();
     assert_eq!(all, ["u1", "u2", "u3"], "ordered by creation");
-    let page: Vec<String> = store.list_users(1, 1).await.unwrap().into_iter().map(|u| u.id).collect();
+    let page: Vec<String> =
+        store.list_users(1, 1).await.unwrap().into_iter().map(|u| u.id).collect();
     assert_eq!(page, ["u2"]);
     assert!(store.list_users(10, 3).await.unwrap().is_empty());
 
@@ -122,7 +128,7 @@ async fn a_corrupt_row_is_a_store_error(db: &TestDb) {
     let read = store.user_by_id("u1").await;
     assert!(matches!(&read, Err(Error::Store(m)) if m.contains("claims")), "{read:?}");
 
-    assert!(store.apply_key_changes(&[KeyChange::Insert(key("k1", KeyState::Active, 1))]).await.unwrap());
+    assert!(insert_key(store, key("k1", KeyState::Active, 1)).await);
     sqlx::query("UPDATE signing_keys SET alg = 'HS256' WHERE kid = 'k1'")
         .execute(store.pool())
         .await
@@ -141,8 +147,11 @@ async fn a_corrupt_row_is_a_store_error(db: &TestDb) {
 async fn clients_are_created_and_listed(db: &TestDb) {
     let store = &db.store;
     let web = ClientRecord { id: "web".into(), secret_hash: None, created_at: 5 };
-    let backend =
-        ClientRecord { id: "backend".into(), secret_hash: Some("$argon2id$secret".into()), created_at: 6 };
+    let backend = ClientRecord {
+        id: "backend".into(),
+        secret_hash: Some("$argon2id$secret".into()),
+        created_at: 6,
+    };
     store.create_client(&web).await.unwrap();
     store.create_client(&backend).await.unwrap();
     let again = store.create_client(&web).await;
@@ -155,8 +164,8 @@ async fn clients_are_created_and_listed(db: &TestDb) {
 async fn key_changes_apply_together_or_not_at_all(db: &TestDb) {
     let store = &db.store;
     assert!(store.apply_key_changes(&[]).await.unwrap());
-    assert!(store.apply_key_changes(&[KeyChange::Insert(key("a", KeyState::Active, 1))]).await.unwrap());
-    assert!(store.apply_key_changes(&[KeyChange::Insert(key("b", KeyState::Pending, 2))]).await.unwrap());
+    assert!(insert_key(store, key("a", KeyState::Active, 1)).await);
+    assert!(insert_key(store, key("b", KeyState::Pending, 2)).await);
     let before = store.list_keys().await.unwrap();
 
     // A second pending key: another replica already published one.
@@ -182,7 +191,11 @@ async fn key_changes_apply_together_or_not_at_all(db: &TestDb) {
     let after = store.list_keys().await.unwrap();
     assert_eq!(
         states(&after),
-        [("a".into(), KeyState::Retiring), ("b".into(), KeyState::Active), ("c".into(), KeyState::Pending)]
+        [
+            ("a".into(), KeyState::Retiring),
+            ("b".into(), KeyState::Active),
+            ("c".into(), KeyState::Pending)
+        ]
     );
     assert_eq!(after[0].deactivated_at, Some(100));
     assert_eq!(after[1].activates_at, 100);
@@ -195,8 +208,8 @@ async fn key_changes_apply_together_or_not_at_all(db: &TestDb) {
 
 async fn two_active_keys_are_impossible(db: &TestDb) {
     let store = &db.store;
-    assert!(store.apply_key_changes(&[KeyChange::Insert(key("a", KeyState::Active, 1))]).await.unwrap());
-    assert!(store.apply_key_changes(&[KeyChange::Insert(key("b", KeyState::Pending, 2))]).await.unwrap());
+    assert!(insert_key(store, key("a", KeyState::Active, 1)).await);
+    assert!(insert_key(store, key("b", KeyState::Pending, 2)).await);
     let before = store.list_keys().await.unwrap();
 
     // Activating without deactivating, inserting a second active key, or activating before the
@@ -204,7 +217,10 @@ async fn two_active_keys_are_impossible(db: &TestDb) {
     let refused: [&[KeyChange]; 3] = [
         &[KeyChange::Activate { kid: "b".into(), at: 10 }],
         &[KeyChange::Insert(key("c", KeyState::Active, 10))],
-        &[KeyChange::Activate { kid: "b".into(), at: 10 }, KeyChange::Deactivate { kid: "a".into(), at: 10 }],
+        &[
+            KeyChange::Activate { kid: "b".into(), at: 10 },
+            KeyChange::Deactivate { kid: "a".into(), at: 10 },
+        ],
     ];
     for changes in refused {
         assert!(!store.apply_key_changes(changes).await.unwrap(), "{changes:?}");
@@ -222,12 +238,16 @@ async fn retiring_a_key_erases_its_private_half(db: &TestDb) {
     let store = &db.store;
     let mut old = key("old", KeyState::Retiring, 1);
     old.deactivated_at = Some(5);
-    assert!(store.apply_key_changes(&[KeyChange::Insert(old)]).await.unwrap());
+    assert!(insert_key(store, old).await);
     // Only a retiring key retires.
-    assert!(store.apply_key_changes(&[KeyChange::Insert(key("new", KeyState::Active, 2))]).await.unwrap());
-    assert!(!store.apply_key_changes(&[KeyChange::Retire { kid: "new".into(), at: 9 }]).await.unwrap());
+    assert!(insert_key(store, key("new", KeyState::Active, 2)).await);
+    assert!(
+        !store.apply_key_changes(&[KeyChange::Retire { kid: "new".into(), at: 9 }]).await.unwrap()
+    );
 
-    assert!(store.apply_key_changes(&[KeyChange::Retire { kid: "old".into(), at: 9 }]).await.unwrap());
+    assert!(
+        store.apply_key_changes(&[KeyChange::Retire { kid: "old".into(), at: 9 }]).await.unwrap()
+    );
     let keys = store.list_keys().await.unwrap();
     assert_eq!(keys[0].state, KeyState::Retired);
     assert_eq!(keys[0].retired_at, Some(9));
@@ -324,7 +344,9 @@ async fn families_are_revoked_singly_and_per_user(db: &TestDb) {
     let store = &db.store;
     store.create_user(&user("u1", "alice", 1)).await.unwrap();
     store.create_user(&user("u2", "bob", 2)).await.unwrap();
-    for (i, (sid, uid)) in [("s1", "u1"), ("s2", "u1"), ("s3", "u1"), ("s4", "u2")].into_iter().enumerate() {
+    for (i, (sid, uid)) in
+        [("s1", "u1"), ("s2", "u1"), ("s3", "u1"), ("s4", "u2")].into_iter().enumerate()
+    {
         let at = 10 + i as i64;
         store.create_family(&family(sid, uid, at), &token(i as u8, sid, at)).await.unwrap();
     }

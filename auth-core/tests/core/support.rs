@@ -82,7 +82,8 @@ impl Cleanup {
                 // with a runtime of its own.
                 let (base_url, schema) = (base_url.clone(), schema.clone());
                 let dropped = std::thread::spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                    let runtime =
+                        tokio::runtime::Builder::new_current_thread().enable_all().build();
                     let Ok(runtime) = runtime else { return };
                     runtime.block_on(async {
                         if let Ok(admin) = SqlStore::connect(&base_url).await {
