@@ -37,7 +37,7 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 
 /// How long a query waits for a pooled connection (or for a new one to open) before the store
 /// reports [`Error::StoreUnavailable`]. Short, so that a database outage becomes a quick 503.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long SQLite waits for another connection's write lock before giving up.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 /// Connections to a SQLite file. Writes are serialized by SQLite anyway; a few connections let
@@ -457,10 +457,9 @@ impl Store for SqlStore {
         .collect()
     }
 
-    /// Changes apply in the order given, each checked against the state it expects; the unique
-    /// indexes are checked after every statement, so a batch must free a state before it fills it
-    /// again (deactivate the old signer before activating the next one).
     async fn apply_key_changes(&self, changes: &[KeyChange]) -> Result<bool> {
+        // Both databases check a unique index after every statement (a partial unique index cannot
+        // be deferred to commit), which is why the order of the changes matters.
         let mut tx = self.pool.begin().await?;
         for change in changes {
             match apply_key_change(&mut tx, change).await {
@@ -533,8 +532,6 @@ impl Store for SqlStore {
         Ok(Some((token, family_from_row(&row)?)))
     }
 
-    /// Besides an unused parent, the rotation also requires an unrevoked family, so that a
-    /// revocation racing with a refresh cannot be followed by a fresh token of that session.
     async fn rotate_refresh(
         &self,
         parent_hash: &[u8],
@@ -545,6 +542,8 @@ impl Store for SqlStore {
         let mut tx = self.pool.begin().await?;
         // The first statement writes: SQLite takes its write lock here (waiting on busy_timeout),
         // PostgreSQL locks the row; a concurrent rotation of the same parent then finds it used.
+        // The family condition keeps a revocation that races with a refresh from being followed
+        // by a fresh token of the revoked session.
         let marked = sqlx::query(
             "UPDATE refresh_tokens SET used_at = $2, successor_hash = $3, successor_sealed = $4 \
              WHERE hash = $1 AND used_at IS NULL AND EXISTS (SELECT 1 FROM refresh_families f \
