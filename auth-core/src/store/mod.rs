@@ -16,7 +16,7 @@ use crate::Result;
 
 mod sql;
 
-pub use sql::SqlStore;
+pub use sql::{Dialect, SqlStore};
 
 /// A user account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -207,9 +207,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every signing key, retired ones included, oldest first.
     async fn list_keys(&self) -> Result<Vec<KeyRecord>>;
-    /// Applies the changes in one transaction. Each transition only applies from the state it
-    /// expects; if any does not (another replica got there first), nothing is applied and the
-    /// result is `false`.
+    /// Applies the changes in one transaction, in the order given. Each transition only applies
+    /// from the state it expects; if any does not (another replica got there first), nothing is
+    /// applied and the result is `false`. The one-active/one-pending rule holds after every
+    /// step, so a batch deactivates the old signer before it activates the next one.
     async fn apply_key_changes(&self, changes: &[KeyChange]) -> Result<bool>;
 
     /// Stores a new family with its first refresh token.
@@ -217,7 +218,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// A refresh token and its family, by the token's hash.
     async fn refresh_token(&self, hash: &[u8]) -> Result<Option<(RefreshTokenRecord, FamilyRecord)>>;
     /// Marks `parent_hash` used at `used_at` with `successor` as its successor and stores the
-    /// successor, atomically and only if the parent was unused. `true` if this call won.
+    /// successor, atomically and only if the parent was unused and its family is not revoked.
+    /// `true` if this call won.
     async fn rotate_refresh(
         &self,
         parent_hash: &[u8],

@@ -1,4 +1,14 @@
-//! Integration tests of auth-core, one binary for the whole crate.
+//! auth-core integration tests: one binary, one module per area.
 
+// Helpers shared by tests fail the test on purpose when something is off.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[macro_use]
+mod support;
+
+mod authority;
+mod keyring;
 mod password;
 mod ratelimit;
+mod refresh;
+mod store;
