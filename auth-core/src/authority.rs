@@ -11,7 +11,7 @@ use unicode_normalization::UnicodeNormalization as _;
 
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::Clock;
-use crate::error::TokenError;
+use crate::error::{RefreshError, TokenError};
 use crate::keys::KeyRing;
 use crate::password::PasswordHasher;
 use crate::random::{Entropy, random_32, random_id};
@@ -266,13 +266,13 @@ impl Authority {
         Self::check_grant(client_spec, GrantType::RefreshToken)?;
         let rotation = self.refresh.rotate(refresh_token, client.id).await?;
         let family = &rotation.family;
-        let user_id = family.user_id.as_deref().ok_or(Error::Refresh(crate::error::RefreshError::Unknown))?;
+        let user_id = family.user_id.as_deref().ok_or(Error::Refresh(RefreshError::Unknown))?;
         let user = self.store.user_by_id(user_id).await?;
         let user = match user {
             Some(user) if !user.disabled => user,
             _ => {
                 self.refresh.revoke_family(&family.id, "user_disabled").await?;
-                return Err(Error::Refresh(crate::error::RefreshError::Revoked));
+                return Err(Error::Refresh(RefreshError::Revoked));
             }
         };
         let scope = match scope {
@@ -342,7 +342,12 @@ impl Authority {
     /// Revocation (RFC 7009): a refresh token ends its session. Unknown tokens are not an error.
     pub async fn revoke_refresh_token(&self, client: ClientCredentials<'_>, token: &str) -> Result<bool> {
         self.authenticate_client(client).await?;
-        self.refresh.revoke_token(token).await
+        // RFC 7009 section 2.1: only the client the token was issued to may revoke it.
+        match self.refresh.family_of(token).await? {
+            None => Ok(false),
+            Some(family) if family.client_id != client.id => Err(Error::Refresh(RefreshError::WrongClient)),
+            Some(_) => self.refresh.revoke_token(token).await,
+        }
     }
 
     /// Disables a user and ends all of its sessions.

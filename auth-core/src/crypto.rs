@@ -290,6 +290,8 @@ fn ed_component_from_private_key(der: &[u8], curve: &EllipticCurve) -> Result<Ve
     Ok(pair.public_key().as_ref().to_vec())
 }
 
+// The signature is jsonwebtoken's `KeyUtils::compute_digest`.
+#[allow(clippy::needless_pass_by_value)]
 fn compute_digest(data: &[u8], hash: ThumbprintHash) -> Result<Vec<u8>, JwtError> {
     let alg = match hash {
         ThumbprintHash::SHA256 => &ring::digest::SHA256,

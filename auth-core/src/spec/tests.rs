@@ -101,7 +101,8 @@ fn client_with_undeclared_scope_is_refused() {
 
 #[test]
 fn cross_field_rules_name_their_field() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Spec)>)> = vec![
+    type Edit = Box<dyn Fn(&mut Spec)>;
+    let cases: Vec<(&str, Edit)> = vec![
         ("spec_version", Box::new(|s| s.spec_version = 2)),
         ("issuer", Box::new(|s| s.issuer = "not a url".into())),
         ("issuer", Box::new(|s| s.issuer = "ftp://id.example.com".into())),

@@ -179,6 +179,11 @@ async fn revocation_ends_the_session(db: &TestDb) {
     f.authority.sign_up("frank", "frank's password", tenant("t")).await.unwrap();
     let grant = f.authority.password_grant(WEB, "frank", "frank's password", None).await.unwrap();
     let token = grant.refresh_token.unwrap();
+    // Another client cannot revoke it (RFC 7009 section 2.1).
+    let secret = f.authority.register_client("booking-backend").await.unwrap().unwrap();
+    let backend = ClientCredentials { id: "booking-backend", secret: Some(&secret) };
+    let err = f.authority.revoke_refresh_token(backend, &token).await.unwrap_err();
+    assert!(matches!(err, Error::Refresh(RefreshError::WrongClient)), "{err:?}");
     assert!(f.authority.revoke_refresh_token(WEB, &token).await.unwrap());
     assert!(!f.authority.revoke_refresh_token(WEB, "not-a-token").await.unwrap());
     let err = f.authority.refresh_grant(WEB, &token, None).await.unwrap_err();
