@@ -35,6 +35,20 @@ pub struct Grant {
     pub scope: String,
 }
 
+/// An active token, as introspection reports it.
+#[derive(Debug, Clone)]
+pub enum Introspection {
+    /// A verified access token.
+    Access(AccessClaims),
+    /// A live refresh token.
+    Refresh {
+        /// Its session.
+        family: crate::store::FamilyRecord,
+        /// When it expires unless used.
+        expires_at: crate::clock::UnixSeconds,
+    },
+}
+
 /// How a client authenticated on this request.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientCredentials<'a> {
@@ -337,6 +351,27 @@ impl Authority {
     pub fn verify_access_token(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let snapshot = self.keys.cached_snapshot().ok_or(TokenError::UnknownKey)?;
         self.verifier.verify(token, &snapshot.keys, self.clock.now())
+    }
+
+    /// Introspection (RFC 7662): what a token is, if it is active now. An access token is active
+    /// when it verifies and its session (if any) is not revoked; a refresh token when it has not
+    /// been rotated and its session is live.
+    pub async fn introspect(&self, token: &str) -> Result<Option<Introspection>> {
+        if token.contains('.') {
+            let Ok(claims) = self.verify_access_token(token) else { return Ok(None) };
+            if let Some(sid) = &claims.sid {
+                let live = self.store.family(sid).await?.is_some_and(|f| f.revoked_at.is_none());
+                if !live {
+                    return Ok(None);
+                }
+            }
+            return Ok(Some(Introspection::Access(claims)));
+        }
+        Ok(self
+            .refresh
+            .inspect(token)
+            .await?
+            .map(|(record, family)| Introspection::Refresh { expires_at: record.idle_expires_at, family }))
     }
 
     /// Revocation (RFC 7009): a refresh token ends its session. Unknown tokens are not an error.

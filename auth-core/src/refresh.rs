@@ -274,6 +274,19 @@ impl RefreshFamilies {
         Ok(self.store.refresh_token(&secret.hash()).await?.map(|(_, family)| family))
     }
 
+    /// The token's record and session if `token` is live: issued here, not yet rotated, its
+    /// session unrevoked and unexpired at `now` (RFC 7662 `active`).
+    pub async fn inspect(&self, token: &str) -> Result<Option<(RefreshTokenRecord, FamilyRecord)>> {
+        let Some(secret) = RefreshSecret::parse(token) else { return Ok(None) };
+        let Some((record, family)) = self.store.refresh_token(&secret.hash()).await? else { return Ok(None) };
+        let now = self.clock.now();
+        let live = record.used_at.is_none()
+            && family.revoked_at.is_none()
+            && now < record.idle_expires_at
+            && now < family.absolute_expires_at;
+        Ok(live.then_some((record, family)))
+    }
+
     /// Ends session `sid` for `reason`; `false` if it was already revoked or does not exist.
     pub async fn revoke_family(&self, sid: &str, reason: &str) -> Result<bool> {
         let now_ms = self.clock.now_ms();

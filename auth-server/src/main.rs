@@ -1,164 +1,284 @@
-//! `auth-server`: the standalone auth service. With no arguments it serves on 127.0.0.1:8080 from
-//! `./auth-data/` (SQLite database, sealed keys, a generated master key file), creating what is
-//! missing. This build publishes the signing keys (JWKS) and health endpoints; the OAuth endpoints
-//! are built on the same `auth-core` pieces.
+//! `auth-server`: serve (the default) and the operator commands. With no arguments it serves on
+//! 127.0.0.1:8080 from `./auth-data/` (SQLite database, sealed keys, a generated master key file),
+//! creating what is missing.
 
+// A command-line tool: printing its results is its job.
+#![allow(clippy::print_stdout)]
+
+use std::io::Read as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use auth_core::clock::{Clock, SystemClock};
-use auth_core::keys::{KeyRing, MasterKey, RotationPolicy};
-use auth_core::random::{Entropy, OsEntropy};
-use auth_core::spec::Spec;
-use auth_core::store::{SqlStore, Store};
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
-use clap::{Parser, Subcommand};
+use auth_server::app::{self, AppState, ServerConfig};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "auth-server", version, about = "The auth HTTP service")]
+#[command(name = "auth-server", version, about = "The auth HTTP service and its operator commands")]
 struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
     #[command(subcommand)]
     command: Option<Command>,
-    #[command(flatten)]
-    serve: ServeArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+struct CommonArgs {
+    /// Address to listen on.
+    #[arg(long, env = "AUTH_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    listen: SocketAddr,
+    /// The auth.toml spec; a local default spec when absent.
+    #[arg(long, env = "AUTH_SPEC", global = true)]
+    spec: Option<PathBuf>,
+    /// Database URL (sqlite://... or postgres://...); SQLite under the data dir when absent.
+    #[arg(long, env = "AUTH_DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    /// Directory for the SQLite database and the master key file.
+    #[arg(long, env = "AUTH_DATA_DIR", default_value = "auth-data", global = true)]
+    data_dir: PathBuf,
+    /// Redis URL for rate limits shared by several replicas.
+    #[arg(long, env = "AUTH_REDIS_URL", global = true)]
+    redis_url: Option<String>,
+    /// Seconds between key-rotation runs (and pick-up of other replicas' rotations).
+    #[arg(long, env = "AUTH_KEY_REFRESH_SECS", default_value_t = 30, global = true)]
+    key_refresh_secs: u64,
+    /// Login attempts allowed per account per minute (burst; refills evenly).
+    #[arg(long, env = "AUTH_LOGIN_ATTEMPTS", default_value_t = 5, global = true)]
+    login_attempts: u32,
+    /// Requests per second allowed per client IP on credential endpoints (also the burst).
+    #[arg(long, env = "AUTH_PER_IP_RPS", default_value_t = 50, global = true)]
+    per_ip_rps: u32,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve HTTP (the default).
-    Serve(ServeArgs),
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage clients.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Read the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Check the spec and the database.
+    Check,
 }
 
-#[derive(clap::Args, Debug, Clone)]
-struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "AUTH_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// The auth.toml spec; a local default spec when absent.
-    #[arg(long, env = "AUTH_SPEC")]
-    spec: Option<PathBuf>,
-    /// Database URL (sqlite:// or postgres://); SQLite under the data dir when absent.
-    #[arg(long, env = "AUTH_DATABASE_URL")]
-    database_url: Option<String>,
-    /// Directory for the SQLite database and the master key file.
-    #[arg(long, env = "AUTH_DATA_DIR", default_value = "auth-data")]
-    data_dir: PathBuf,
+#[derive(Subcommand, Debug)]
+enum UsersCommand {
+    /// Add a user; the password is read from standard input.
+    Add {
+        /// The username.
+        username: String,
+        /// A custom claim, `name=value` (JSON values are parsed, anything else is a string).
+        #[arg(long = "claim")]
+        claims: Vec<String>,
+    },
+    /// List users.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Disable a user and end all of its sessions.
+    Disable {
+        /// The username.
+        username: String,
+    },
 }
 
-struct AppState {
-    keys: Arc<KeyRing>,
-    store: Arc<dyn Store>,
-    jwks_max_age: u64,
+#[derive(Subcommand, Debug)]
+enum ClientsCommand {
+    /// Register a client of the spec; a confidential client's secret is printed once.
+    Add {
+        /// The client id (as in the spec).
+        id: String,
+    },
+    /// List registered clients.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// List signing keys and their states.
+    List,
+    /// Run the rotation policy now.
+    Rotate,
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// The latest audit events, newest first.
+    Tail {
+        /// How many.
+        #[arg(long, short = 'n', default_value_t = 20)]
+        limit: u32,
+    },
+}
+
+fn config(common: &CommonArgs) -> ServerConfig {
+    let mut config = ServerConfig::local(common.listen, common.data_dir.clone());
+    config.spec = common.spec.clone();
+    config.database_url = common.database_url.clone();
+    config.redis_url = common.redis_url.clone();
+    config.key_refresh = Duration::from_secs(common.key_refresh_secs.max(1));
+    config.login_attempts.burst = common.login_attempts.max(1);
+    config.per_ip_burst = common.per_ip_rps.max(1);
+    config.per_ip_period = Duration::from_micros(1_000_000 / u64::from(common.per_ip_rps.max(1)));
+    config
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
-    };
-    serve(args).await
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("auth-server: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let spec = match &args.spec {
-        Some(path) => Spec::load(path).with_context(|| format!("loading {}", path.display()))?,
-        None => Spec::default_local(&format!("http://{}", args.listen)),
-    };
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let entropy: Arc<dyn Entropy> = Arc::new(OsEntropy::new());
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let master = load_master_key(&args.data_dir, entropy.as_ref())?;
-    let url = match &args.database_url {
-        Some(url) => url.clone(),
-        None => format!("sqlite://{}?mode=rwc", args.data_dir.join("auth.db").display()),
-    };
-    let store: Arc<dyn Store> = Arc::new(SqlStore::connect(&url).await.context("opening the database")?);
-    store.migrate().await.context("applying migrations")?;
-    let keys = Arc::new(KeyRing::new(
-        store.clone(),
-        master,
-        RotationPolicy::from_spec(&spec),
-        clock,
-        entropy,
-    ));
-    keys.rotate().await.context("loading the signing keys")?;
-    spawn_rotation(keys.clone());
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = config(&cli.common);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            app::open_store(&config).await?;
+            println!("migrations applied to {}", redact(&config.database_url()));
+            Ok(())
+        }
+        Command::Check => {
+            let spec = config.load_spec()?;
+            println!("spec ok: issuer {}, hash {}", spec.issuer, spec.hash());
+            let state = app::build_state(config).await?;
+            state.store().ping().await?;
+            let snapshot = state.keys().snapshot()?;
+            println!("database ok; active key {} ({})", snapshot.active.kid, snapshot.active.key.algorithm());
+            Ok(())
+        }
+        Command::Users(command) => users(app::build_state(config).await?, command).await,
+        Command::Clients(command) => clients(app::build_state(config).await?, command).await,
+        Command::Keys(command) => keys(app::build_state(config).await?, command).await,
+        Command::Audit(AuditCommand::Tail { limit }) => {
+            let state = app::build_state(config).await?;
+            for event in state.store().audit_tail(limit).await? {
+                println!("{}", serde_json::to_string(&event)?);
+            }
+            Ok(())
+        }
+    }
+}
 
-    let state = Arc::new(AppState { keys, store, jwks_max_age: spec.keys.jwks_max_age.0 });
-    let app = Router::new()
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .with_state(state);
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
+async fn serve(config: ServerConfig) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let state = app::build_state(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let local = listener.local_addr()?;
     tracing::info!(
-        listen = %listener.local_addr()?,
-        issuer = %spec.issuer,
-        spec_hash = %spec.hash(),
-        "auth-server listening; signing keys at /.well-known/jwks.json"
+        listen = %local,
+        issuer = %state.spec.issuer,
+        spec_hash = %state.spec.hash(),
+        database = %redact(&state.config.database_url()),
+        "auth-server listening"
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    tracing::info!(
+        "add a user: `echo 'a long password' | auth-server users add alice`; register a confidential client: `auth-server clients add <id>`; keys: http://{local}/.well-known/jwks.json"
+    );
+    app::serve(state, listener).await
+}
+
+/// A database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((credentials, host)) => {
+                let user = credentials.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+async fn users(state: Arc<AppState>, command: UsersCommand) -> anyhow::Result<()> {
+    match command {
+        UsersCommand::Add { username, claims } => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password).context("reading the password from stdin")?;
+            let password = password.strip_suffix('\n').unwrap_or(&password);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            let mut map = serde_json::Map::new();
+            for claim in claims {
+                let (name, value) = claim.split_once('=').context("a claim is written name=value")?;
+                let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+                map.insert(name.to_owned(), value);
+            }
+            let user = state.authority.sign_up(&username, password, map).await?;
+            println!("created user {} ({})", user.username, user.id);
+        }
+        UsersCommand::List { limit } => {
+            for user in state.store().list_users(limit, 0).await? {
+                let status = if user.disabled { "disabled" } else { "active" };
+                println!("{}\t{}\t{}\t{}", user.id, user.username, status, serde_json::Value::Object(user.claims));
+            }
+        }
+        UsersCommand::Disable { username } => {
+            let name = auth_core::authority::normalize_username(&username)?;
+            let user = state.store().user_by_username(&name).await?.with_context(|| format!("no user {username}"))?;
+            let ended = state.authority.disable_user(&user.id).await?;
+            println!("disabled {}; ended {ended} session(s)", user.username);
+        }
+    }
     Ok(())
 }
 
-fn load_master_key(data_dir: &Path, entropy: &dyn Entropy) -> anyhow::Result<MasterKey> {
-    if let Ok(text) = std::env::var("AUTH_MASTER_KEY") {
-        return Ok(MasterKey::from_text(&text)?);
-    }
-    let path = std::env::var_os("AUTH_MASTER_KEY_FILE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| data_dir.join("master.key"));
-    Ok(MasterKey::load_or_create_file(&path, entropy)?)
-}
-
-fn spawn_rotation(keys: Arc<KeyRing>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(30));
-        loop {
-            tick.tick().await;
-            if let Err(e) = keys.rotate().await {
-                tracing::warn!(error = %e, code = e.code(), "key rotation failed; keeping the current keys");
+async fn clients(state: Arc<AppState>, command: ClientsCommand) -> anyhow::Result<()> {
+    match command {
+        ClientsCommand::Add { id } => match state.authority.register_client(&id).await? {
+            Some(secret) => println!("registered {id}; its secret (shown once, stored hashed):\n{secret}"),
+            None => println!("registered public client {id} (no secret)"),
+        },
+        ClientsCommand::List => {
+            for client in state.store().list_clients().await? {
+                let kind = if client.secret_hash.is_some() { "confidential" } else { "public" };
+                println!("{}\t{kind}\t{}", client.id, client.created_at);
             }
         }
-    });
+    }
+    Ok(())
 }
 
-async fn jwks(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    match state.keys.cached_snapshot() {
-        Some(snapshot) => (
-            StatusCode::OK,
-            [(header::CACHE_CONTROL, format!("public, max-age={}", state.jwks_max_age))],
-            Json(snapshot.keys.jwks()),
-        )
-            .into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "signing keys not loaded").into_response(),
+async fn keys(state: Arc<AppState>, command: KeysCommand) -> anyhow::Result<()> {
+    if let KeysCommand::Rotate = command {
+        let steps = state.keys().rotate().await?;
+        println!("applied: {steps:?}");
     }
-}
-
-async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable"),
+    for key in state.store().list_keys().await? {
+        println!(
+            "{}\t{}\t{}\tactivates {}\tdeactivated {}",
+            key.kid,
+            key.alg,
+            key.state.as_str(),
+            key.activates_at,
+            key.deactivated_at.map_or_else(|| "-".to_owned(), |t| t.to_string())
+        );
     }
+    Ok(())
 }

@@ -1,0 +1,282 @@
+//! The service: configuration, shared state, the router and the background tasks.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use auth_core::authority::Authority;
+use auth_core::clock::{Clock, SystemClock};
+use auth_core::keys::{KeyRing, MasterKey, RotationPolicy, RotationStep};
+use auth_core::password::PasswordHasher;
+use auth_core::random::{Entropy, OsEntropy};
+use auth_core::ratelimit::{FallbackLimiter, LimiterBackend, MemoryLimiter, RedisLimiter, ScopeLimiter};
+use auth_core::spec::{RateLimitSpec, Seconds, Spec};
+use auth_core::store::{SqlStore, Store};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use tower_governor::GovernorLayer;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::PeerIpKeyExtractor;
+
+use crate::metrics::Metrics;
+use crate::routes;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// How the service is configured (from flags and `AUTH_*` variables).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The spec; a local default when `None`.
+    pub spec: Option<PathBuf>,
+    /// Where to listen (used for the default spec's issuer).
+    pub listen: SocketAddr,
+    /// Database URL; SQLite under `data_dir` when `None`.
+    pub database_url: Option<String>,
+    /// Directory for the SQLite database and the master key file.
+    pub data_dir: PathBuf,
+    /// Redis URL for cluster-wide rate limits; in-memory when `None`.
+    pub redis_url: Option<String>,
+    /// Concurrent argon2 computations (default: the number of cores).
+    pub password_workers: usize,
+    /// Per-IP limit on credential endpoints: requests per `per_ip_period`, with this burst.
+    pub per_ip_burst: u32,
+    /// Replenish period of the per-IP limit.
+    pub per_ip_period: Duration,
+    /// Login attempts per account: burst and refill window.
+    pub login_attempts: RateLimitSpec,
+    /// How often rotation runs and other replicas' key changes are picked up.
+    pub key_refresh: Duration,
+}
+
+impl ServerConfig {
+    /// Defaults for a local start.
+    pub fn local(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            spec: None,
+            listen,
+            database_url: None,
+            data_dir,
+            redis_url: None,
+            password_workers: std::thread::available_parallelism().map_or(2, usize::from),
+            per_ip_burst: 50,
+            per_ip_period: Duration::from_millis(100),
+            login_attempts: RateLimitSpec { burst: 5, per: Seconds(60) },
+            key_refresh: Duration::from_secs(30),
+        }
+    }
+
+    /// The spec this configuration serves.
+    pub fn load_spec(&self) -> anyhow::Result<Spec> {
+        match &self.spec {
+            Some(path) => Spec::load(path).with_context(|| format!("loading the spec {}", path.display())),
+            None => Ok(Spec::default_local(&format!("http://{}", self.listen))),
+        }
+    }
+
+    /// The database URL, defaulting to SQLite under the data directory.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("auth.db").display()))
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// The issuance paths.
+    pub authority: Arc<Authority>,
+    /// The spec in force.
+    pub spec: Arc<Spec>,
+    /// Scope-tied limits.
+    pub limiter: ScopeLimiter,
+    /// Per-account login attempts, on the same backend as the scope limits.
+    pub login_limiter: Arc<dyn LimiterBackend>,
+    /// The Redis fallback wrapper, when Redis is configured.
+    pub fallback: Option<Arc<FallbackLimiter>>,
+    /// The configuration.
+    pub config: ServerConfig,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl AppState {
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        self.authority.store()
+    }
+
+    /// The key ring.
+    pub fn keys(&self) -> &KeyRing {
+        self.authority.keys()
+    }
+}
+
+/// Opens the database (creating the data directory, the SQLite file and the master key file as
+/// needed) and applies migrations.
+pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let store = SqlStore::connect(&config.database_url()).await.context("opening the database")?;
+    store.migrate().await.context("applying database migrations")?;
+    Ok(Arc::new(store))
+}
+
+/// Reads the master key: `AUTH_MASTER_KEY` (base64 or hex), else the file named by
+/// `AUTH_MASTER_KEY_FILE`, else `<data_dir>/master.key`, created with mode 0600 when missing.
+pub fn load_master_key(config: &ServerConfig, entropy: &dyn Entropy) -> anyhow::Result<MasterKey> {
+    if let Ok(text) = std::env::var("AUTH_MASTER_KEY") {
+        return MasterKey::from_text(&text).context("AUTH_MASTER_KEY");
+    }
+    let path = std::env::var_os("AUTH_MASTER_KEY_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| config.data_dir.join("master.key"));
+    MasterKey::load_or_create_file(&path, entropy).context("loading the master key")
+}
+
+/// Builds the whole service: store, keys (rotated once, so there is a signing key), limiters,
+/// metrics.
+pub async fn build_state(config: ServerConfig) -> anyhow::Result<Arc<AppState>> {
+    let spec = Arc::new(config.load_spec()?);
+    let entropy: Arc<dyn Entropy> = Arc::new(OsEntropy::new());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = open_store(&config).await?;
+    let master = load_master_key(&config, entropy.as_ref())?;
+    let keys = Arc::new(KeyRing::new(
+        store.clone(),
+        master,
+        RotationPolicy::from_spec(&spec),
+        clock.clone(),
+        entropy.clone(),
+    ));
+    keys.rotate().await.context("loading the signing keys")?;
+    let passwords = Arc::new(PasswordHasher::new(&spec.passwords, config.password_workers.max(1))?);
+    let metrics = Arc::new(Metrics::new()?);
+    let (backend, fallback): (Arc<dyn LimiterBackend>, Option<Arc<FallbackLimiter>>) = match &config.redis_url {
+        Some(url) => {
+            let redis: Arc<dyn LimiterBackend> = Arc::new(RedisLimiter::new(url, "auth:rl:")?);
+            let fallback = Arc::new(FallbackLimiter::new(redis));
+            (fallback.clone(), Some(fallback))
+        }
+        None => (Arc::new(MemoryLimiter::new()), None),
+    };
+    let limiter = ScopeLimiter::new(&spec, backend.clone(), clock.clone());
+    let authority = Arc::new(Authority::new(spec.clone(), store, clock.clone(), entropy, keys, passwords));
+    Ok(Arc::new(AppState {
+        authority,
+        spec,
+        limiter,
+        login_limiter: backend,
+        fallback,
+        config,
+        metrics,
+        clock,
+    }))
+}
+
+/// The router. Credential endpoints sit behind a per-IP limit.
+pub fn router(state: Arc<AppState>) -> Router {
+    let per_ip = GovernorConfigBuilder::default()
+        .period(state.config.per_ip_period)
+        .burst_size(state.config.per_ip_burst.max(1))
+        .key_extractor(PeerIpKeyExtractor)
+        .finish()
+        .map(Arc::new);
+    let metrics = state.metrics.clone();
+    let mut credentials = Router::new()
+        .route("/oauth/token", post(routes::oauth::token))
+        .route("/oauth/revoke", post(routes::oauth::revoke))
+        .route("/oauth/introspect", post(routes::oauth::introspect))
+        .route("/v1/users", post(routes::users::sign_up));
+    if let Some(per_ip) = per_ip {
+        let limited = metrics.rate_limited.with_label_values(&["per_ip"]);
+        credentials = credentials.layer(GovernorLayer::new(per_ip).error_handler(move |e| {
+            limited.inc();
+            routes::per_ip_refusal(e)
+        }));
+    }
+    Router::new()
+        .merge(credentials)
+        .route("/.well-known/jwks.json", get(routes::wellknown::jwks))
+        .route("/.well-known/openid-configuration", get(routes::wellknown::openid_configuration))
+        .route("/.well-known/oauth-authorization-server", get(routes::wellknown::authorization_server))
+        .route("/userinfo", get(routes::users::userinfo))
+        .route("/v1/sessions", get(routes::users::sessions))
+        .route("/v1/sessions/{sid}", delete(routes::users::end_session))
+        .route("/v1/logout", post(routes::users::logout))
+        .route("/healthz", get(routes::ops::healthz))
+        .route("/readyz", get(routes::ops::readyz))
+        .route("/metrics", get(routes::ops::metrics))
+        .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Rotates keys (and picks up other replicas' rotations) every `key_refresh`; mirrors the
+/// rate-limit backend's health into metrics. Errors are logged and retried, never fatal: the
+/// ring keeps its last good snapshot.
+pub fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(state.config.key_refresh);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match state.keys().rotate().await {
+                Ok(steps) => {
+                    for step in steps {
+                        let name = match step {
+                            RotationStep::GenerateActive | RotationStep::GeneratePending { .. } => "generate",
+                            RotationStep::Activate { .. } => "activate",
+                            RotationStep::Deactivate { .. } => "deactivate",
+                            RotationStep::Retire { .. } => "retire",
+                        };
+                        state.metrics.key_rotations.with_label_values(&[name]).inc();
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, code = e.code(), "key rotation failed; keeping the current keys"),
+            }
+            if let Some(fallback) = &state.fallback {
+                state.metrics.limiter_degraded.set(i64::from(fallback.is_degraded()));
+                state.metrics.limiter_fallbacks.set(i64::try_from(fallback.fallbacks()).unwrap_or(i64::MAX));
+            }
+        }
+    })
+}
+
+/// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.
+pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+    let background = spawn_background(state.clone());
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    background.abort();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}

@@ -1,0 +1,194 @@
+//! The server's two error formats: RFC 6749 error JSON on `/oauth/*`, RFC 9457 problem+json
+//! everywhere else. Each maps an [`auth_core::Error`] to a status and a stable code; 5xx bodies stay
+//! generic while the cause goes to the log.
+
+use auth_core::Error;
+use axum::Json;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An RFC 6749 section 5.2 error.
+#[derive(Debug)]
+pub struct OAuthError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The `error` code (`invalid_request`, `invalid_grant`, ...).
+    pub error: &'static str,
+    /// `error_description`: a stable code of this service (`refresh.reused`, ...).
+    pub description: String,
+    /// Extra headers (`WWW-Authenticate`, `Retry-After`).
+    pub headers: HeaderMap,
+}
+
+impl OAuthError {
+    /// An error with a status, an RFC 6749 code and a description.
+    pub fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+        Self { status, error, description: description.into(), headers: HeaderMap::new() }
+    }
+
+    /// `invalid_request` (400).
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    /// `invalid_client` (401) with a Basic challenge (RFC 6749 section 5.2).
+    pub fn invalid_client() -> Self {
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, "invalid_client", "auth.invalid_client");
+        e.headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"auth\""));
+        e
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+}
+
+impl From<Error> for OAuthError {
+    fn from(e: Error) -> Self {
+        let code = e.code();
+        match e {
+            Error::InvalidCredentials | Error::Refresh(_) => Self::new(StatusCode::BAD_REQUEST, "invalid_grant", code),
+            Error::InvalidClient => Self::invalid_client(),
+            Error::UnauthorizedGrant(_) => Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", code),
+            Error::InvalidScope(scope) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_scope", format!("{code}: {scope}"))
+            }
+            Error::Invalid { field, message } => Self::invalid_request(format!("{field}: {message}")),
+            other => {
+                let (status, error) = server_side(&other);
+                Self::new(status, error, code)
+            }
+        }
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.error, "error_description": self.description });
+        let mut response = (self.status, no_store(), Json(body)).into_response();
+        response.headers_mut().extend(self.headers);
+        response
+    }
+}
+
+/// Maps errors that are not the client's fault: a database outage is a 503 worth retrying,
+/// anything else a 500 whose cause is logged but not shown.
+fn server_side(e: &Error) -> (StatusCode, &'static str) {
+    match e {
+        Error::StoreUnavailable(_) | Error::RateLimitBackend(_) => {
+            tracing::warn!(error = %e, code = e.code(), "dependency unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+        }
+        _ => {
+            tracing::error!(error = %e, code = e.code(), "internal error");
+            (StatusCode::INTERNAL_SERVER_ERROR, "server_error")
+        }
+    }
+}
+
+/// `Cache-Control: no-store` and `Pragma: no-cache`, required on token responses (RFC 6749 5.1).
+pub fn no_store() -> [(HeaderName, HeaderValue); 2] {
+    [
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        (header::PRAGMA, HeaderValue::from_static("no-cache")),
+    ]
+}
+
+/// An RFC 9457 problem.
+#[derive(Debug)]
+pub struct Problem {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// A stable code of this service (`input.conflict`, `token.expired`, ...).
+    pub code: String,
+    /// A short human-readable summary.
+    pub title: String,
+    /// What happened in this case.
+    pub detail: Option<String>,
+    /// Extra headers (`WWW-Authenticate`, rate-limit headers).
+    pub headers: HeaderMap,
+}
+
+impl Problem {
+    /// A problem with a status, a code and a title.
+    pub fn new(status: StatusCode, code: impl Into<String>, title: impl Into<String>) -> Self {
+        Self { status, code: code.into(), title: title.into(), detail: None, headers: HeaderMap::new() }
+    }
+
+    /// Adds a detail.
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// 401 for a missing or rejected bearer token (RFC 6750 section 3).
+    pub fn invalid_token(code: &str) -> Self {
+        let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{code}\"");
+        let value = HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer error=\"invalid_token\""));
+        Self::new(StatusCode::UNAUTHORIZED, code, "The access token is missing or invalid")
+            .with_header(header::WWW_AUTHENTICATE, value)
+    }
+
+    /// 403 for a token lacking the scope the route requires (RFC 6750 section 3.1).
+    pub fn insufficient_scope(scope: &str) -> Self {
+        let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"");
+        let value = HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer error=\"insufficient_scope\""));
+        Self::new(StatusCode::FORBIDDEN, "auth.insufficient_scope", "The access token lacks a required scope")
+            .with_header(header::WWW_AUTHENTICATE, value)
+    }
+}
+
+impl From<Error> for Problem {
+    fn from(e: Error) -> Self {
+        let code = e.code();
+        match e {
+            Error::Token(t) => Self::invalid_token(t.code()),
+            Error::Invalid { field, message } => {
+                Self::new(StatusCode::BAD_REQUEST, code, "Invalid input").detail(format!("{field}: {message}"))
+            }
+            Error::Conflict(_) => Self::new(StatusCode::CONFLICT, code, "Already exists"),
+            Error::NotFound(what) => Self::new(StatusCode::NOT_FOUND, code, "Not found").detail(what),
+            Error::InvalidCredentials => Self::new(StatusCode::UNAUTHORIZED, code, "Invalid credentials"),
+            other => {
+                let (status, _) = server_side(&other);
+                let title = if status == StatusCode::SERVICE_UNAVAILABLE {
+                    "Temporarily unavailable"
+                } else {
+                    "Internal server error"
+                };
+                Self::new(status, code, title)
+            }
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "type": "about:blank",
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "code": self.code,
+        });
+        if let Some(detail) = self.detail {
+            body["detail"] = json!(detail);
+        }
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"))],
+            body.to_string(),
+        )
+            .into_response();
+        response.headers_mut().extend(self.headers);
+        response
+    }
+}

@@ -1,0 +1,11 @@
+//! auth-server: the standalone auth HTTP service over `auth-core`.
+//!
+//! - [`app`]: configuration, shared state, router, background tasks, graceful shutdown.
+//! - [`routes`]: the handlers (OAuth, users and sessions, well-known documents, operations).
+//! - [`error`]: RFC 6749 and RFC 9457 error bodies.
+//! - [`metrics`]: Prometheus metrics.
+
+pub mod app;
+pub mod error;
+pub mod metrics;
+pub mod routes;

@@ -1,0 +1,29 @@
+//! `GET /healthz` (the process answers), `GET /readyz` (the database answers), `GET /metrics`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+
+/// Liveness: answers while the process runs, whatever its dependencies do.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the database answers within a second.
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(1), state.store().ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "not ready: database unreachable").into_response(),
+    }
+}
+
+/// Prometheus text exposition.
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+    ([(header::CONTENT_TYPE, content_type)], state.metrics.render()).into_response()
+}

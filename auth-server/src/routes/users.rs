@@ -1,0 +1,151 @@
+//! Sign-up, userinfo and sessions: `POST /v1/users`, `GET /userinfo`, `GET /v1/sessions`,
+//! `DELETE /v1/sessions/{sid}`, `POST /v1/logout[?all=true]`. JSON in, problem+json errors.
+
+use std::sync::Arc;
+
+use auth_core::Error;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::{authenticate, with_limit_headers};
+use crate::app::AppState;
+use crate::error::Problem;
+
+/// `POST /v1/users` `{ "username", "password", <custom claims>... }` -> 201.
+pub async fn sign_up(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let essence = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::trim)
+            .unwrap_or("");
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "request.unsupported_media_type", "Send application/json"));
+        }
+        let mut fields: Map<String, Value> = serde_json::from_slice(&body).map_err(|e| {
+            Problem::new(StatusCode::BAD_REQUEST, "request.malformed", "The body is not a JSON object").detail(e.to_string())
+        })?;
+        let mut take_string = |name: &str| match fields.remove(name) {
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(Problem::from(Error::invalid(name, "must be a string"))),
+            None => Err(Problem::from(Error::invalid(name, "is required"))),
+        };
+        let username = take_string("username")?;
+        let password = take_string("password")?;
+        let user = state.authority.sign_up(&username, &password, fields).await?;
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({ "id": user.id, "username": user.username, "claims": user.claims, "created_at": user.created_at })),
+        )
+            .into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /userinfo`: the user's claims (bearer).
+pub async fn userinfo(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let result = async {
+        let (claims, decision) = authenticate(&state, &headers).await?;
+        let mut body = json!({ "sub": claims.sub });
+        if claims.sid.is_some() {
+            let user = state.store().user_by_id(&claims.sub).await?;
+            let user = user.filter(|u| !u.disabled).ok_or_else(|| Problem::invalid_token("token.subject_unknown"))?;
+            body["preferred_username"] = json!(user.username);
+            for (name, value) in user.claims {
+                body[name] = value;
+            }
+        }
+        Ok::<_, Problem>(with_limit_headers(Json(body).into_response(), decision.as_ref()))
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /v1/sessions`: the caller's live sessions.
+pub async fn sessions(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let result = async {
+        let (claims, decision) = authenticate(&state, &headers).await?;
+        let sessions = state.authority.refresh_families().sessions_of_user(&claims.sub).await?;
+        let list: Vec<Value> = sessions
+            .into_iter()
+            .map(|f| {
+                json!({
+                    "sid": f.id, "client_id": f.client_id, "scope": f.scope,
+                    "created_at": f.created_at, "expires_at": f.absolute_expires_at,
+                    "current": claims.sid.as_deref() == Some(f.id.as_str()),
+                })
+            })
+            .collect();
+        Ok::<_, Problem>(with_limit_headers(Json(json!({ "sessions": list })).into_response(), decision.as_ref()))
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `DELETE /v1/sessions/{sid}`: ends one of the caller's sessions.
+pub async fn end_session(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(sid): Path<String>) -> Response {
+    let result = async {
+        let (claims, decision) = authenticate(&state, &headers).await?;
+        let family = state.store().family(&sid).await?;
+        // Another user's session is reported exactly like a missing one.
+        match family {
+            Some(f) if f.user_id.as_deref() == Some(claims.sub.as_str()) => {
+                state.authority.refresh_families().revoke_family(&sid, "logout").await?;
+                Ok::<_, Problem>(with_limit_headers(StatusCode::NO_CONTENT.into_response(), decision.as_ref()))
+            }
+            _ => Err(Problem::new(StatusCode::NOT_FOUND, "session.not_found", "No such session")),
+        }
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The query of `POST /v1/logout`.
+#[derive(Debug)]
+pub struct LogoutQuery {
+    /// End every session of the user, not only this one.
+    pub all: bool,
+}
+
+/// `POST /v1/logout` ends this session; `?all=true` ends every session of the user.
+pub async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let result = async {
+        let query: LogoutQuery = serde_urlencoded_query(query.as_deref())?;
+        let all = query.all;
+        let (claims, decision) = authenticate(&state, &headers).await?;
+        let families = state.authority.refresh_families();
+        let ended = if all {
+            families.revoke_user(&claims.sub, "logout_all").await?
+        } else {
+            let sid = claims.sid.as_deref().ok_or_else(|| {
+                Problem::new(StatusCode::BAD_REQUEST, "session.none", "This token has no session to end")
+            })?;
+            u64::from(families.revoke_family(sid, "logout").await?)
+        };
+        Ok::<_, Problem>(with_limit_headers(Json(json!({ "sessions_ended": ended })).into_response(), decision.as_ref()))
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Parses a query string strictly: unknown parameters and malformed values are a 400 problem.
+fn serde_urlencoded_query(query: Option<&str>) -> Result<LogoutQuery, Problem> {
+    let mut parsed = LogoutQuery { all: false };
+    for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match (name.as_ref(), value.as_ref()) {
+            ("all", "true" | "1") => parsed.all = true,
+            ("all", "false" | "0") => parsed.all = false,
+            _ => {
+                return Err(Problem::new(StatusCode::BAD_REQUEST, "request.invalid_query", "Invalid query")
+                    .detail(format!("unexpected parameter {name}={value}")));
+            }
+        }
+    }
+    Ok(parsed)
+}

@@ -1,0 +1,67 @@
+//! `GET /.well-known/jwks.json` and the discovery documents (OpenID Connect Discovery and RFC 8414).
+//! Both answer from memory, so they keep working while the database is down.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::error::Problem;
+
+/// `GET /.well-known/jwks.json`, cacheable for `keys.jwks_max_age` (never longer than a new key
+/// waits before signing, so cached copies always hold it).
+pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
+    match state.keys().cached_snapshot() {
+        Some(snapshot) => {
+            let max_age = format!("public, max-age={}", state.spec.keys.jwks_max_age.0);
+            let cache = HeaderValue::from_str(&max_age).unwrap_or(HeaderValue::from_static("no-cache"));
+            (StatusCode::OK, [(header::CACHE_CONTROL, cache)], Json(snapshot.keys.jwks())).into_response()
+        }
+        None => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "key.not_loaded", "Signing keys are not loaded").into_response(),
+    }
+}
+
+fn metadata(state: &AppState) -> Value {
+    let issuer = &state.spec.issuer;
+    let mut grants: Vec<&str> = state
+        .spec
+        .clients
+        .values()
+        .flat_map(|c| c.grants.iter().map(|g| g.as_str()))
+        .collect();
+    grants.sort_unstable();
+    grants.dedup();
+    let claims: Vec<&str> =
+        ["sub", "preferred_username"].into_iter().chain(state.spec.claims.keys().map(String::as_str)).collect();
+    json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}/oauth/token"),
+        "revocation_endpoint": format!("{issuer}/oauth/revoke"),
+        "introspection_endpoint": format!("{issuer}/oauth/introspect"),
+        "userinfo_endpoint": format!("{issuer}/userinfo"),
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "scopes_supported": state.spec.scopes.keys().collect::<Vec<_>>(),
+        "response_types_supported": ["token"],
+        "grant_types_supported": grants,
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "id_token_signing_alg_values_supported": [state.spec.tokens.algorithm.as_str()],
+        "subject_types_supported": ["public"],
+        "claims_supported": claims,
+    })
+}
+
+/// `GET /.well-known/openid-configuration`.
+pub async fn openid_configuration(State(state): State<Arc<AppState>>) -> Response {
+    Json(metadata(&state)).into_response()
+}
+
+/// `GET /.well-known/oauth-authorization-server` (RFC 8414).
+pub async fn authorization_server(State(state): State<Arc<AppState>>) -> Response {
+    Json(metadata(&state)).into_response()
+}
