@@ -1,0 +1,3 @@
+//! auth-core's integration tests: one binary, one module per area.
+
+mod vectors;
