@@ -287,3 +287,78 @@ fn wycheproof_rsa_pkcs1_2048_sha256() {
         DecodingKey::from_rsa_raw_components(&strip(&n), &strip(&e))
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Wycheproof JSON Web Signature cases
+//
+// `json_web_signature_test.json` is not in the wycheproof crate (it excludes `json_web_*`); these
+// are cases of its "es256" group (tcId 18, 19, 25, 31, 32), copied by hand from upstream
+// `testvectors_v1/json_web_signature_test.json`. Their payload is "foo" and their header has no
+// `typ`, so an access-token verifier that accepts the signature stops at `typ`: `WrongType` is
+// the verifier's way of saying "signature good".
+
+const JWS_ES256_X: &str = "04N0xi21hshyvBp7I167sbE_bXqyqkAPfefdklMO7wY";
+const JWS_ES256_Y: &str = "UI8exy-C06a7DUnjIdENkxeFtHM4-l_41LqEw9nVgmw";
+
+/// (tcId, comment, JWS, Wycheproof result, what `AccessTokenVerifier` says).
+const JWS_ES256_CASES: &[(u32, &str, &str, bool, TokenError)] = &[
+    (
+        18,
+        "acceptsValid",
+        "eyJhbGciOiJFUzI1NiIsImtpZCI6ImtpZC1lYy1zaWduIn0.Zm9v.5cA0OHyMP7ezamUd5c9kV-FrGxdx4hbGXOdplQkutrqWrte5P-pAvsE3Ve6xSyU3YDQwUHjVVOtvcrEbbnZ8yA",
+        true,
+        TokenError::WrongType,
+    ),
+    (
+        19,
+        "rejectsModifiedSignature",
+        "eyJhbGciOiJFUzI1NiIsImtpZCI6ImtpZC1lYy1zaWduIn0.Zm9v.XcA0OHyMP7ezamUd5c9kV-FrGxdx4hbGXOdplQkutrqWrte5P-pAvsE3Ve6xSyU3YDQwUHjVVOtvcrEbbnZ8yA",
+        false,
+        TokenError::BadSignature,
+    ),
+    (
+        25,
+        "rejectsModifiedHeader",
+        "eyJhbGciOiJFUzI1NiIsImtpZCI6IlhpZC1lYy1zaWduIn0.Zm9v.5cA0OHyMP7ezamUd5c9kV-FrGxdx4hbGXOdplQkutrqWrte5P-pAvsE3Ve6xSyU3YDQwUHjVVOtvcrEbbnZ8yA",
+        false,
+        TokenError::UnknownKey,
+    ),
+    (
+        31,
+        "rejectsSymmetryConfusionAttacks_aesKeyFromEcVerificationKeyBytes",
+        "eyJhbGciOiJIUzI1NiIsImtpZCI6ImtpZC1lYy1zaWduIn0.Zm9v.TgWtz2FIRukBQ_mA5sgHa0Ybtgn7bl-YBPAi7Z0XdHU",
+        false,
+        TokenError::UnsupportedAlgorithm,
+    ),
+    (
+        32,
+        "rejectsAttackerProvidedEmbeddedJwk",
+        "eyJhbGciOiJFUzI1NiIsImtpZCI6ImtpZC1lYy1zaWduIiwiandrIjp7Imt0eSI6IkVDIiwia2lkIjoia2lkLWVjLXNpZ24iLCJ1c2UiOiJzaWciLCJhbGciOiJFUzI1NiIsIngiOiJNZG5UWkRJaERKYmZBU2RGcWFtY3BPMkNoOUdOS0sybTBNUWxoNDAyU3BvIiwieSI6Ijdhdko0bHFfV3l4LW5MUERCUTJZcHl0dUh5TWlvMDdCVXl2bDNqYUMtMVkiLCJjcnYiOiJQLTI1NiJ9fQ.Zm9v.4jmsollQD8ZxvySzXYnIEYA4fwaZi2ZbC0aI1J4LYmW2Bn31NhKdjms2N6o51Dff5-InWXQF9m45VtTexl6yjg",
+        false,
+        TokenError::BadSignature,
+    ),
+];
+
+#[test]
+fn wycheproof_jws_es256_cases() {
+    install_provider();
+    let jwk: Jwk = serde_json::from_value(
+        json!({ "kty": "EC", "crv": "P-256", "x": JWS_ES256_X, "y": JWS_ES256_Y, "alg": "ES256", "kid": "kid-ec-sign" }),
+    )
+    .expect("EC JWK");
+    let public = DecodingKey::from_ec_components(JWS_ES256_X, JWS_ES256_Y).expect("components");
+    let keys = KeySet::from_jwks(&JwkSet { keys: vec![jwk] });
+    let spec = Spec::parse(include_str!("../../../fixtures/specs/booking.toml")).expect("spec");
+    let verifier = AccessTokenVerifier::from_spec(&spec);
+    for (id, comment, jws, valid, code) in JWS_ES256_CASES {
+        let (input, sig) = jws.rsplit_once('.').expect("compact JWS");
+        let verified = jsonwebtoken::crypto::verify(sig, input.as_bytes(), &public, Algorithm::ES256).unwrap_or(false);
+        assert_eq!(verified, *valid, "tcId {id} ({comment}): signature under the published key");
+        assert_eq!(verifier.verify(jws, &keys, 0).map(|c| c.jti), Err(*code), "tcId {id} ({comment})");
+    }
+    // The embedded-jwk case is a real attack: its signature is good under the key it carries.
+    let (input, sig) = JWS_ES256_CASES[4].2.rsplit_once('.').expect("compact JWS");
+    let header: Value = serde_json::from_slice(&unb64(input.split('.').next().expect("header"))).expect("header");
+    let embedded = DecodingKey::from_jwk(&serde_json::from_value(header["jwk"].clone()).expect("jwk")).expect("key");
+    assert!(jsonwebtoken::crypto::verify(sig, input.as_bytes(), &embedded, Algorithm::ES256).expect("verify"));
+}
