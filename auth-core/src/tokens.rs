@@ -8,12 +8,14 @@
 //! leeway. Each rejection is a [`TokenError`] with a stable code.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::clock::UnixSeconds;
 use crate::crypto::{self, jwt_algorithm};
@@ -232,32 +234,41 @@ impl AccessTokenVerifier {
         if !header.typ.as_deref().is_some_and(is_access_token_typ) {
             return Err(TokenError::WrongType);
         }
-        let claims: Map<String, Value> = decode_json(payload_b64)?;
+        let claims: RawClaims = decode_json(payload_b64)?;
         self.check_claims(claims, now)
     }
 
-    fn check_claims(&self, mut raw: Map<String, Value>, now: UnixSeconds) -> Result<AccessClaims, TokenError> {
-        for name in ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope"] {
-            if !raw.contains_key(name) {
-                return Err(TokenError::MissingClaim);
-            }
-        }
-        let nbf = match raw.remove("nbf") {
-            None => None,
-            Some(v) => Some(v.as_i64().ok_or(TokenError::InvalidClaim)?),
+    fn check_claims(&self, raw: RawClaims, now: UnixSeconds) -> Result<AccessClaims, TokenError> {
+        // Precedence of the codes: an absent standard claim, then a bad `nbf`, then the spec's
+        // custom claims, then the types of the standard claims.
+        let (Some(iss), Some(sub), Some(aud), Some(exp), Some(iat), Some(jti), Some(client_id), Some(scope)) =
+            (raw.iss, raw.sub, raw.aud, raw.exp, raw.iat, raw.jti, raw.client_id, raw.scope)
+        else {
+            return Err(TokenError::MissingClaim);
         };
+        let nbf = raw.nbf.map(Typed::valid).transpose()?;
         // Custom claims describe users: tokens of a user session (those with a `sid`) must carry
         // the required ones; client-credentials tokens carry none.
-        let user_token = raw.contains_key("sid");
+        let user_token = raw.sid.is_some();
         for (name, spec) in &self.claims {
-            match raw.get(name) {
+            match raw.custom.get(name) {
                 None if spec.required && user_token => return Err(TokenError::MissingClaim),
                 Some(v) if !spec.kind.matches(v) => return Err(TokenError::InvalidClaim),
                 _ => {}
             }
         }
-        let claims: AccessClaims =
-            serde_json::from_value(Value::Object(raw)).map_err(|_| TokenError::InvalidClaim)?;
+        let claims = AccessClaims {
+            iss: iss.valid()?,
+            sub: sub.valid()?,
+            aud: aud.valid()?,
+            exp: exp.valid()?,
+            iat: iat.valid()?,
+            jti: jti.valid()?,
+            client_id: client_id.valid()?,
+            scope: scope.valid()?,
+            sid: raw.sid.map(Typed::valid).transpose()?.flatten(),
+            custom: raw.custom,
+        };
         if now > claims.exp.saturating_add(self.leeway) {
             return Err(TokenError::Expired);
         }
@@ -279,6 +290,231 @@ fn is_access_token_typ(typ: &str) -> bool {
     // RFC 9068 section 4: "at+jwt"; media types compare case-insensitively and may carry the
     // "application/" prefix (RFC 7515 section 4.1.9).
     typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || typ.eq_ignore_ascii_case("application/at+jwt")
+}
+
+/// The payload as the verifier reads it, in one pass: each standard claim typed (or marked as
+/// the wrong type, so that presence is judged before type, as the codes require), every other
+/// member kept as JSON for the custom claims. Duplicate members: the last one counts.
+#[derive(Default)]
+struct RawClaims {
+    iss: Option<Typed<String>>,
+    sub: Option<Typed<String>>,
+    aud: Option<Typed<Audience>>,
+    exp: Option<Typed<UnixSeconds>>,
+    nbf: Option<Typed<UnixSeconds>>,
+    iat: Option<Typed<UnixSeconds>>,
+    jti: Option<Typed<String>>,
+    client_id: Option<Typed<String>>,
+    scope: Option<Typed<String>>,
+    sid: Option<Typed<Option<String>>>,
+    custom: BTreeMap<String, Value>,
+}
+
+impl<'de> Deserialize<'de> for RawClaims {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct ClaimsVisitor;
+        impl<'de> Visitor<'de> for ClaimsVisitor {
+            type Value = RawClaims;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object of claims")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<RawClaims, A::Error> {
+                let mut raw = RawClaims::default();
+                while let Some(key) = map.next_key::<ClaimName>()? {
+                    match key {
+                        ClaimName::Iss => raw.iss = Some(map.next_value()?),
+                        ClaimName::Sub => raw.sub = Some(map.next_value()?),
+                        ClaimName::Aud => raw.aud = Some(map.next_value()?),
+                        ClaimName::Exp => raw.exp = Some(map.next_value()?),
+                        ClaimName::Nbf => raw.nbf = Some(map.next_value()?),
+                        ClaimName::Iat => raw.iat = Some(map.next_value()?),
+                        ClaimName::Jti => raw.jti = Some(map.next_value()?),
+                        ClaimName::ClientId => raw.client_id = Some(map.next_value()?),
+                        ClaimName::Scope => raw.scope = Some(map.next_value()?),
+                        ClaimName::Sid => raw.sid = Some(map.next_value()?),
+                        ClaimName::Other(name) => {
+                            raw.custom.insert(name, map.next_value()?);
+                        }
+                    }
+                }
+                Ok(raw)
+            }
+        }
+        deserializer.deserialize_map(ClaimsVisitor)
+    }
+}
+
+/// A member name of the payload; the standard ones without an allocation.
+enum ClaimName {
+    Iss,
+    Sub,
+    Aud,
+    Exp,
+    Nbf,
+    Iat,
+    Jti,
+    ClientId,
+    Scope,
+    Sid,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for ClaimName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct NameVisitor;
+        impl Visitor<'_> for NameVisitor {
+            type Value = ClaimName;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a claim name")
+            }
+
+            fn visit_str<E: de::Error>(self, name: &str) -> std::result::Result<ClaimName, E> {
+                Ok(match name {
+                    "iss" => ClaimName::Iss,
+                    "sub" => ClaimName::Sub,
+                    "aud" => ClaimName::Aud,
+                    "exp" => ClaimName::Exp,
+                    "nbf" => ClaimName::Nbf,
+                    "iat" => ClaimName::Iat,
+                    "jti" => ClaimName::Jti,
+                    "client_id" => ClaimName::ClientId,
+                    "scope" => ClaimName::Scope,
+                    "sid" => ClaimName::Sid,
+                    other => ClaimName::Other(other.to_owned()),
+                })
+            }
+        }
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
+
+/// A claim value of the expected JSON type, or `WrongType` (the value is read and dropped, so
+/// that the rest of the payload is still read and a missing claim can still be told apart).
+enum Typed<T> {
+    Valid(T),
+    WrongType,
+}
+
+impl<T> Typed<T> {
+    fn valid(self) -> Result<T, TokenError> {
+        match self {
+            Self::Valid(value) => Ok(value),
+            Self::WrongType => Err(TokenError::InvalidClaim),
+        }
+    }
+}
+
+/// How a claim type is made from JSON values; `None` means the wrong type. The rules are those of
+/// serde's own impls (integers must fit an i64, no floats, no coercion between types).
+trait ClaimValue: Sized {
+    fn from_str(_: &str) -> Option<Self> {
+        None
+    }
+    fn from_i64(_: i64) -> Option<Self> {
+        None
+    }
+    fn from_u64(_: u64) -> Option<Self> {
+        None
+    }
+    fn from_null() -> Option<Self> {
+        None
+    }
+    fn from_strings(_: Vec<String>) -> Option<Self> {
+        None
+    }
+}
+
+impl ClaimValue for String {
+    fn from_str(s: &str) -> Option<Self> {
+        Some(s.to_owned())
+    }
+}
+
+impl ClaimValue for i64 {
+    fn from_i64(v: i64) -> Option<Self> {
+        Some(v)
+    }
+    fn from_u64(v: u64) -> Option<Self> {
+        i64::try_from(v).ok()
+    }
+}
+
+impl ClaimValue for Option<String> {
+    fn from_str(s: &str) -> Option<Self> {
+        Some(Some(s.to_owned()))
+    }
+    fn from_null() -> Option<Self> {
+        Some(None)
+    }
+}
+
+impl ClaimValue for Audience {
+    fn from_str(s: &str) -> Option<Self> {
+        Some(Audience(vec![s.to_owned()]))
+    }
+    fn from_strings(items: Vec<String>) -> Option<Self> {
+        Some(Audience(items))
+    }
+}
+
+impl<'de, T: ClaimValue> Deserialize<'de> for Typed<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct TypedVisitor<T>(PhantomData<T>);
+        impl<'de, T: ClaimValue> Visitor<'de> for TypedVisitor<T> {
+            type Value = Typed<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Typed<T>, E> {
+                Ok(T::from_str(v).into())
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<Typed<T>, E> {
+                Ok(T::from_i64(v).into())
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Typed<T>, E> {
+                Ok(T::from_u64(v).into())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> std::result::Result<Typed<T>, E> {
+                Ok(Typed::WrongType)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> std::result::Result<Typed<T>, E> {
+                Ok(Typed::WrongType)
+            }
+            fn visit_unit<E: de::Error>(self) -> std::result::Result<Typed<T>, E> {
+                Ok(T::from_null().into())
+            }
+            fn visit_none<E: de::Error>(self) -> std::result::Result<Typed<T>, E> {
+                Ok(T::from_null().into())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Typed<T>, A::Error> {
+                // Read the whole array even after a bad element: the payload must still parse.
+                let mut strings = Some(Vec::with_capacity(seq.size_hint().unwrap_or(1).min(16)));
+                while let Some(item) = seq.next_element::<Typed<String>>()? {
+                    match (item, strings.as_mut()) {
+                        (Typed::Valid(s), Some(all)) => all.push(s),
+                        _ => strings = None,
+                    }
+                }
+                Ok(strings.and_then(T::from_strings).into())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Typed<T>, A::Error> {
+                while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+                Ok(Typed::WrongType)
+            }
+        }
+        deserializer.deserialize_any(TypedVisitor(PhantomData))
+    }
+}
+
+impl<T> From<Option<T>> for Typed<T> {
+    fn from(value: Option<T>) -> Self {
+        value.map_or(Self::WrongType, Self::Valid)
+    }
 }
 
 fn decode_json<T: DeserializeOwned>(segment: &str) -> Result<T, TokenError> {

@@ -85,3 +85,143 @@ fn a_key_of_another_issuer_is_unknown() {
     let token = AccessTokenIssuer::from_spec(&spec).issue(&key, subject(), NOW, "j".into()).unwrap().token;
     assert_eq!(AccessTokenVerifier::from_spec(&spec).verify(&token, &other_set, NOW), Err(TokenError::UnknownKey));
 }
+
+mod one_pass_claims {
+    //! The payload is decoded in one pass ([`RawClaims`]); the former decoder (a JSON map, then
+    //! `serde_json::from_value` into [`AccessClaims`]) is kept here as the oracle it must match,
+    //! code for code, on any payload.
+
+    use proptest::prelude::*;
+    use serde_json::{Map, json};
+
+    use super::*;
+
+    fn two_pass(verifier: &AccessTokenVerifier, mut raw: Map<String, Value>, now: i64) -> Result<AccessClaims, TokenError> {
+        for name in ["iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope"] {
+            if !raw.contains_key(name) {
+                return Err(TokenError::MissingClaim);
+            }
+        }
+        let nbf = match raw.remove("nbf") {
+            None => None,
+            Some(v) => Some(v.as_i64().ok_or(TokenError::InvalidClaim)?),
+        };
+        let user_token = raw.contains_key("sid");
+        for (name, spec) in &verifier.claims {
+            match raw.get(name) {
+                None if spec.required && user_token => return Err(TokenError::MissingClaim),
+                Some(v) if !spec.kind.matches(v) => return Err(TokenError::InvalidClaim),
+                _ => {}
+            }
+        }
+        let claims: AccessClaims = serde_json::from_value(Value::Object(raw)).map_err(|_| TokenError::InvalidClaim)?;
+        if now > claims.exp.saturating_add(verifier.leeway) {
+            return Err(TokenError::Expired);
+        }
+        let not_before = nbf.unwrap_or(claims.iat).max(claims.iat);
+        if not_before > now.saturating_add(verifier.leeway) {
+            return Err(TokenError::NotYetValid);
+        }
+        if claims.iss != verifier.issuer {
+            return Err(TokenError::WrongIssuer);
+        }
+        if !claims.aud.0.iter().any(|a| verifier.audiences.contains(a)) {
+            return Err(TokenError::WrongAudience);
+        }
+        Ok(claims)
+    }
+
+    fn one_pass(verifier: &AccessTokenVerifier, payload: &[u8], now: i64) -> Result<AccessClaims, TokenError> {
+        let raw: RawClaims = serde_json::from_slice(payload).map_err(|_| TokenError::Malformed)?;
+        verifier.check_claims(raw, now)
+    }
+
+    fn oracle(verifier: &AccessTokenVerifier, payload: &[u8], now: i64) -> Result<AccessClaims, TokenError> {
+        let raw: Map<String, Value> = serde_json::from_slice(payload).map_err(|_| TokenError::Malformed)?;
+        two_pass(verifier, raw, now)
+    }
+
+    /// Values of every JSON type, and of the right type for each claim most of the time.
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(json!(null)),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (NOW - 100..NOW + 2000).prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            prop::sample::select(vec!["http://127.0.0.1:8080", "booking-api", "hotel-7", "other", ""])
+                .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(2, 8, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec(prop::sample::select(vec!["booking-api", "x"]), 0..3)
+                    .prop_map(|v| json!(v)),
+                prop::collection::btree_map("[a-z]{1,3}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn payload() -> impl Strategy<Value = Map<String, Value>> {
+        let names = vec!["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "sid", "tenant_id", "extra"];
+        prop::collection::vec((prop::sample::select(names), any::<bool>(), value()), 0..14).prop_map(|members| {
+            let mut base = json!({
+                "iss": "http://127.0.0.1:8080", "sub": "u", "aud": "booking-api", "exp": NOW + 900, "iat": NOW,
+                "jti": "j", "client_id": "c", "scope": "s", "tenant_id": "t"
+            });
+            let map = base.as_object_mut().map(std::mem::take).unwrap_or_default();
+            members.into_iter().fold(map, |mut map, (name, drop, value)| {
+                if drop {
+                    map.remove(name);
+                } else {
+                    map.insert(name.to_owned(), value);
+                }
+                map
+            })
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn one_pass_decoding_matches_the_two_pass_oracle(payload in payload(), dt in -100i64..1000) {
+            let verifier = AccessTokenVerifier::from_spec(&booking());
+            let bytes = serde_json::to_vec(&payload).unwrap();
+            prop_assert_eq!(one_pass(&verifier, &bytes, NOW + dt), oracle(&verifier, &bytes, NOW + dt));
+        }
+    }
+
+    #[test]
+    fn edge_payloads_match_the_oracle() {
+        let verifier = AccessTokenVerifier::from_spec(&booking());
+        let good = r#""iss":"http://127.0.0.1:8080","sub":"u","aud":"booking-api","iat":1750000000,"jti":"j","client_id":"c","scope":"s","tenant_id":"t""#;
+        for payload in [
+            format!(r#"{{{good},"exp":1750000900}}"#),
+            // Duplicates: the last member counts, either way round.
+            format!(r#"{{{good},"exp":"soon","exp":1750000900}}"#),
+            format!(r#"{{{good},"exp":1750000900,"exp":"soon"}}"#),
+            // Escaped names are the same names.
+            format!(r#"{{{good},"\u0065xp":1750000900}}"#),
+            format!(r#"{{{good},"exp":1750000900.0}}"#),
+            format!(r#"{{{good},"exp":9223372036854775808}}"#),
+            format!(r#"{{{good},"exp":-9223372036854775808}}"#),
+            format!(r#"{{{good},"exp":1e3}}"#),
+            format!(r#"{{{good},"exp":1750000900,"aud":[]}}"#),
+            format!(r#"{{{good},"exp":1750000900,"aud":["x",["booking-api"]]}}"#),
+            format!(r#"{{{good},"exp":1750000900,"sid":null}}"#),
+            format!(r#"{{{good},"exp":1750000900,"sid":{{"a":[1,{{}}]}}}}"#),
+            format!(r#"{{{good},"exp":1750000900}} trailing"#),
+            format!(r#"[{{{good},"exp":1750000900}}]"#),
+            "null".to_owned(),
+            "\"claims\"".to_owned(),
+            "{".to_owned(),
+            String::new(),
+        ] {
+            assert_eq!(one_pass(&verifier, payload.as_bytes(), NOW), oracle(&verifier, payload.as_bytes(), NOW), "{payload}");
+        }
+        assert!(one_pass(&verifier, format!(r#"{{{good},"exp":1750000900}}"#).as_bytes(), NOW).is_ok());
+    }
+}

@@ -7,8 +7,10 @@
 mod support;
 
 mod authority;
+mod hostile;
 mod keyring;
 mod password;
 mod ratelimit;
 mod refresh;
 mod store;
+mod vectors;
