@@ -40,6 +40,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Redis URL for cluster-wide rate limits; in-memory when `None`.
     pub redis_url: Option<String>,
+    /// Prefix of the rate-limit keys in Redis; replicas of one service share it, other
+    /// deployments on the same Redis use their own.
+    pub redis_prefix: String,
     /// Concurrent argon2 computations (default: the number of cores).
     pub password_workers: usize,
     /// Per-IP limit on credential endpoints: requests per `per_ip_period`, with this burst.
@@ -61,6 +64,7 @@ impl ServerConfig {
             database_url: None,
             data_dir,
             redis_url: None,
+            redis_prefix: "auth:rl:".to_owned(),
             password_workers: std::thread::available_parallelism().map_or(2, usize::from),
             per_ip_burst: 50,
             per_ip_period: Duration::from_millis(100),
@@ -160,7 +164,7 @@ pub async fn build_state(config: ServerConfig) -> anyhow::Result<Arc<AppState>> 
     let metrics = Arc::new(Metrics::new()?);
     let (backend, fallback): (Arc<dyn LimiterBackend>, Option<Arc<FallbackLimiter>>) = match &config.redis_url {
         Some(url) => {
-            let redis: Arc<dyn LimiterBackend> = Arc::new(RedisLimiter::new(url, "auth:rl:")?);
+            let redis: Arc<dyn LimiterBackend> = Arc::new(RedisLimiter::new(url, config.redis_prefix.clone())?);
             let fallback = Arc::new(FallbackLimiter::new(redis));
             (fallback.clone(), Some(fallback))
         }

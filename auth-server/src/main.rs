@@ -41,6 +41,9 @@ struct CommonArgs {
     /// Redis URL for rate limits shared by several replicas.
     #[arg(long, env = "AUTH_REDIS_URL", global = true)]
     redis_url: Option<String>,
+    /// Prefix of this service's rate-limit keys in Redis (separates deployments sharing a Redis).
+    #[arg(long, env = "AUTH_REDIS_PREFIX", default_value = "auth:rl:", global = true)]
+    redis_prefix: String,
     /// Seconds between key-rotation runs (and pick-up of other replicas' rotations).
     #[arg(long, env = "AUTH_KEY_REFRESH_SECS", default_value_t = 30, global = true)]
     key_refresh_secs: u64,
@@ -131,6 +134,7 @@ fn config(common: &CommonArgs) -> ServerConfig {
     config.spec = common.spec.clone();
     config.database_url = common.database_url.clone();
     config.redis_url = common.redis_url.clone();
+    config.redis_prefix = common.redis_prefix.clone();
     config.key_refresh = Duration::from_secs(common.key_refresh_secs.max(1));
     config.login_attempts.burst = common.login_attempts.max(1);
     config.per_ip_burst = common.per_ip_rps.max(1);

@@ -35,9 +35,14 @@ use crate::{Error, Result};
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 
-/// How long a query waits for a pooled connection (or for a new one to open) before the store
-/// reports [`Error::StoreUnavailable`]. Short, so that a database outage becomes a quick 503.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a query waits for a pooled SQLite connection before the store reports
+/// [`Error::StoreUnavailable`].
+const SQLITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a query waits for a pooled PostgreSQL connection (or for a new one to open) before
+/// the store reports [`Error::StoreUnavailable`]. When the server refuses connections, sqlx keeps
+/// retrying until this deadline, so it is what a client waits for its 503 during an outage: one
+/// second, as the service promises (a pool starved for that long is overloaded anyway).
+const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long SQLite waits for another connection's write lock before giving up.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 /// Connections to a SQLite file. Writes are serialized by SQLite anyway; a few connections let
@@ -98,17 +103,21 @@ impl SqlStore {
         let dialect = Dialect::of_url(url)?;
         let options = AnyConnectOptions::from_str(url)
             .map_err(|e| Error::invalid("database_url", e.to_string()))?;
-        let pool_options = AnyPoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
+        let pool_options = AnyPoolOptions::new();
         let pool_options = match dialect {
-            Dialect::Postgres => pool_options.max_connections(POSTGRES_MAX_CONNECTIONS),
+            Dialect::Postgres => pool_options
+                .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
+                .max_connections(POSTGRES_MAX_CONNECTIONS),
             // sqlx opens a fresh in-memory database for each connection: keep exactly one alive.
             Dialect::Sqlite if is_sqlite_memory(url) => pool_options
+                .acquire_timeout(SQLITE_ACQUIRE_TIMEOUT)
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
                 .after_connect(|conn, _| Box::pin(async move { sqlite_session(conn).await })),
             Dialect::Sqlite => pool_options
+                .acquire_timeout(SQLITE_ACQUIRE_TIMEOUT)
                 .max_connections(SQLITE_MAX_CONNECTIONS)
                 .after_connect(|conn, _| Box::pin(async move { sqlite_session(conn).await })),
         };

@@ -1,1 +1,4 @@
 //! auth-server over real HTTP.
+
+mod process;
+mod replicas;
