@@ -18,6 +18,7 @@ on_both_backends!(
     refresh_grant_rotates,
     refresh_retry_within_grace_gets_the_same_successor,
     refresh_reuse_after_grace_revokes_the_family,
+    concurrent_refreshes_of_one_token_share_one_successor,
     client_credentials_with_basic_and_with_form,
     wrong_client_secret_is_invalid_client,
     both_basic_and_form_secret_is_refused,
@@ -152,6 +153,39 @@ async fn refresh_reuse_after_grace_revokes_the_family(db: TestDb) {
     );
 }
 
+async fn concurrent_refreshes_of_one_token_share_one_successor(db: TestDb) {
+    const RACERS: usize = 8;
+    let server = Server::start(db).await;
+    server.sign_up("alice").await;
+    let first = server.login("alice").await;
+    // A client whose tabs all refresh at once: every request is released together.
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for _ in 0..RACERS {
+        let request = server.form_request(
+            "/oauth/token",
+            &[("grant_type", "refresh_token"), ("client_id", WEB), ("refresh_token", &first.refresh)],
+        );
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            read_json(request.send().await.unwrap()).await
+        }));
+    }
+    let mut successors = Vec::new();
+    for task in tasks {
+        let (status, _, body) = task.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "a race inside the grace is benign: {body}");
+        successors.push(Tokens::from_body(&body).refresh);
+    }
+    successors.dedup();
+    assert_eq!(successors.len(), 1, "exactly one successor exists: {successors:?}");
+    let (status, _, body) = read_json(server.refresh(&successors[0]).await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let page = server.metrics().await;
+    assert_eq!(metric_value(&page, "auth_refresh_reuse_detected_total", &[]), 0.0);
+}
+
 async fn client_credentials_with_basic_and_with_form(db: TestDb) {
     let server = Server::start(db).await;
     let secret = server.register_backend().await;
@@ -283,4 +317,10 @@ async fn malformed_token_requests(db: TestDb) {
     // Only POST.
     let response = server.get("/oauth/token").await;
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(header(response.headers(), "allow").contains("POST"), "{:?}", response.headers());
+    // A body beyond the 64 KiB limit is refused before it is parsed.
+    let huge = "x".repeat(65 * 1024);
+    let form = [("grant_type", "password"), ("client_id", WEB), ("username", "alice"), ("password", huge.as_str())];
+    let (status, headers, body) = read_json(server.post_form("/oauth/token", &form).await).await;
+    assert_oauth_error(status, &headers, &body, StatusCode::PAYLOAD_TOO_LARGE, "invalid_request");
 }

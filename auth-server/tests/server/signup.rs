@@ -113,9 +113,12 @@ async fn wrong_content_type_is_415(db: TestDb) {
 
 async fn malformed_json_is_400(db: TestDb) {
     let server = Server::start(db).await;
-    for body in ["{\"username\": \"frank\",", "[1, 2]", "\"text\"", ""] {
+    for body in ["{\"username\": \"frank\",", "[1, 2]", "\"text\"", "", "{\"username\": \"a\"} trailing"] {
         let request = server.http.post(server.url("/v1/users")).header(CONTENT_TYPE, "application/json");
         let (status, headers, problem) = read_json(request.body(body).send().await.unwrap()).await;
         assert_problem(status, &headers, &problem, StatusCode::BAD_REQUEST, "request.malformed");
     }
+    let huge = json!({ "username": "frank", "password": "x".repeat(65 * 1024), "tenant_id": "t-1" });
+    let (status, headers, problem) = read_json(server.post_user(&huge).await).await;
+    assert_problem(status, &headers, &problem, StatusCode::PAYLOAD_TOO_LARGE, "request.too_large");
 }
