@@ -145,6 +145,11 @@ pub fn per_ip_refusal(error: GovernorError) -> Response {
     }
 }
 
+/// 405 as problem+json (axum keeps adding the `Allow` header).
+pub async fn method_not_allowed() -> Problem {
+    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "route.method_not_allowed", "Method not allowed on this route")
+}
+
 /// 404 as problem+json.
 pub async fn not_found() -> Problem {
     Problem::new(StatusCode::NOT_FOUND, "route.not_found", "No such route")
