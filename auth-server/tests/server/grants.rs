@@ -8,7 +8,7 @@ use reqwest::header::CONTENT_TYPE;
 use serde_json::json;
 
 use crate::support::{
-    BACKEND, Options, PASSWORD, Server, TestDb, Tokens, WEB, assert_oauth_error, header, metric_value, read_json,
+    BACKEND, Options, PASSWORD, Server, TestDb, Tokens, WEB, assert_oauth_error, assert_problem, header, metric_value, read_json,
 };
 
 on_both_backends!(
@@ -315,9 +315,9 @@ async fn malformed_token_requests(db: TestDb) {
     let (status, headers, body) = read_json(response).await;
     assert_oauth_error(status, &headers, &body, StatusCode::BAD_REQUEST, "invalid_request");
     // Only POST.
-    let response = server.get("/oauth/token").await;
-    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert!(header(response.headers(), "allow").contains("POST"), "{:?}", response.headers());
+    let (status, headers, body) = read_json(server.get("/oauth/token").await).await;
+    assert_problem(status, &headers, &body, StatusCode::METHOD_NOT_ALLOWED, "route.method_not_allowed");
+    assert!(header(&headers, "allow").contains("POST"), "{headers:?}");
     // A body beyond the 64 KiB limit is refused before it is parsed.
     let huge = "x".repeat(65 * 1024);
     let form = [("grant_type", "password"), ("client_id", WEB), ("username", "alice"), ("password", huge.as_str())];

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 
 use crate::support::{Server, TestDb, assert_problem, header, metric_value, read_json};
 
-on_both_backends!(health_and_readiness, metrics_count_requests_tokens_and_latency, unknown_route_is_a_problem);
+on_both_backends!(health_and_readiness, metrics_count_requests_tokens_and_latency, unknown_route_and_wrong_method_are_problems);
 
 async fn health_and_readiness(db: TestDb) {
     let server = Server::start(db).await;
@@ -43,11 +43,15 @@ async fn metrics_count_requests_tokens_and_latency(db: TestDb) {
     assert_eq!(metric_value(&page, "http_requests_total", &["route=\"unmatched\"", "status=\"404\""]), 1.0, "{page}");
 }
 
-async fn unknown_route_is_a_problem(db: TestDb) {
+async fn unknown_route_and_wrong_method_are_problems(db: TestDb) {
     let server = Server::start(db).await;
     for path in ["/nope", "/oauth", "/v1/users/alice", "/.well-known/other"] {
         let (status, headers, body) = read_json(server.get(path).await).await;
         assert_problem(status, &headers, &body, StatusCode::NOT_FOUND, "route.not_found");
         assert_eq!(body["type"], "about:blank");
     }
+    let response = server.http.delete(server.url("/userinfo")).send().await.unwrap();
+    let (status, headers, body) = read_json(response).await;
+    assert_problem(status, &headers, &body, StatusCode::METHOD_NOT_ALLOWED, "route.method_not_allowed");
+    assert_eq!(header(&headers, "allow"), "GET,HEAD");
 }
