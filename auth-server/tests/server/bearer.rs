@@ -18,10 +18,18 @@ on_both_backends!(
 
 /// An RFC 6750 section 3 refusal: 401, problem+json, `WWW-Authenticate: Bearer error="invalid_token"`.
 #[track_caller]
-fn assert_invalid_token(status: StatusCode, headers: &reqwest::header::HeaderMap, body: &Value, code: &str) {
+fn assert_invalid_token(
+    status: StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &Value,
+    code: &str,
+) {
     assert_problem(status, headers, body, StatusCode::UNAUTHORIZED, code);
     let challenge = header(headers, "www-authenticate");
-    assert!(challenge.starts_with("Bearer error=\"invalid_token\""), "{challenge}");
+    assert!(
+        challenge.starts_with("Bearer error=\"invalid_token\""),
+        "{challenge}"
+    );
     assert!(challenge.contains(code), "{challenge}");
 }
 
@@ -29,14 +37,24 @@ async fn userinfo_answers_the_users_claims(db: TestDb) {
     let server = Server::start(db).await;
     let user_id = server.sign_up("alice").await;
     let tokens = server.login("alice").await;
-    let (status, headers, body) = read_json(server.get_bearer("/userinfo", &tokens.access).await).await;
+    let (status, headers, body) =
+        read_json(server.get_bearer("/userinfo", &tokens.access).await).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body, json!({ "sub": user_id, "preferred_username": "alice", "tenant_id": "t-1" }));
+    assert_eq!(
+        body,
+        json!({ "sub": user_id, "preferred_username": "alice", "tenant_id": "t-1" })
+    );
     // The token's scopes are limited, so the answer says how much is left.
-    assert!(header(&headers, "ratelimit-policy").contains(";q="), "{headers:?}");
+    assert!(
+        header(&headers, "ratelimit-policy").contains(";q="),
+        "{headers:?}"
+    );
     assert!(header(&headers, "ratelimit").contains(";r="), "{headers:?}");
     // The scheme is case-insensitive (RFC 7235 section 2.1).
-    let response = server.http.get(server.url("/userinfo")).header("authorization", format!("bearer {}", tokens.access));
+    let response = server
+        .http
+        .get(server.url("/userinfo"))
+        .header("authorization", format!("bearer {}", tokens.access));
     assert_eq!(response.send().await.unwrap().status(), StatusCode::OK);
 }
 
@@ -49,7 +67,13 @@ async fn missing_garbage_and_expired_tokens_are_401(db: TestDb) {
     assert_invalid_token(status, &headers, &body, "token.missing");
     let (status, headers, body) = read_json(server.get_bearer("/userinfo", "garbage").await).await;
     assert_invalid_token(status, &headers, &body, "token.malformed");
-    let basic = server.http.get(server.url("/userinfo")).basic_auth("alice", Some("pw")).send().await.unwrap();
+    let basic = server
+        .http
+        .get(server.url("/userinfo"))
+        .basic_auth("alice", Some("pw"))
+        .send()
+        .await
+        .unwrap();
     let (status, headers, body) = read_json(basic).await;
     assert_invalid_token(status, &headers, &body, "token.missing");
 
@@ -65,14 +89,21 @@ async fn missing_garbage_and_expired_tokens_are_401(db: TestDb) {
     };
     let active = state.keys().snapshot().unwrap().active.clone();
     let expired = AccessTokenIssuer::from_spec(&state.spec)
-        .issue(&active, subject, SystemClock.now() - 3_600, "expired-token".into())
+        .issue(
+            &active,
+            subject,
+            SystemClock.now() - 3_600,
+            "expired-token".into(),
+        )
         .unwrap();
     for path in ["/userinfo", "/v1/sessions"] {
-        let (status, headers, body) = read_json(server.get_bearer(path, &expired.token).await).await;
+        let (status, headers, body) =
+            read_json(server.get_bearer(path, &expired.token).await).await;
         assert_invalid_token(status, &headers, &body, "token.expired");
     }
     // A refresh token is not an access token.
-    let (status, headers, body) = read_json(server.get_bearer("/userinfo", &tokens.refresh).await).await;
+    let (status, headers, body) =
+        read_json(server.get_bearer("/userinfo", &tokens.refresh).await).await;
     assert_invalid_token(status, &headers, &body, "token.malformed");
 }
 
@@ -83,7 +114,12 @@ async fn session_ids(server: &Server, access: &str) -> Vec<(String, bool)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["sid"].as_str().unwrap().to_owned(), s["current"].as_bool().unwrap()))
+        .map(|s| {
+            (
+                s["sid"].as_str().unwrap().to_owned(),
+                s["current"].as_bool().unwrap(),
+            )
+        })
         .collect();
     ids.sort();
     ids
@@ -96,10 +132,20 @@ async fn sessions_are_listed_and_ended_one_by_one(db: TestDb) {
     let laptop = server.login("alice").await;
     let phone = server.login("alice").await;
     let bobs = server.login("bob").await;
-    let sid = |access: &str| server.state.authority.verify_access_token(access).unwrap().sid.unwrap();
-    let (laptop_sid, phone_sid, bob_sid) = (sid(&laptop.access), sid(&phone.access), sid(&bobs.access));
+    let sid = |access: &str| {
+        server
+            .state
+            .authority
+            .verify_access_token(access)
+            .unwrap()
+            .sid
+            .unwrap()
+    };
+    let (laptop_sid, phone_sid, bob_sid) =
+        (sid(&laptop.access), sid(&phone.access), sid(&bobs.access));
 
-    let (status, _, body) = read_json(server.get_bearer("/v1/sessions", &laptop.access).await).await;
+    let (status, _, body) =
+        read_json(server.get_bearer("/v1/sessions", &laptop.access).await).await;
     assert_eq!(status, StatusCode::OK);
     let sessions = body["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 2, "only alice's sessions: {body}");
@@ -114,21 +160,43 @@ async fn sessions_are_listed_and_ended_one_by_one(db: TestDb) {
 
     // Another user's session looks exactly like a missing one.
     for other in [bob_sid.as_str(), "no-such-session"] {
-        let response = server.http.delete(server.url(&format!("/v1/sessions/{other}"))).bearer_auth(&laptop.access);
+        let response = server
+            .http
+            .delete(server.url(&format!("/v1/sessions/{other}")))
+            .bearer_auth(&laptop.access);
         let (status, headers, body) = read_json(response.send().await.unwrap()).await;
-        assert_problem(status, &headers, &body, StatusCode::NOT_FOUND, "session.not_found");
+        assert_problem(
+            status,
+            &headers,
+            &body,
+            StatusCode::NOT_FOUND,
+            "session.not_found",
+        );
     }
     let (status, _, _) = read_json(server.refresh(&bobs.refresh).await).await;
     assert_eq!(status, StatusCode::OK, "bob's session is untouched");
 
     // End the phone's session from the laptop.
-    let response = server.http.delete(server.url(&format!("/v1/sessions/{phone_sid}"))).bearer_auth(&laptop.access);
+    let response = server
+        .http
+        .delete(server.url(&format!("/v1/sessions/{phone_sid}")))
+        .bearer_auth(&laptop.access);
     let response = response.send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert_eq!(session_ids(&server, &laptop.access).await, vec![(laptop_sid, true)]);
+    assert_eq!(
+        session_ids(&server, &laptop.access).await,
+        vec![(laptop_sid, true)]
+    );
     let (status, headers, body) = read_json(server.refresh(&phone.refresh).await).await;
-    assert_oauth_error(status, &headers, &body, StatusCode::BAD_REQUEST, "invalid_grant");
-    let (status, headers, body) = read_json(server.get_bearer("/userinfo", &phone.access).await).await;
+    assert_oauth_error(
+        status,
+        &headers,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
+    let (status, headers, body) =
+        read_json(server.get_bearer("/userinfo", &phone.access).await).await;
     assert_invalid_token(status, &headers, &body, "token.session_revoked");
 }
 
@@ -138,41 +206,102 @@ async fn logout_ends_this_session_only(db: TestDb) {
     let laptop = server.login("alice").await;
     let phone = server.login("alice").await;
 
-    let response = server.http.post(server.url("/v1/logout")).bearer_auth(&laptop.access).send().await.unwrap();
+    let response = server
+        .http
+        .post(server.url("/v1/logout"))
+        .bearer_auth(&laptop.access)
+        .send()
+        .await
+        .unwrap();
     let (status, _, body) = read_json(response).await;
-    assert_eq!((status, body), (StatusCode::OK, json!({ "sessions_ended": 1 })));
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({ "sessions_ended": 1 }))
+    );
 
     let (status, headers, body) = read_json(server.refresh(&laptop.refresh).await).await;
-    assert_oauth_error(status, &headers, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_oauth_error(
+        status,
+        &headers,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
     assert_eq!(body["error_description"], "refresh.revoked");
-    let (status, headers, body) = read_json(server.get_bearer("/userinfo", &laptop.access).await).await;
+    let (status, headers, body) =
+        read_json(server.get_bearer("/userinfo", &laptop.access).await).await;
     assert_invalid_token(status, &headers, &body, "token.session_revoked");
     // The other device is still logged in.
-    assert_eq!(server.get_bearer("/userinfo", &phone.access).await.status(), StatusCode::OK);
-    assert_eq!(read_json(server.refresh(&phone.refresh).await).await.0, StatusCode::OK);
+    assert_eq!(
+        server.get_bearer("/userinfo", &phone.access).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        read_json(server.refresh(&phone.refresh).await).await.0,
+        StatusCode::OK
+    );
 
     // A query it does not know is refused rather than ignored.
-    let response = server.http.post(server.url("/v1/logout?everything=yes")).bearer_auth(&phone.access).send().await;
+    let response = server
+        .http
+        .post(server.url("/v1/logout?everything=yes"))
+        .bearer_auth(&phone.access)
+        .send()
+        .await;
     let (status, headers, body) = read_json(response.unwrap()).await;
-    assert_problem(status, &headers, &body, StatusCode::BAD_REQUEST, "request.invalid_query");
+    assert_problem(
+        status,
+        &headers,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "request.invalid_query",
+    );
 }
 
 async fn logout_all_ends_every_session_of_the_user(db: TestDb) {
     let server = Server::start(db).await;
     server.sign_up("alice").await;
     server.sign_up("bob").await;
-    let sessions = [server.login("alice").await, server.login("alice").await, server.login("alice").await];
+    let sessions = [
+        server.login("alice").await,
+        server.login("alice").await,
+        server.login("alice").await,
+    ];
     let bobs = server.login("bob").await;
 
-    let response = server.http.post(server.url("/v1/logout?all=true")).bearer_auth(&sessions[0].access).send().await;
+    let response = server
+        .http
+        .post(server.url("/v1/logout?all=true"))
+        .bearer_auth(&sessions[0].access)
+        .send()
+        .await;
     let (status, _, body) = read_json(response.unwrap()).await;
-    assert_eq!((status, body), (StatusCode::OK, json!({ "sessions_ended": 3 })));
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({ "sessions_ended": 3 }))
+    );
     for session in &sessions {
         let (status, headers, body) = read_json(server.refresh(&session.refresh).await).await;
-        assert_oauth_error(status, &headers, &body, StatusCode::BAD_REQUEST, "invalid_grant");
-        assert_eq!(server.get_bearer("/userinfo", &session.access).await.status(), StatusCode::UNAUTHORIZED);
+        assert_oauth_error(
+            status,
+            &headers,
+            &body,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+        );
+        assert_eq!(
+            server
+                .get_bearer("/userinfo", &session.access)
+                .await
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
-    assert_eq!(server.get_bearer("/userinfo", &bobs.access).await.status(), StatusCode::OK, "other users keep theirs");
+    assert_eq!(
+        server.get_bearer("/userinfo", &bobs.access).await.status(),
+        StatusCode::OK,
+        "other users keep theirs"
+    );
     // A fresh login works again.
     let again = server.login("alice").await;
     assert_eq!(session_ids(&server, &again.access).await.len(), 1);

@@ -16,14 +16,18 @@ use auth_core::tokens::{AccessClaims, AccessTokenVerifier};
 use jsonwebtoken::jwk::JwkSet;
 use oauth2::basic::{BasicClient, BasicErrorResponseType, BasicTokenType};
 use oauth2::{
-    AccessToken, AuthType, ClientId, ClientSecret, IntrospectionUrl, RequestTokenError, ResourceOwnerPassword,
-    ResourceOwnerUsername, Scope, TokenIntrospectionResponse as _, TokenResponse as _, TokenUrl,
+    AccessToken, AuthType, ClientId, ClientSecret, IntrospectionUrl, RequestTokenError,
+    ResourceOwnerPassword, ResourceOwnerUsername, Scope, TokenIntrospectionResponse as _,
+    TokenResponse as _, TokenUrl,
 };
 use serde_json::{Value, json};
 
 use crate::support::{BACKEND, PASSWORD, Server, TestDb, WEB};
 
-on_both_backends!(oauth2_crate_logs_in_refreshes_and_verifies, oauth2_crate_client_credentials_and_introspection);
+on_both_backends!(
+    oauth2_crate_logs_in_refreshes_and_verifies,
+    oauth2_crate_client_credentials_and_introspection
+);
 
 /// The RFC 8414 metadata, as a client would discover it.
 async fn metadata(server: &Server) -> Value {
@@ -33,10 +37,24 @@ async fn metadata(server: &Server) -> Value {
 }
 
 /// Verifies `token` the way a resource server would: with the JWKS named by the metadata.
-async fn verify_with_published_keys(server: &Server, metadata: &Value, token: &str) -> AccessClaims {
-    let jwks: JwkSet = server.http.get(metadata["jwks_uri"].as_str().unwrap()).send().await.unwrap().json().await.unwrap();
+async fn verify_with_published_keys(
+    server: &Server,
+    metadata: &Value,
+    token: &str,
+) -> AccessClaims {
+    let jwks: JwkSet = server
+        .http
+        .get(metadata["jwks_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let verifier = AccessTokenVerifier::from_spec(&server.state.spec);
-    verifier.verify(token, &KeySet::from_jwks(&jwks), SystemClock.now()).expect("verifies against the published JWKS")
+    verifier
+        .verify(token, &KeySet::from_jwks(&jwks), SystemClock.now())
+        .expect("verifies against the published JWKS")
 }
 
 fn scopes(names: &[&str]) -> Vec<Scope> {
@@ -61,9 +79,16 @@ async fn oauth2_crate_logs_in_refreshes_and_verifies(db: TestDb) {
         .expect("password grant through the oauth2 crate");
     assert_eq!(*login.token_type(), BasicTokenType::Bearer);
     assert_eq!(login.expires_in(), Some(Duration::from_secs(900)));
-    assert_eq!(login.scopes(), Some(&scopes(&["bookings:read", "bookings:write"])));
-    let claims = verify_with_published_keys(&server, &metadata, login.access_token().secret()).await;
-    assert_eq!((claims.sub.as_str(), claims.client_id.as_str()), (user_id.as_str(), WEB));
+    assert_eq!(
+        login.scopes(),
+        Some(&scopes(&["bookings:read", "bookings:write"]))
+    );
+    let claims =
+        verify_with_published_keys(&server, &metadata, login.access_token().secret()).await;
+    assert_eq!(
+        (claims.sub.as_str(), claims.client_id.as_str()),
+        (user_id.as_str(), WEB)
+    );
     assert_eq!(claims.custom.get("tenant_id"), Some(&json!("t-1")));
 
     // Refresh, narrowing the scope.
@@ -77,24 +102,37 @@ async fn oauth2_crate_logs_in_refreshes_and_verifies(db: TestDb) {
     let second_refresh = refreshed.refresh_token().expect("a rotated refresh token");
     assert_ne!(second_refresh.secret(), first_refresh.secret());
     assert_eq!(refreshed.scopes(), Some(&scopes(&["bookings:read"])));
-    let refreshed_claims = verify_with_published_keys(&server, &metadata, refreshed.access_token().secret()).await;
+    let refreshed_claims =
+        verify_with_published_keys(&server, &metadata, refreshed.access_token().secret()).await;
     assert_eq!(refreshed_claims.sid, claims.sid, "the same session");
-    let response = server.get_bearer("/userinfo", refreshed.access_token().secret()).await;
+    let response = server
+        .get_bearer("/userinfo", refreshed.access_token().secret())
+        .await;
     assert_eq!(response.status(), reqwest::StatusCode::OK);
 
     // Errors arrive as RFC 6749 error responses the crate understands.
     let wrong = web
-        .exchange_password(&username, &ResourceOwnerPassword::new("not the password".to_owned()))
+        .exchange_password(
+            &username,
+            &ResourceOwnerPassword::new("not the password".to_owned()),
+        )
         .request_async(http)
         .await;
     match wrong {
         Err(RequestTokenError::ServerResponse(e)) => {
             assert_eq!(*e.error(), BasicErrorResponseType::InvalidGrant);
-            assert_eq!(e.error_description().map(String::as_str), Some("auth.invalid_credentials"));
+            assert_eq!(
+                e.error_description().map(String::as_str),
+                Some("auth.invalid_credentials")
+            );
         }
         other => panic!("expected invalid_grant, got {other:?}"),
     }
-    let wider = web.exchange_refresh_token(second_refresh).add_scope(Scope::new("admin".to_owned())).request_async(http).await;
+    let wider = web
+        .exchange_refresh_token(second_refresh)
+        .add_scope(Scope::new("admin".to_owned()))
+        .request_async(http)
+        .await;
     assert!(
         matches!(&wider, Err(RequestTokenError::ServerResponse(e)) if *e.error() == BasicErrorResponseType::InvalidScope),
         "{wider:?}"
@@ -108,7 +146,13 @@ async fn oauth2_crate_client_credentials_and_introspection(db: TestDb) {
     let user_tokens = server.login("alice").await;
     let metadata = metadata(&server).await;
     let token_url = TokenUrl::new(metadata["token_endpoint"].as_str().unwrap().to_owned()).unwrap();
-    let introspection_url = IntrospectionUrl::new(metadata["introspection_endpoint"].as_str().unwrap().to_owned()).unwrap();
+    let introspection_url = IntrospectionUrl::new(
+        metadata["introspection_endpoint"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    )
+    .unwrap();
     let http = &server.http;
 
     // HTTP Basic (the crate's default) and the form (client_secret_post).
@@ -125,7 +169,8 @@ async fn oauth2_crate_client_credentials_and_introspection(db: TestDb) {
             .await
             .unwrap_or_else(|e| panic!("client credentials with {auth_type:?}: {e:?}"));
         assert!(grant.refresh_token().is_none());
-        let claims = verify_with_published_keys(&server, &metadata, grant.access_token().secret()).await;
+        let claims =
+            verify_with_published_keys(&server, &metadata, grant.access_token().secret()).await;
         assert_eq!((claims.sub.as_str(), claims.sid), (BACKEND, None));
 
         let answer = backend
@@ -135,15 +180,25 @@ async fn oauth2_crate_client_credentials_and_introspection(db: TestDb) {
             .expect("introspection through the oauth2 crate");
         assert!(answer.active());
         assert_eq!(answer.client_id().map(|c| c.as_str()), Some(WEB));
-        assert_eq!(answer.scopes(), Some(&scopes(&["bookings:read", "bookings:write"])));
-        assert!(answer.exp().is_some_and(|exp| exp.timestamp() > SystemClock.now()));
+        assert_eq!(
+            answer.scopes(),
+            Some(&scopes(&["bookings:read", "bookings:write"]))
+        );
+        assert!(
+            answer
+                .exp()
+                .is_some_and(|exp| exp.timestamp() > SystemClock.now())
+        );
     }
 
     // A wrong secret: invalid_client.
     let impostor = BasicClient::new(ClientId::new(BACKEND.to_owned()))
         .set_client_secret(ClientSecret::new("wrong".to_owned()))
         .set_token_uri(token_url);
-    let refused = impostor.exchange_client_credentials().request_async(http).await;
+    let refused = impostor
+        .exchange_client_credentials()
+        .request_async(http)
+        .await;
     assert!(
         matches!(&refused, Err(RequestTokenError::ServerResponse(e)) if *e.error() == BasicErrorResponseType::InvalidClient),
         "{refused:?}"

@@ -14,7 +14,9 @@ on_both_backends!(
 );
 
 async fn revoke(server: &Server, token: &str) -> reqwest::Response {
-    server.post_form("/oauth/revoke", &[("token", token), ("client_id", WEB)]).await
+    server
+        .post_form("/oauth/revoke", &[("token", token), ("client_id", WEB)])
+        .await
 }
 
 async fn revoke_ends_the_session_and_ignores_unknown_tokens(db: TestDb) {
@@ -30,19 +32,43 @@ async fn revoke_ends_the_session_and_ignores_unknown_tokens(db: TestDb) {
     let response = revoke(&server, &tokens.refresh).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(header(response.headers(), "cache-control"), "no-store");
-    assert_eq!(revoke(&server, &tokens.refresh).await.status(), StatusCode::OK, "idempotent");
+    assert_eq!(
+        revoke(&server, &tokens.refresh).await.status(),
+        StatusCode::OK,
+        "idempotent"
+    );
 
     let (status, headers, body) = read_json(server.refresh(&tokens.refresh).await).await;
-    assert_oauth_error(status, &headers, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert_oauth_error(
+        status,
+        &headers,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+    );
     // The session is over for this server's bearer endpoints too.
     let response = server.get_bearer("/userinfo", &tokens.access).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     // An access token is accepted for revocation (and answered 200); it expires on its own.
     let other = server.login("alice").await;
-    assert_eq!(revoke(&server, &other.access).await.status(), StatusCode::OK);
+    assert_eq!(
+        revoke(&server, &other.access).await.status(),
+        StatusCode::OK
+    );
     // A missing token parameter is the client's error.
-    let (status, headers, body) = read_json(server.post_form("/oauth/revoke", &[("client_id", WEB)]).await).await;
-    assert_oauth_error(status, &headers, &body, StatusCode::BAD_REQUEST, "invalid_request");
+    let (status, headers, body) = read_json(
+        server
+            .post_form("/oauth/revoke", &[("client_id", WEB)])
+            .await,
+    )
+    .await;
+    assert_oauth_error(
+        status,
+        &headers,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
 }
 
 async fn revoke_checks_the_client(db: TestDb) {
@@ -51,20 +77,38 @@ async fn revoke_checks_the_client(db: TestDb) {
     server.sign_up("alice").await;
     let tokens = server.login("alice").await;
     // Another client cannot revoke the web client's token (RFC 7009 section 2.1) ...
-    let response = server.form_request("/oauth/revoke", &[("token", &tokens.refresh)]).basic_auth(BACKEND, Some(&secret));
+    let response = server
+        .form_request("/oauth/revoke", &[("token", &tokens.refresh)])
+        .basic_auth(BACKEND, Some(&secret));
     let (status, headers, body) = read_json(response.send().await.unwrap()).await;
-    assert_oauth_error(status, &headers, &body, StatusCode::BAD_REQUEST, "unauthorized_client");
+    assert_oauth_error(
+        status,
+        &headers,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "unauthorized_client",
+    );
     let (status, _, body) = read_json(server.refresh(&tokens.refresh).await).await;
     assert_eq!(status, StatusCode::OK, "the session survived: {body}");
     // ... and a client that fails authentication is told so.
-    let response = server.form_request("/oauth/revoke", &[("token", "x")]).basic_auth(BACKEND, Some("wrong"));
+    let response = server
+        .form_request("/oauth/revoke", &[("token", "x")])
+        .basic_auth(BACKEND, Some("wrong"));
     let (status, headers, body) = read_json(response.send().await.unwrap()).await;
-    assert_oauth_error(status, &headers, &body, StatusCode::UNAUTHORIZED, "invalid_client");
+    assert_oauth_error(
+        status,
+        &headers,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
     assert!(header(&headers, "www-authenticate").starts_with("Basic"));
 }
 
 async fn introspect(server: &Server, secret: &str, token: &str) -> (StatusCode, Value) {
-    let response = server.form_request("/oauth/introspect", &[("token", token)]).basic_auth(BACKEND, Some(secret));
+    let response = server
+        .form_request("/oauth/introspect", &[("token", token)])
+        .basic_auth(BACKEND, Some(secret));
     let (status, headers, body) = read_json(response.send().await.unwrap()).await;
     if status == StatusCode::OK {
         assert_eq!(header(&headers, "cache-control"), "no-store");
@@ -79,23 +123,47 @@ async fn introspection_requires_a_confidential_client(db: TestDb) {
     let tokens = server.login("alice").await;
     let attempts = [
         // A public client.
-        server.form_request("/oauth/introspect", &[("token", &tokens.access), ("client_id", WEB)]),
+        server.form_request(
+            "/oauth/introspect",
+            &[("token", &tokens.access), ("client_id", WEB)],
+        ),
         // No client at all.
         server.form_request("/oauth/introspect", &[("token", &tokens.access)]),
         // A wrong secret.
-        server.form_request("/oauth/introspect", &[("token", &tokens.access)]).basic_auth(BACKEND, Some("wrong")),
+        server
+            .form_request("/oauth/introspect", &[("token", &tokens.access)])
+            .basic_auth(BACKEND, Some("wrong")),
     ];
-    let expected = [StatusCode::UNAUTHORIZED, StatusCode::BAD_REQUEST, StatusCode::UNAUTHORIZED];
+    let expected = [
+        StatusCode::UNAUTHORIZED,
+        StatusCode::BAD_REQUEST,
+        StatusCode::UNAUTHORIZED,
+    ];
     for (attempt, expected) in attempts.into_iter().zip(expected) {
         let (status, headers, body) = read_json(attempt.send().await.unwrap()).await;
-        let error = if expected == StatusCode::BAD_REQUEST { "invalid_request" } else { "invalid_client" };
+        let error = if expected == StatusCode::BAD_REQUEST {
+            "invalid_request"
+        } else {
+            "invalid_client"
+        };
         assert_oauth_error(status, &headers, &body, expected, error);
-        assert!(body.get("active").is_none(), "nothing about the token leaks: {body}");
+        assert!(
+            body.get("active").is_none(),
+            "nothing about the token leaks: {body}"
+        );
     }
     // The secret in the form works as well as in Basic.
-    let form = [("token", tokens.access.as_str()), ("client_id", BACKEND), ("client_secret", &secret)];
+    let form = [
+        ("token", tokens.access.as_str()),
+        ("client_id", BACKEND),
+        ("client_secret", &secret),
+    ];
     let (status, _, body) = read_json(server.post_form("/oauth/introspect", &form).await).await;
-    assert_eq!((status, &body["active"]), (StatusCode::OK, &json!(true)), "{body}");
+    assert_eq!(
+        (status, &body["active"]),
+        (StatusCode::OK, &json!(true)),
+        "{body}"
+    );
 }
 
 async fn introspection_of_access_tokens(db: TestDb) {
@@ -122,24 +190,44 @@ async fn introspection_of_access_tokens(db: TestDb) {
     for token in ["garbage", "a.b.c", ""] {
         let (status, body) = introspect(&server, &secret, token).await;
         if token.is_empty() {
-            assert_eq!(status, StatusCode::BAD_REQUEST, "a missing token is invalid_request: {body}");
+            assert_eq!(
+                status,
+                StatusCode::BAD_REQUEST,
+                "a missing token is invalid_request: {body}"
+            );
         } else {
             assert_eq!((status, body), (StatusCode::OK, json!({ "active": false })));
         }
     }
 
     // After logout the session's access tokens are inactive.
-    let response = server.http.post(server.url("/v1/logout")).bearer_auth(&tokens.access).send().await.unwrap();
+    let response = server
+        .http
+        .post(server.url("/v1/logout"))
+        .bearer_auth(&tokens.access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let (status, body) = introspect(&server, &secret, &tokens.access).await;
     assert_eq!((status, body), (StatusCode::OK, json!({ "active": false })));
 
     // A client-credentials token has no session and stays active.
     let form = [("grant_type", "client_credentials")];
-    let response = server.form_request("/oauth/token", &form).basic_auth(BACKEND, Some(&secret)).send().await.unwrap();
+    let response = server
+        .form_request("/oauth/token", &form)
+        .basic_auth(BACKEND, Some(&secret))
+        .send()
+        .await
+        .unwrap();
     let (_, _, grant) = read_json(response).await;
-    let (status, body) = introspect(&server, &secret, grant["access_token"].as_str().unwrap()).await;
-    assert_eq!((status, &body["active"], &body["sub"]), (StatusCode::OK, &json!(true), &json!(BACKEND)), "{body}");
+    let (status, body) =
+        introspect(&server, &secret, grant["access_token"].as_str().unwrap()).await;
+    assert_eq!(
+        (status, &body["active"], &body["sub"]),
+        (StatusCode::OK, &json!(true), &json!(BACKEND)),
+        "{body}"
+    );
 }
 
 async fn introspection_of_refresh_tokens(db: TestDb) {
@@ -147,7 +235,13 @@ async fn introspection_of_refresh_tokens(db: TestDb) {
     let secret = server.register_backend().await;
     let user_id = server.sign_up("alice").await;
     let tokens = server.login("alice").await;
-    let sid = server.state.authority.verify_access_token(&tokens.access).unwrap().sid.unwrap();
+    let sid = server
+        .state
+        .authority
+        .verify_access_token(&tokens.access)
+        .unwrap()
+        .sid
+        .unwrap();
 
     let (status, body) = introspect(&server, &secret, &tokens.refresh).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -168,7 +262,9 @@ async fn introspection_of_refresh_tokens(db: TestDb) {
     assert_eq!(body["active"], true);
 
     // Revoked: inactive.
-    let response = server.post_form("/oauth/revoke", &[("token", successor), ("client_id", WEB)]).await;
+    let response = server
+        .post_form("/oauth/revoke", &[("token", successor), ("client_id", WEB)])
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     let (_, body) = introspect(&server, &secret, successor).await;
     assert_eq!(body, json!({ "active": false }));

@@ -67,18 +67,27 @@ pub struct TestDb {
 impl TestDb {
     /// `sqlite` or `postgres`, for messages.
     pub fn backend(&self) -> &'static str {
-        if self.database_url.is_some() { "postgres" } else { "sqlite" }
+        if self.database_url.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.data_dir);
-        let Some((base_url, schema)) = self.schema.take() else { return };
+        let Some((base_url, schema)) = self.schema.take() else {
+            return;
+        };
         // Drop runs inside the test's runtime, which cannot be blocked on: use a thread with a
         // runtime of its own.
         let dropped = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             runtime.block_on(async {
@@ -96,8 +105,14 @@ impl Drop for TestDb {
 /// A name no other test of this run (or of a concurrent run) uses.
 pub fn unique_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    format!("{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn data_dir() -> PathBuf {
@@ -108,24 +123,44 @@ fn data_dir() -> PathBuf {
 
 /// A new data directory; the server creates its SQLite file there.
 pub fn sqlite() -> TestDb {
-    TestDb { data_dir: data_dir(), database_url: None, schema: None }
+    TestDb {
+        data_dir: data_dir(),
+        database_url: None,
+        schema: None,
+    }
 }
 
 /// A new PostgreSQL schema of its own, or `None` (the test is skipped) when
 /// `AUTH_TEST_DATABASE_URL` is unset. In CI (`CI` set) a missing URL fails the test instead.
 pub async fn postgres(test: &str) -> Option<TestDb> {
-    let Some(base_url) = std::env::var("AUTH_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
-        assert!(!in_ci(), "CI is set but AUTH_TEST_DATABASE_URL is not: PostgreSQL tests cannot run");
+    let Some(base_url) = std::env::var("AUTH_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        assert!(
+            !in_ci(),
+            "CI is set but AUTH_TEST_DATABASE_URL is not: PostgreSQL tests cannot run"
+        );
         eprintln!("skipped {test} on PostgreSQL: AUTH_TEST_DATABASE_URL is not set");
         return None;
     };
     let schema = format!("auth_server_test_{}", unique_suffix());
-    let admin = SqlStore::connect(&base_url).await.expect("connect to AUTH_TEST_DATABASE_URL");
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(admin.pool()).await.expect("create the test schema");
+    let admin = SqlStore::connect(&base_url)
+        .await
+        .expect("connect to AUTH_TEST_DATABASE_URL");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(admin.pool())
+        .await
+        .expect("create the test schema");
     admin.close().await;
     let mut url = url::Url::parse(&base_url).expect("AUTH_TEST_DATABASE_URL is a URL");
-    url.query_pairs_mut().append_pair("options", &format!("-c search_path={schema}"));
-    Some(TestDb { data_dir: data_dir(), database_url: Some(url.to_string()), schema: Some((base_url, schema)) })
+    url.query_pairs_mut()
+        .append_pair("options", &format!("-c search_path={schema}"));
+    Some(TestDb {
+        data_dir: data_dir(),
+        database_url: Some(url.to_string()),
+        schema: Some((base_url, schema)),
+    })
 }
 
 /// The Redis URL for tests: skipped with a note when unset, a failure when `CI` is set.
@@ -133,7 +168,10 @@ pub fn redis_url(test: &str) -> Option<String> {
     match std::env::var("AUTH_TEST_REDIS_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            assert!(!in_ci(), "CI is set but AUTH_TEST_REDIS_URL is not: Redis tests cannot run");
+            assert!(
+                !in_ci(),
+                "CI is set but AUTH_TEST_REDIS_URL is not: Redis tests cannot run"
+            );
             eprintln!("skipped {test} on Redis: AUTH_TEST_REDIS_URL is not set");
             None
         }
@@ -163,7 +201,13 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         // Generous limits, so that only the tests about limits meet them.
-        Self { reuse_grace: "10s", write_limit: (30, "1m"), login_attempts: 100, per_ip_burst: 10_000, redis_url: None }
+        Self {
+            reuse_grace: "10s",
+            write_limit: (30, "1m"),
+            login_attempts: 100,
+            per_ip_burst: 10_000,
+            redis_url: None,
+        }
     }
 }
 
@@ -185,7 +229,10 @@ fn spec_text(issuer: &str, options: &Options) -> String {
         ),
     ];
     for (from, to) in replacements {
-        assert!(text.contains(&from), "fixtures/specs/booking.toml no longer contains {from:?}");
+        assert!(
+            text.contains(&from),
+            "fixtures/specs/booking.toml no longer contains {from:?}"
+        );
         text = text.replace(&from, &to);
     }
     text
@@ -218,7 +265,9 @@ impl Server {
 
     /// Starts a server on port 0 over `db`.
     pub async fn start_with(db: TestDb, options: Options) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
         let addr: SocketAddr = listener.local_addr().expect("local address");
         let base = format!("http://{addr}");
         let spec_path = db.data_dir.join("auth.toml");
@@ -230,8 +279,13 @@ impl Server {
         config.password_workers = 2;
         config.per_ip_burst = options.per_ip_burst;
         config.per_ip_period = Duration::from_secs(60);
-        config.login_attempts = RateLimitSpec { burst: options.login_attempts, per: Seconds(60) };
-        let state = app::build_state(config).await.expect("build the server state");
+        config.login_attempts = RateLimitSpec {
+            burst: options.login_attempts,
+            per: Seconds(60),
+        };
+        let state = app::build_state(config)
+            .await
+            .expect("build the server state");
         let served = state.clone();
         let task = tokio::spawn(async move {
             if let Err(e) = app::serve(served, listener).await {
@@ -242,7 +296,13 @@ impl Server {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("build the HTTP client");
-        Self { base, state, http, task, db }
+        Self {
+            base,
+            state,
+            http,
+            task,
+            db,
+        }
     }
 
     /// `sqlite` or `postgres`.
@@ -262,28 +322,48 @@ impl Server {
 
     /// `GET path` with a bearer token.
     pub async fn get_bearer(&self, path: &str, token: &str) -> reqwest::Response {
-        self.http.get(self.url(path)).bearer_auth(token).send().await.expect("GET with a bearer token")
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET with a bearer token")
     }
 
     /// `POST path` of a form, with the parameters in this order (repeats allowed).
     pub async fn post_form(&self, path: &str, params: &[(&str, &str)]) -> reqwest::Response {
-        self.form_request(path, params).send().await.expect("POST form")
+        self.form_request(path, params)
+            .send()
+            .await
+            .expect("POST form")
     }
 
     /// A `POST path` of a form, to add headers to.
     pub fn form_request(&self, path: &str, params: &[(&str, &str)]) -> reqwest::RequestBuilder {
-        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
-        self.http.post(self.url(path)).header(CONTENT_TYPE, "application/x-www-form-urlencoded").body(body)
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        self.http
+            .post(self.url(path))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
     }
 
     /// `POST /v1/users` of a JSON body.
     pub async fn post_user(&self, body: &Value) -> reqwest::Response {
-        self.http.post(self.url("/v1/users")).json(body).send().await.expect("POST /v1/users")
+        self.http
+            .post(self.url("/v1/users"))
+            .json(body)
+            .send()
+            .await
+            .expect("POST /v1/users")
     }
 
     /// Signs up `username` with `password` and tenant `t-1`; returns the new user's id.
     pub async fn sign_up_with(&self, username: &str, password: &str) -> String {
-        let response = self.post_user(&json!({ "username": username, "password": password, "tenant_id": "t-1" })).await;
+        let response = self
+            .post_user(&json!({ "username": username, "password": password, "tenant_id": "t-1" }))
+            .await;
         let (status, _, body) = read_json(response).await;
         assert_eq!(status, StatusCode::CREATED, "sign-up of {username}: {body}");
         body["id"].as_str().expect("the new user's id").to_owned()
@@ -298,7 +378,12 @@ impl Server {
     pub async fn password_grant(&self, username: &str, password: &str) -> reqwest::Response {
         self.post_form(
             "/oauth/token",
-            &[("grant_type", "password"), ("client_id", WEB), ("username", username), ("password", password)],
+            &[
+                ("grant_type", "password"),
+                ("client_id", WEB),
+                ("username", username),
+                ("password", password),
+            ],
         )
         .await
     }
@@ -314,14 +399,23 @@ impl Server {
     pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
         self.post_form(
             "/oauth/token",
-            &[("grant_type", "refresh_token"), ("client_id", WEB), ("refresh_token", refresh_token)],
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", WEB),
+                ("refresh_token", refresh_token),
+            ],
         )
         .await
     }
 
     /// Registers the confidential client; returns its secret.
     pub async fn register_backend(&self) -> String {
-        let secret = self.state.authority.register_client(BACKEND).await.expect("register booking-backend");
+        let secret = self
+            .state
+            .authority
+            .register_client(BACKEND)
+            .await
+            .expect("register booking-backend");
         secret.expect("a confidential client gets a secret")
     }
 
@@ -347,8 +441,14 @@ impl Tokens {
     #[track_caller]
     pub fn from_body(body: &Value) -> Self {
         Self {
-            access: body["access_token"].as_str().expect("access_token").to_owned(),
-            refresh: body["refresh_token"].as_str().expect("refresh_token").to_owned(),
+            access: body["access_token"]
+                .as_str()
+                .expect("access_token")
+                .to_owned(),
+            refresh: body["refresh_token"]
+                .as_str()
+                .expect("refresh_token")
+                .to_owned(),
         }
     }
 }
@@ -358,29 +458,52 @@ pub async fn read_json(response: reqwest::Response) -> (StatusCode, HeaderMap, V
     let status = response.status();
     let headers = response.headers().clone();
     let text = response.text().await.expect("response body");
-    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {text:?}"));
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {text:?}"));
     (status, headers, body)
 }
 
 /// A header's value as text (empty when absent).
 pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
-    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 /// Asserts an RFC 6749 error response: status, `error`, no-store.
 #[track_caller]
-pub fn assert_oauth_error(status: StatusCode, headers: &HeaderMap, body: &Value, expected: StatusCode, error: &str) {
+pub fn assert_oauth_error(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &Value,
+    expected: StatusCode,
+    error: &str,
+) {
     assert_eq!(status, expected, "{body}");
     assert_eq!(body["error"], error, "{body}");
-    assert!(header(headers, "content-type").starts_with("application/json"), "{headers:?}");
+    assert!(
+        header(headers, "content-type").starts_with("application/json"),
+        "{headers:?}"
+    );
     assert_eq!(header(headers, "cache-control"), "no-store");
 }
 
 /// Asserts an RFC 9457 problem: status, content type, `status` member and `code`.
 #[track_caller]
-pub fn assert_problem(status: StatusCode, headers: &HeaderMap, body: &Value, expected: StatusCode, code: &str) {
+pub fn assert_problem(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &Value,
+    expected: StatusCode,
+    code: &str,
+) {
     assert_eq!(status, expected, "{body}");
-    assert_eq!(header(headers, "content-type"), "application/problem+json", "{headers:?}");
+    assert_eq!(
+        header(headers, "content-type"),
+        "application/problem+json",
+        "{headers:?}"
+    );
     assert_eq!(body["status"], expected.as_u16(), "{body}");
     assert_eq!(body["code"], code, "{body}");
     assert!(body["title"].is_string(), "{body}");
