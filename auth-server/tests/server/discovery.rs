@@ -30,6 +30,7 @@ async fn jwks_is_cacheable_and_verifies_issued_tokens(db: TestDb) {
     for key in keys {
         assert_eq!(key["kty"], "OKP", "EdDSA keys: {key}");
         assert_eq!(key["alg"], "EdDSA");
+        assert_eq!(key["use"], "sig");
         assert!(key["kid"].is_string());
         assert!(
             key.get("d").is_none(),
