@@ -10,14 +10,13 @@ use auth_core::authority::{ClientCredentials, Introspection, normalize_username}
 use auth_core::error::RefreshError;
 use auth_core::ratelimit::ScopeLimiter;
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::json;
 
-use super::parse_form;
+use super::{Body, parse_form};
 use crate::app::AppState;
 use crate::error::{OAuthError, no_store};
 
@@ -70,14 +69,14 @@ fn client_credentials(headers: &HeaderMap, form: &Form) -> Result<(String, Optio
 }
 
 /// `POST /oauth/token`.
-pub async fn token(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn token(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     match token_grant(&state, &headers, &body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
 }
 
-async fn token_grant(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Response, OAuthError> {
+async fn token_grant(state: &AppState, headers: &HeaderMap, body: &Body) -> Result<Response, OAuthError> {
     let form = parse_form(headers, body)?;
     let (client_id, secret) = client_credentials(headers, &form)?;
     let client = ClientCredentials { id: &client_id, secret: secret.as_deref() };
@@ -149,7 +148,7 @@ async fn check_login_attempts(state: &AppState, client_id: &str, username: &str)
 /// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was known. Access tokens are
 /// self-contained and expire on their own; revoking their session (through the refresh token or
 /// `/v1/logout`) makes introspection and this server's bearer endpoints refuse them.
-pub async fn revoke(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn revoke(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         let form = parse_form(&headers, &body)?;
         let (client_id, secret) = client_credentials(&headers, &form)?;
@@ -176,7 +175,7 @@ pub async fn revoke(State(state): State<Arc<AppState>>, headers: HeaderMap, body
 }
 
 /// `POST /oauth/introspect` (RFC 7662), for confidential clients.
-pub async fn introspect(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn introspect(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         let form = parse_form(&headers, &body)?;
         let (client_id, secret) = client_credentials(&headers, &form)?;

@@ -5,18 +5,17 @@ use std::sync::Arc;
 
 use auth_core::Error;
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::{authenticate, with_limit_headers};
+use super::{Body, authenticate, body_rejection, with_limit_headers};
 use crate::app::AppState;
 use crate::error::Problem;
 
 /// `POST /v1/users` `{ "username", "password", <custom claims>... }` -> 201.
-pub async fn sign_up(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn sign_up(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         let essence = headers
             .get(header::CONTENT_TYPE)
@@ -27,6 +26,10 @@ pub async fn sign_up(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
         if !essence.eq_ignore_ascii_case("application/json") {
             return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "request.unsupported_media_type", "Send application/json"));
         }
+        let body = body.map_err(|rejection| {
+            let (status, code) = body_rejection(&rejection);
+            Problem::new(status, code, "The request body could not be read")
+        })?;
         let mut fields: Map<String, Value> = serde_json::from_slice(&body).map_err(|e| {
             Problem::new(StatusCode::BAD_REQUEST, "request.malformed", "The body is not a JSON object").detail(e.to_string())
         })?;

@@ -1,4 +1,20 @@
-//! auth-server over real HTTP.
+//! auth-server over real HTTP: each test starts the server on port 0 over a fresh database and
+//! talks to it with an HTTP client, on SQLite and on PostgreSQL; the replica and degraded-mode
+//! tests run real `auth-server` processes.
 
+// Helpers shared by tests fail the test on purpose when something is off.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[macro_use]
+mod support;
+
+mod bearer;
+mod client_library;
+mod discovery;
+mod grants;
+mod limits;
+mod ops;
 mod process;
 mod replicas;
+mod revocation;
+mod signup;

@@ -1,0 +1,313 @@
+//! Rate limits: the spec's scope-tied limits on bearer requests (with the IETF RateLimit headers),
+//! the per-account login backoff (which parallel requests cannot bypass), and the per-IP limit on
+//! credential endpoints. The first two also run on Redis when `AUTH_TEST_REDIS_URL` is set.
+
+use auth_core::audit::AuditKind;
+use reqwest::StatusCode;
+
+use crate::support::{
+    Options, PASSWORD, Server, TestDb, assert_oauth_error, assert_problem, header, metric_value,
+    read_json, unique_suffix,
+};
+
+on_both_backends!(
+    scope_limit_refuses_with_ratelimit_headers,
+    parallel_wrong_passwords_cannot_bypass_the_backoff,
+    per_ip_limit_on_credential_endpoints
+);
+
+/// The same cases with the limits kept in Redis (over SQLite).
+mod redis {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scope_limit_refuses_with_ratelimit_headers() {
+        let Some(url) = crate::support::redis_url("scope_limit_refuses_with_ratelimit_headers")
+        else {
+            return;
+        };
+        super::scope_limit(crate::support::sqlite(), Some(url)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_wrong_passwords_cannot_bypass_the_backoff() {
+        let Some(url) =
+            crate::support::redis_url("parallel_wrong_passwords_cannot_bypass_the_backoff")
+        else {
+            return;
+        };
+        super::login_backoff(crate::support::sqlite(), Some(url)).await;
+    }
+}
+
+async fn scope_limit_refuses_with_ratelimit_headers(db: TestDb) {
+    scope_limit(db, None).await;
+}
+
+async fn parallel_wrong_passwords_cannot_bypass_the_backoff(db: TestDb) {
+    login_backoff(db, None).await;
+}
+
+/// `bookings:write` allows 3 requests a minute here; every bearer request of a token holding that
+/// scope is charged to it, per user.
+async fn scope_limit(db: TestDb, redis_url: Option<String>) {
+    let options = Options {
+        write_limit: (3, "1m"),
+        redis_url,
+        ..Options::default()
+    };
+    let server = Server::start_with(db, options).await;
+    // Unique names: Redis outlives the test's database.
+    let (alice, bob) = (
+        format!("alice_{}", unique_suffix()),
+        format!("bob_{}", unique_suffix()),
+    );
+    server.sign_up(&alice).await;
+    server.sign_up(&bob).await;
+    let tokens = server.login(&alice).await;
+
+    for remaining in [2, 1, 0] {
+        let response = server.get_bearer("/userinfo", &tokens.access).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let headers = response.headers();
+        assert_eq!(
+            header(headers, "ratelimit-policy"),
+            "\"bookings:write\";q=3;w=60",
+            "the tightest scope decides"
+        );
+        let ratelimit = header(headers, "ratelimit");
+        assert!(
+            ratelimit.starts_with(&format!("\"bookings:write\";r={remaining};t=")),
+            "{ratelimit}"
+        );
+        assert!(
+            headers.get("retry-after").is_none(),
+            "allowed requests carry no Retry-After"
+        );
+    }
+    let (status, headers, body) =
+        read_json(server.get_bearer("/v1/sessions", &tokens.access).await).await;
+    assert_problem(
+        status,
+        &headers,
+        &body,
+        StatusCode::TOO_MANY_REQUESTS,
+        "ratelimit.exceeded",
+    );
+    assert_eq!(
+        header(&headers, "ratelimit-policy"),
+        "\"bookings:write\";q=3;w=60"
+    );
+    assert!(
+        header(&headers, "ratelimit").starts_with("\"bookings:write\";r=0;t="),
+        "{headers:?}"
+    );
+    // One request every 20 s refills; the exact wait depends on how long the requests took.
+    let retry: u64 = header(&headers, "retry-after")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!((1..=20).contains(&retry), "Retry-After {retry}");
+
+    // The limit belongs to the user, not to the token: a refreshed token is refused as well ...
+    let (_, _, refreshed) = read_json(server.refresh(&tokens.refresh).await).await;
+    let refreshed = refreshed["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        server.get_bearer("/userinfo", &refreshed).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // ... while another user has a full allowance, and so does a token of alice's without the scope.
+    let bobs = server.login(&bob).await;
+    assert_eq!(
+        server.get_bearer("/userinfo", &bobs.access).await.status(),
+        StatusCode::OK
+    );
+    let form = [
+        ("grant_type", "password"),
+        ("client_id", crate::support::WEB),
+        ("username", &alice),
+        ("password", PASSWORD),
+        ("scope", "bookings:read"),
+    ];
+    let (_, _, read_only) = read_json(server.post_form("/oauth/token", &form).await).await;
+    let response = server
+        .get_bearer("/userinfo", read_only["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        header(response.headers(), "ratelimit-policy"),
+        "\"bookings:read\";q=120;w=60"
+    );
+
+    let page = server.metrics().await;
+    assert_eq!(
+        metric_value(
+            &page,
+            "auth_rate_limit_rejections_total",
+            &["limit=\"bookings:write\""]
+        ),
+        2.0,
+        "{page}"
+    );
+}
+
+/// With 5 attempts per account, 20 wrong passwords sent at once: at most 5 reach the password
+/// check, the others are refused before it with 429 and Retry-After.
+async fn login_backoff(db: TestDb, redis_url: Option<String>) {
+    const ATTEMPTS: usize = 20;
+    let options = Options {
+        login_attempts: 5,
+        redis_url,
+        ..Options::default()
+    };
+    let server = Server::start_with(db, options).await;
+    let username = format!("victim_{}", unique_suffix());
+    let user_id = server.sign_up(&username).await;
+    let other = format!("bystander_{}", unique_suffix());
+    server.sign_up(&other).await;
+
+    // Each attempt on a task of its own, all released at once, so that they race in the server.
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(ATTEMPTS));
+    let mut tasks = Vec::new();
+    for i in 0..ATTEMPTS {
+        let request = server.form_request(
+            "/oauth/token",
+            &[
+                ("grant_type", "password"),
+                ("client_id", crate::support::WEB),
+                // Case variants name the same account and share its allowance.
+                (
+                    "username",
+                    &if i % 2 == 0 {
+                        username.clone()
+                    } else {
+                        username.to_uppercase()
+                    },
+                ),
+                ("password", &format!("wrong password {i}")),
+            ],
+        );
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            read_json(request.send().await.unwrap()).await
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    let mut checked = 0;
+    let mut refused = 0;
+    for (status, headers, body) in &answers {
+        match *status {
+            StatusCode::BAD_REQUEST => {
+                assert_eq!(body["error"], "invalid_grant", "{body}");
+                checked += 1;
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_oauth_error(
+                    *status,
+                    headers,
+                    body,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "invalid_request",
+                );
+                assert_eq!(body["error_description"], "auth.too_many_attempts");
+                let retry: u64 = header(headers, "retry-after")
+                    .parse()
+                    .expect("Retry-After in seconds");
+                assert!((1..=60).contains(&retry), "Retry-After {retry}");
+                refused += 1;
+            }
+            other => panic!("unexpected answer {other}: {body}"),
+        }
+    }
+    assert_eq!(checked + refused, ATTEMPTS);
+    assert!(
+        (1..=5).contains(&checked),
+        "{checked} attempts reached the password check"
+    );
+
+    // The audit log agrees: at most 5 password checks failed, the rest were lockouts.
+    let audit = server.state.store().audit_tail(200).await.unwrap();
+    let failed = audit
+        .iter()
+        .filter(|e| e.kind == AuditKind::LoginFailed && e.user_id.as_deref() == Some(&user_id))
+        .count();
+    let locked = audit
+        .iter()
+        .filter(|e| e.kind == AuditKind::LoginLockedOut)
+        .count();
+    assert_eq!((failed, locked), (checked, refused));
+
+    // While locked out, even the right password is not checked; other accounts are unaffected.
+    let (status, _, body) = read_json(server.password_grant(&username, PASSWORD).await).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    server.login(&other).await;
+    let page = server.metrics().await;
+    assert!(
+        metric_value(
+            &page,
+            "auth_rate_limit_rejections_total",
+            &["limit=\"login\""]
+        ) >= 16.0,
+        "{page}"
+    );
+}
+
+async fn per_ip_limit_on_credential_endpoints(db: TestDb) {
+    let options = Options {
+        per_ip_burst: 3,
+        ..Options::default()
+    };
+    let server = Server::start_with(db, options).await;
+    // Three credential requests of any kind pass the per-IP limit (and fail for their own reasons).
+    assert_eq!(
+        server
+            .post_form("/oauth/token", &[("grant_type", "password")])
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        server.post_form("/oauth/revoke", &[]).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        server.post_form("/oauth/introspect", &[]).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    // The fourth is refused before its handler runs.
+    for path in ["/oauth/token", "/v1/users"] {
+        let (status, headers, body) =
+            read_json(server.post_form(path, &[("grant_type", "password")]).await).await;
+        assert_oauth_error(
+            status,
+            &headers,
+            &body,
+            StatusCode::TOO_MANY_REQUESTS,
+            "slow_down",
+        );
+        assert_eq!(body["error_description"], "ratelimit.per_ip");
+        let retry: u64 = header(&headers, "retry-after")
+            .parse()
+            .expect("Retry-After in seconds");
+        assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    }
+    // Endpoints that take no credentials are not limited per IP.
+    for path in [
+        "/healthz",
+        "/.well-known/jwks.json",
+        "/.well-known/openid-configuration",
+    ] {
+        assert_eq!(server.get(path).await.status(), StatusCode::OK, "{path}");
+    }
+    let page = server.metrics().await;
+    assert_eq!(
+        metric_value(
+            &page,
+            "auth_rate_limit_rejections_total",
+            &["limit=\"per_ip\""]
+        ),
+        2.0,
+        "{page}"
+    );
+}

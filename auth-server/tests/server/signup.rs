@@ -1,0 +1,209 @@
+//! `POST /v1/users`: sign-up, its password policy and its problem+json errors.
+
+use reqwest::StatusCode;
+use reqwest::header::CONTENT_TYPE;
+use serde_json::json;
+
+use crate::support::{Server, TestDb, assert_problem, read_json};
+
+on_both_backends!(
+    sign_up_creates_a_user,
+    duplicate_username_is_a_conflict,
+    password_policy_bounds_without_truncation,
+    missing_required_claim_is_refused,
+    undeclared_or_mistyped_claims_are_refused,
+    wrong_content_type_is_415,
+    malformed_json_is_400,
+);
+
+async fn sign_up_creates_a_user(db: TestDb) {
+    let server = Server::start(db).await;
+    let response = server
+        .post_user(&json!({ "username": "  Alice ", "password": "correct horse battery staple", "tenant_id": "t-1" }))
+        .await;
+    let (status, _, body) = read_json(response).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body["username"], "alice",
+        "usernames are trimmed and lowercased"
+    );
+    assert_eq!(body["claims"], json!({ "tenant_id": "t-1" }));
+    assert!(
+        body["id"].as_str().is_some_and(|id| !id.is_empty()),
+        "{body}"
+    );
+    assert!(body["created_at"].is_i64(), "{body}");
+    assert!(
+        body.get("password").is_none() && body.get("password_hash").is_none(),
+        "no secret comes back: {body}"
+    );
+    // The new account can log in at once.
+    server.login("alice").await;
+}
+
+async fn duplicate_username_is_a_conflict(db: TestDb) {
+    let server = Server::start(db).await;
+    server.sign_up("bob").await;
+    // The same name in another case (and Unicode form) is the same account.
+    for name in ["bob", "BOB", "\u{ff22}ob"] {
+        let response = server
+            .post_user(
+                &json!({ "username": name, "password": "another password", "tenant_id": "t-2" }),
+            )
+            .await;
+        let (status, headers, body) = read_json(response).await;
+        assert_problem(
+            status,
+            &headers,
+            &body,
+            StatusCode::CONFLICT,
+            "input.conflict",
+        );
+    }
+}
+
+async fn password_policy_bounds_without_truncation(db: TestDb) {
+    let server = Server::start(db).await;
+    // 7 characters: under the spec's minimum of 8.
+    let response = server
+        .post_user(&json!({ "username": "short", "password": "1234567", "tenant_id": "t-1" }))
+        .await;
+    let (status, headers, body) = read_json(response).await;
+    assert_problem(
+        status,
+        &headers,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "input.invalid",
+    );
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("password")),
+        "{body}"
+    );
+
+    // 64 characters (ASVS 2.1.2) are accepted, and every one of them counts.
+    let long: String = ('a'..='z').cycle().take(64).collect();
+    server.sign_up_with("long", &long).await;
+    let (status, _, body) = read_json(server.password_grant("long", &long).await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = read_json(server.password_grant("long", &long[..63]).await).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "a prefix is not the password"
+    );
+
+    // Beyond bcrypt's 72 bytes too: a password differing only in its last character is another one.
+    let longer: String = ('a'..='z').cycle().take(100).collect();
+    server.sign_up_with("longer", &longer).await;
+    let mut other = longer.clone();
+    other.replace_range(99.., "!");
+    let (status, _, _) = read_json(server.password_grant("longer", &other).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = read_json(server.password_grant("longer", &longer).await).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+async fn missing_required_claim_is_refused(db: TestDb) {
+    let server = Server::start(db).await;
+    let response = server
+        .post_user(&json!({ "username": "carol", "password": "correct horse battery staple" }))
+        .await;
+    let (status, headers, body) = read_json(response).await;
+    assert_problem(
+        status,
+        &headers,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "input.invalid",
+    );
+    assert_eq!(body["detail"], "tenant_id: is required");
+    // Nothing was created: the name is still free.
+    server.sign_up("carol").await;
+}
+
+async fn undeclared_or_mistyped_claims_are_refused(db: TestDb) {
+    let server = Server::start(db).await;
+    let cases = [
+        json!({ "username": "dave", "password": "correct horse battery staple", "tenant_id": 7 }),
+        json!({ "username": "dave", "password": "correct horse battery staple", "tenant_id": "t", "role": "admin" }),
+        json!({ "username": 12, "password": "correct horse battery staple", "tenant_id": "t" }),
+        json!({ "password": "correct horse battery staple", "tenant_id": "t" }),
+    ];
+    for case in cases {
+        let (status, headers, body) = read_json(server.post_user(&case).await).await;
+        assert_problem(
+            status,
+            &headers,
+            &body,
+            StatusCode::BAD_REQUEST,
+            "input.invalid",
+        );
+    }
+}
+
+async fn wrong_content_type_is_415(db: TestDb) {
+    let server = Server::start(db).await;
+    let body = json!({ "username": "erin", "password": "correct horse battery staple", "tenant_id": "t-1" }).to_string();
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let mut request = server.http.post(server.url("/v1/users")).body(body.clone());
+        if let Some(content_type) = content_type {
+            request = request.header(CONTENT_TYPE, content_type);
+        }
+        let (status, headers, problem) = read_json(request.send().await.unwrap()).await;
+        assert_problem(
+            status,
+            &headers,
+            &problem,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "request.unsupported_media_type",
+        );
+    }
+    // A charset parameter is fine.
+    let request = server
+        .http
+        .post(server.url("/v1/users"))
+        .header(CONTENT_TYPE, "application/json; charset=utf-8");
+    let response = request.body(body).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+}
+
+async fn malformed_json_is_400(db: TestDb) {
+    let server = Server::start(db).await;
+    for body in [
+        "{\"username\": \"frank\",",
+        "[1, 2]",
+        "\"text\"",
+        "",
+        "{\"username\": \"a\"} trailing",
+    ] {
+        let request = server
+            .http
+            .post(server.url("/v1/users"))
+            .header(CONTENT_TYPE, "application/json");
+        let (status, headers, problem) = read_json(request.body(body).send().await.unwrap()).await;
+        assert_problem(
+            status,
+            &headers,
+            &problem,
+            StatusCode::BAD_REQUEST,
+            "request.malformed",
+        );
+    }
+    let huge =
+        json!({ "username": "frank", "password": "x".repeat(65 * 1024), "tenant_id": "t-1" });
+    let (status, headers, problem) = read_json(server.post_user(&huge).await).await;
+    assert_problem(
+        status,
+        &headers,
+        &problem,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "request.too_large",
+    );
+}
