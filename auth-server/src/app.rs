@@ -180,7 +180,8 @@ pub async fn build_state(config: ServerConfig) -> anyhow::Result<Arc<AppState>> 
     }))
 }
 
-/// The router. Credential endpoints sit behind a per-IP limit.
+/// The router. Credential endpoints sit behind a per-IP limit, shared by all of them; its
+/// refusal speaks each endpoint's error format.
 pub fn router(state: Arc<AppState>) -> Router {
     let per_ip = GovernorConfigBuilder::default()
         .period(state.config.per_ip_period)
@@ -189,20 +190,26 @@ pub fn router(state: Arc<AppState>) -> Router {
         .finish()
         .map(Arc::new);
     let metrics = state.metrics.clone();
-    let mut credentials = Router::new()
+    let mut oauth = Router::new()
         .route("/oauth/token", post(routes::oauth::token))
         .route("/oauth/revoke", post(routes::oauth::revoke))
-        .route("/oauth/introspect", post(routes::oauth::introspect))
-        .route("/v1/users", post(routes::users::sign_up));
+        .route("/oauth/introspect", post(routes::oauth::introspect));
+    let mut sign_up = Router::new().route("/v1/users", post(routes::users::sign_up));
     if let Some(per_ip) = per_ip {
         let limited = metrics.rate_limited.with_label_values(&["per_ip"]);
-        credentials = credentials.layer(GovernorLayer::new(per_ip).error_handler(move |e| {
+        let also_limited = limited.clone();
+        oauth = oauth.layer(GovernorLayer::new(per_ip.clone()).error_handler(move |e| {
             limited.inc();
             routes::per_ip_refusal(e)
         }));
+        sign_up = sign_up.layer(GovernorLayer::new(per_ip).error_handler(move |e| {
+            also_limited.inc();
+            routes::per_ip_problem(e)
+        }));
     }
     Router::new()
-        .merge(credentials)
+        .merge(oauth)
+        .merge(sign_up)
         .route("/.well-known/jwks.json", get(routes::wellknown::jwks))
         .route("/.well-known/openid-configuration", get(routes::wellknown::openid_configuration))
         .route("/.well-known/oauth-authorization-server", get(routes::wellknown::authorization_server))

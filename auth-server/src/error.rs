@@ -4,6 +4,7 @@
 
 use auth_core::Error;
 use axum::Json;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -63,6 +64,17 @@ impl From<Error> for OAuthError {
             }
         }
     }
+}
+
+/// A body that could not be read: too large (413) or broken off (400).
+impl From<BytesRejection> for OAuthError {
+    fn from(rejection: BytesRejection) -> Self {
+        Self::new(rejection.status(), "invalid_request", body_code(&rejection))
+    }
+}
+
+fn body_code(rejection: &BytesRejection) -> &'static str {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { "request.too_large" } else { "request.malformed" }
 }
 
 impl IntoResponse for OAuthError {
@@ -168,6 +180,18 @@ impl From<Error> for Problem {
                 Self::new(status, code, title)
             }
         }
+    }
+}
+
+/// A body that could not be read: too large (413) or broken off (400).
+impl From<BytesRejection> for Problem {
+    fn from(rejection: BytesRejection) -> Self {
+        let title = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "The request body is too large"
+        } else {
+            "The request body could not be read"
+        };
+        Self::new(rejection.status(), body_code(&rejection), title)
     }
 }
 

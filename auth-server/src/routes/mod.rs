@@ -125,6 +125,23 @@ pub fn per_ip_refusal(error: GovernorError) -> Response {
     }
 }
 
+/// The answer of the per-IP limit on sign-up: a problem with `Retry-After`.
+pub fn per_ip_problem(error: GovernorError) -> Response {
+    match error {
+        GovernorError::TooManyRequests { wait_time, .. } => {
+            let retry = HeaderValue::from_str(&wait_time.max(1).to_string()).unwrap_or(HeaderValue::from_static("1"));
+            Problem::new(StatusCode::TOO_MANY_REQUESTS, "ratelimit.per_ip", "Too many requests from this address")
+                .with_header(header::RETRY_AFTER, retry)
+                .into_response()
+        }
+        other => {
+            tracing::warn!(error = %other, "per-IP limiter could not classify a request");
+            Problem::new(StatusCode::BAD_REQUEST, "request.unidentified_peer", "The client address is unknown")
+                .into_response()
+        }
+    }
+}
+
 /// 404 as problem+json.
 pub async fn not_found() -> Problem {
     Problem::new(StatusCode::NOT_FOUND, "route.not_found", "No such route")

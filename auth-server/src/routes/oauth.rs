@@ -12,6 +12,7 @@ use auth_core::ratelimit::ScopeLimiter;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -70,7 +71,11 @@ fn client_credentials(headers: &HeaderMap, form: &Form) -> Result<(String, Optio
 }
 
 /// `POST /oauth/token`.
-pub async fn token(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn token(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return OAuthError::from(rejection).into_response(),
+    };
     match token_grant(&state, &headers, &body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
@@ -149,8 +154,9 @@ async fn check_login_attempts(state: &AppState, client_id: &str, username: &str)
 /// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was known. Access tokens are
 /// self-contained and expire on their own; revoking their session (through the refresh token or
 /// `/v1/logout`) makes introspection and this server's bearer endpoints refuse them.
-pub async fn revoke(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn revoke(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
+        let body = body?;
         let form = parse_form(&headers, &body)?;
         let (client_id, secret) = client_credentials(&headers, &form)?;
         let client = ClientCredentials { id: &client_id, secret: secret.as_deref() };
@@ -176,8 +182,9 @@ pub async fn revoke(State(state): State<Arc<AppState>>, headers: HeaderMap, body
 }
 
 /// `POST /oauth/introspect` (RFC 7662), for confidential clients.
-pub async fn introspect(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn introspect(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
+        let body = body?;
         let form = parse_form(&headers, &body)?;
         let (client_id, secret) = client_credentials(&headers, &form)?;
         if secret.is_none() {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use auth_core::Error;
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,8 +17,9 @@ use crate::app::AppState;
 use crate::error::Problem;
 
 /// `POST /v1/users` `{ "username", "password", <custom claims>... }` -> 201.
-pub async fn sign_up(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn sign_up(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
+        let body = body?;
         let essence = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
