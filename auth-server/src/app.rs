@@ -14,7 +14,7 @@ use auth_core::random::{Entropy, OsEntropy};
 use auth_core::ratelimit::{FallbackLimiter, LimiterBackend, MemoryLimiter, RedisLimiter, ScopeLimiter};
 use auth_core::spec::{RateLimitSpec, Seconds, Spec};
 use auth_core::store::{SqlStore, Store};
-use axum::Router;
+use axum::{Extension, Router};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use tower_governor::GovernorLayer;
@@ -22,7 +22,7 @@ use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::PeerIpKeyExtractor;
 
 use crate::metrics::Metrics;
-use crate::routes;
+use crate::{openapi, routes};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -207,6 +207,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             routes::per_ip_problem(e)
         }));
     }
+    let document = openapi::OpenApiJson::new(&state.spec);
     Router::new()
         .merge(oauth)
         .merge(sign_up)
@@ -220,6 +221,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(routes::ops::healthz))
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics))
+        .route("/openapi.json", get(openapi::openapi_json).layer(Extension(document)))
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

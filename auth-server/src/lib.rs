@@ -4,8 +4,10 @@
 //! - [`routes`]: the handlers (OAuth, users and sessions, well-known documents, operations).
 //! - [`error`]: RFC 6749 and RFC 9457 error bodies.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`openapi`]: the OpenAPI 3.1 document served at `/openapi.json`.
 
 pub mod app;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
