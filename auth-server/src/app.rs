@@ -14,7 +14,7 @@ use auth_core::random::{Entropy, OsEntropy};
 use auth_core::ratelimit::{FallbackLimiter, LimiterBackend, MemoryLimiter, RedisLimiter, ScopeLimiter};
 use auth_core::spec::{RateLimitSpec, Seconds, Spec};
 use auth_core::store::{SqlStore, Store};
-use axum::Router;
+use axum::{Extension, Router};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use tower_governor::GovernorLayer;
@@ -22,7 +22,7 @@ use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::PeerIpKeyExtractor;
 
 use crate::metrics::Metrics;
-use crate::routes;
+use crate::{openapi, routes};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -184,7 +184,8 @@ pub async fn build_state(config: ServerConfig) -> anyhow::Result<Arc<AppState>> 
     }))
 }
 
-/// The router. Credential endpoints sit behind a per-IP limit.
+/// The router. Credential endpoints sit behind a per-IP limit, shared by all of them; its
+/// refusal speaks each endpoint's error format.
 pub fn router(state: Arc<AppState>) -> Router {
     let per_ip = GovernorConfigBuilder::default()
         .period(state.config.per_ip_period)
@@ -193,20 +194,27 @@ pub fn router(state: Arc<AppState>) -> Router {
         .finish()
         .map(Arc::new);
     let metrics = state.metrics.clone();
-    let mut credentials = Router::new()
+    let mut oauth = Router::new()
         .route("/oauth/token", post(routes::oauth::token))
         .route("/oauth/revoke", post(routes::oauth::revoke))
-        .route("/oauth/introspect", post(routes::oauth::introspect))
-        .route("/v1/users", post(routes::users::sign_up));
+        .route("/oauth/introspect", post(routes::oauth::introspect));
+    let mut sign_up = Router::new().route("/v1/users", post(routes::users::sign_up));
     if let Some(per_ip) = per_ip {
         let limited = metrics.rate_limited.with_label_values(&["per_ip"]);
-        credentials = credentials.layer(GovernorLayer::new(per_ip).error_handler(move |e| {
+        let also_limited = limited.clone();
+        oauth = oauth.layer(GovernorLayer::new(per_ip.clone()).error_handler(move |e| {
             limited.inc();
             routes::per_ip_refusal(e)
         }));
+        sign_up = sign_up.layer(GovernorLayer::new(per_ip).error_handler(move |e| {
+            also_limited.inc();
+            routes::per_ip_problem(e)
+        }));
     }
+    let document = openapi::OpenApiJson::new(&state.spec);
     Router::new()
-        .merge(credentials)
+        .merge(oauth)
+        .merge(sign_up)
         .route("/.well-known/jwks.json", get(routes::wellknown::jwks))
         .route("/.well-known/openid-configuration", get(routes::wellknown::openid_configuration))
         .route("/.well-known/oauth-authorization-server", get(routes::wellknown::authorization_server))
@@ -217,6 +225,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(routes::ops::healthz))
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics))
+        .route("/openapi.json", get(openapi::openapi_json).layer(Extension(document)))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track))

@@ -4,9 +4,45 @@
 
 use auth_core::Error;
 use axum::Json;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The JSON body of an RFC 6749 section 5.2 error, as sent on `/oauth/*`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OAuthErrorBody {
+    /// The RFC 6749 error code.
+    #[schema(value_type = String, example = "invalid_grant")]
+    pub error: &'static str,
+    /// A stable code of this service (`refresh.reused`, `auth.invalid_client`, ...), sometimes
+    /// followed by `: ` and details.
+    #[schema(example = "refresh.reused")]
+    pub error_description: String,
+}
+
+/// The JSON body of an RFC 9457 problem (`application/problem+json`), as sent outside `/oauth/*`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProblemBody {
+    /// Always `about:blank`: the `code` member says what happened.
+    #[serde(rename = "type")]
+    #[schema(value_type = String, example = "about:blank")]
+    pub kind: &'static str,
+    /// A short human-readable summary.
+    #[schema(example = "The access token is missing or invalid")]
+    pub title: String,
+    /// The HTTP status, repeated.
+    #[schema(example = 401)]
+    pub status: u16,
+    /// A stable code of this service (`token.expired`, `input.conflict`, ...).
+    #[schema(example = "token.expired")]
+    pub code: String,
+    /// What happened in this case.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub detail: Option<String>,
+}
 
 /// An RFC 6749 section 5.2 error.
 #[derive(Debug)]
@@ -65,9 +101,20 @@ impl From<Error> for OAuthError {
     }
 }
 
+/// A body that could not be read: too large (413) or broken off (400).
+impl From<BytesRejection> for OAuthError {
+    fn from(rejection: BytesRejection) -> Self {
+        Self::new(rejection.status(), "invalid_request", body_code(&rejection))
+    }
+}
+
+fn body_code(rejection: &BytesRejection) -> &'static str {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { "request.too_large" } else { "request.malformed" }
+}
+
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": self.error, "error_description": self.description });
+        let body = OAuthErrorBody { error: self.error, error_description: self.description };
         let mut response = (self.status, no_store(), Json(body)).into_response();
         response.headers_mut().extend(self.headers);
         response
@@ -171,21 +218,33 @@ impl From<Error> for Problem {
     }
 }
 
+/// A body that could not be read: too large (413) or broken off (400).
+impl From<BytesRejection> for Problem {
+    fn from(rejection: BytesRejection) -> Self {
+        let title = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "The request body is too large"
+        } else {
+            "The request body could not be read"
+        };
+        Self::new(rejection.status(), body_code(&rejection), title)
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let mut body = json!({
-            "type": "about:blank",
-            "title": self.title,
-            "status": self.status.as_u16(),
-            "code": self.code,
-        });
-        if let Some(detail) = self.detail {
-            body["detail"] = json!(detail);
-        }
+        let body = ProblemBody {
+            kind: "about:blank",
+            title: self.title,
+            status: self.status.as_u16(),
+            code: self.code,
+            detail: self.detail,
+        };
+        // Serializing plain strings and numbers cannot fail.
+        let body = serde_json::to_string(&body).unwrap_or_default();
         let mut response = (
             self.status,
             [(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"))],
-            body.to_string(),
+            body,
         )
             .into_response();
         response.headers_mut().extend(self.headers);

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use auth_core::ratelimit::ScopeDecision;
 use auth_core::tokens::AccessClaims;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower_governor::GovernorError;
@@ -19,28 +18,9 @@ use tower_governor::GovernorError;
 use crate::app::AppState;
 use crate::error::{OAuthError, Problem};
 
-/// A request body as the handlers take it. A body that could not be read (larger than
-/// [`crate::app::MAX_BODY_BYTES`], or a broken stream) is answered in the route's own error format
-/// rather than with axum's plain-text rejection.
-pub type Body = Result<Bytes, BytesRejection>;
-
-/// The status and stable code for a body that could not be read.
-pub fn body_rejection(rejection: &BytesRejection) -> (StatusCode, &'static str) {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        (StatusCode::PAYLOAD_TOO_LARGE, "request.too_large")
-    } else {
-        (rejection.status(), "request.unreadable_body")
-    }
-}
-
-/// Parses an `application/x-www-form-urlencoded` body. Refuses unreadable or oversized bodies
-/// (413), other content types (415), non-UTF-8 and repeated parameters (RFC 6749 section 3.2:
-/// parameters MUST NOT repeat).
-pub fn parse_form(headers: &HeaderMap, body: &Body) -> Result<HashMap<String, String>, OAuthError> {
-    let body = body.as_ref().map_err(|rejection| {
-        let (status, code) = body_rejection(rejection);
-        OAuthError::new(status, "invalid_request", code)
-    })?;
+/// Parses an `application/x-www-form-urlencoded` body. Refuses other content types (415),
+/// non-UTF-8 and repeated parameters (RFC 6749 section 3.2: parameters MUST NOT repeat).
+pub fn parse_form(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, OAuthError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
@@ -141,6 +121,23 @@ pub fn per_ip_refusal(error: GovernorError) -> Response {
         other => {
             tracing::warn!(error = %other, "per-IP limiter could not classify a request");
             OAuthError::invalid_request("request.unidentified_peer").into_response()
+        }
+    }
+}
+
+/// The answer of the per-IP limit on sign-up: a problem with `Retry-After`.
+pub fn per_ip_problem(error: GovernorError) -> Response {
+    match error {
+        GovernorError::TooManyRequests { wait_time, .. } => {
+            let retry = HeaderValue::from_str(&wait_time.max(1).to_string()).unwrap_or(HeaderValue::from_static("1"));
+            Problem::new(StatusCode::TOO_MANY_REQUESTS, "ratelimit.per_ip", "Too many requests from this address")
+                .with_header(header::RETRY_AFTER, retry)
+                .into_response()
+        }
+        other => {
+            tracing::warn!(error = %other, "per-IP limiter could not classify a request");
+            Problem::new(StatusCode::BAD_REQUEST, "request.unidentified_peer", "The client address is unknown")
+                .into_response()
         }
     }
 }

@@ -10,13 +10,17 @@ use auth_core::authority::{ClientCredentials, Introspection, normalize_username}
 use auth_core::error::RefreshError;
 use auth_core::ratelimit::ScopeLimiter;
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
-use super::{Body, parse_form};
+use super::parse_form;
 use crate::app::AppState;
 use crate::error::{OAuthError, no_store};
 
@@ -68,15 +72,55 @@ fn client_credentials(headers: &HeaderMap, form: &Form) -> Result<(String, Optio
     }
 }
 
+/// The answer of `POST /oauth/token` (RFC 6749 section 5.1).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// The access token: an RFC 9068 JWT.
+    pub access_token: String,
+    /// Always `Bearer`.
+    #[schema(value_type = String, example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+    /// The next refresh token (password and refresh grants); the one sent is spent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub refresh_token: Option<String>,
+}
+
 /// `POST /oauth/token`.
-pub async fn token(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    tag = "oauth",
+    request_body(content = crate::openapi::TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Tokens issued", body = TokenResponse,
+            headers(("Cache-Control" = String, description = "`no-store`"), ("Pragma" = String, description = "`no-cache`"))),
+        (status = 400, response = crate::openapi::OAuthBadRequest),
+        (status = 401, response = crate::openapi::OAuthUnauthorized),
+        (status = 413, response = crate::openapi::OAuthPayloadTooLarge),
+        (status = 415, response = crate::openapi::OAuthUnsupportedMediaType),
+        (status = 429, response = crate::openapi::OAuthTooManyRequests),
+        (status = 500, response = crate::openapi::OAuthServerError),
+        (status = 503, response = crate::openapi::OAuthUnavailable),
+    ),
+    security((), ("client_basic" = [])),
+)]
+pub async fn token(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return OAuthError::from(rejection).into_response(),
+    };
     match token_grant(&state, &headers, &body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
 }
 
-async fn token_grant(state: &AppState, headers: &HeaderMap, body: &Body) -> Result<Response, OAuthError> {
+async fn token_grant(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Response, OAuthError> {
     let form = parse_form(headers, body)?;
     let (client_id, secret) = client_credentials(headers, &form)?;
     let client = ClientCredentials { id: &client_id, secret: secret.as_deref() };
@@ -107,15 +151,13 @@ async fn token_grant(state: &AppState, headers: &HeaderMap, body: &Body) -> Resu
         }
     }?;
     state.metrics.tokens_issued.with_label_values(&[grant_type]).inc();
-    let mut body = json!({
-        "access_token": grant.access.token,
-        "token_type": "Bearer",
-        "expires_in": grant.access.expires_in,
-        "scope": grant.scope,
-    });
-    if let Some(refresh) = grant.refresh_token {
-        body["refresh_token"] = json!(refresh);
-    }
+    let body = TokenResponse {
+        access_token: grant.access.token,
+        token_type: "Bearer",
+        expires_in: grant.access.expires_in,
+        scope: grant.scope,
+        refresh_token: grant.refresh_token,
+    };
     Ok((StatusCode::OK, no_store(), Json(body)).into_response())
 }
 
@@ -148,8 +190,27 @@ async fn check_login_attempts(state: &AppState, client_id: &str, username: &str)
 /// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was known. Access tokens are
 /// self-contained and expire on their own; revoking their session (through the refresh token or
 /// `/v1/logout`) makes introspection and this server's bearer endpoints refuse them.
-pub async fn revoke(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+#[utoipa::path(
+    post,
+    path = "/oauth/revoke",
+    tag = "oauth",
+    request_body(content = crate::openapi::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or the token was not known (empty body)",
+            headers(("Cache-Control" = String, description = "`no-store`"), ("Pragma" = String, description = "`no-cache`"))),
+        (status = 400, response = crate::openapi::OAuthBadRequest),
+        (status = 401, response = crate::openapi::OAuthUnauthorized),
+        (status = 413, response = crate::openapi::OAuthPayloadTooLarge),
+        (status = 415, response = crate::openapi::OAuthUnsupportedMediaType),
+        (status = 429, response = crate::openapi::OAuthTooManyRequests),
+        (status = 500, response = crate::openapi::OAuthServerError),
+        (status = 503, response = crate::openapi::OAuthUnavailable),
+    ),
+    security((), ("client_basic" = [])),
+)]
+pub async fn revoke(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
+        let body = body?;
         let form = parse_form(&headers, &body)?;
         let (client_id, secret) = client_credentials(&headers, &form)?;
         let client = ClientCredentials { id: &client_id, secret: secret.as_deref() };
@@ -175,8 +236,27 @@ pub async fn revoke(State(state): State<Arc<AppState>>, headers: HeaderMap, body
 }
 
 /// `POST /oauth/introspect` (RFC 7662), for confidential clients.
-pub async fn introspect(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+#[utoipa::path(
+    post,
+    path = "/oauth/introspect",
+    tag = "oauth",
+    request_body(content = crate::openapi::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The token's state and claims", body = crate::openapi::IntrospectionResponse,
+            headers(("Cache-Control" = String, description = "`no-store`"), ("Pragma" = String, description = "`no-cache`"))),
+        (status = 400, response = crate::openapi::OAuthBadRequest),
+        (status = 401, response = crate::openapi::OAuthUnauthorized),
+        (status = 413, response = crate::openapi::OAuthPayloadTooLarge),
+        (status = 415, response = crate::openapi::OAuthUnsupportedMediaType),
+        (status = 429, response = crate::openapi::OAuthTooManyRequests),
+        (status = 500, response = crate::openapi::OAuthServerError),
+        (status = 503, response = crate::openapi::OAuthUnavailable),
+    ),
+    security(("client_basic" = []), ()),
+)]
+pub async fn introspect(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
+        let body = body?;
         let form = parse_form(&headers, &body)?;
         let (client_id, secret) = client_credentials(&headers, &form)?;
         if secret.is_none() {

@@ -10,11 +10,26 @@ use axum::response::{IntoResponse, Response};
 use crate::app::AppState;
 
 /// Liveness: answers while the process runs, whatever its dependencies do.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "`ok`", body = String, content_type = "text/plain")),
+)]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
 /// Readiness: the database answers within a second.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "`ready`", body = String, content_type = "text/plain"),
+        (status = 503, description = "The database does not answer", body = String, content_type = "text/plain"),
+    ),
+)]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     match tokio::time::timeout(Duration::from_secs(1), state.store().ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
@@ -23,6 +38,13 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// Prometheus text exposition.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", body = String,
+        content_type = "text/plain; version=0.0.4; charset=utf-8")),
+)]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     ([(header::CONTENT_TYPE, content_type)], state.metrics.render()).into_response()

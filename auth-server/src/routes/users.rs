@@ -5,18 +5,40 @@ use std::sync::Arc;
 
 use auth_core::Error;
 use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
 
-use super::{Body, authenticate, body_rejection, with_limit_headers};
+use super::{authenticate, with_limit_headers};
 use crate::app::AppState;
 use crate::error::Problem;
 
 /// `POST /v1/users` `{ "username", "password", <custom claims>... }` -> 201.
-pub async fn sign_up(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+#[utoipa::path(
+    post,
+    path = "/v1/users",
+    tag = "users",
+    request_body(content = crate::openapi::SignUpRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The user was created", body = crate::openapi::NewUser),
+        (status = 400, response = crate::openapi::ProblemBadRequest),
+        (status = 409, response = crate::openapi::ProblemConflict),
+        (status = 413, response = crate::openapi::ProblemPayloadTooLarge),
+        (status = 415, response = crate::openapi::ProblemUnsupportedMediaType),
+        (status = 429, response = crate::openapi::ProblemTooManyRequests),
+        (status = 500, response = crate::openapi::ProblemServerError),
+        (status = 503, response = crate::openapi::ProblemUnavailable),
+    ),
+    security(()),
+)]
+pub async fn sign_up(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
+        let body = body?;
         let essence = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -26,10 +48,6 @@ pub async fn sign_up(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
         if !essence.eq_ignore_ascii_case("application/json") {
             return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "request.unsupported_media_type", "Send application/json"));
         }
-        let body = body.map_err(|rejection| {
-            let (status, code) = body_rejection(&rejection);
-            Problem::new(status, code, "The request body could not be read")
-        })?;
         let mut fields: Map<String, Value> = serde_json::from_slice(&body).map_err(|e| {
             Problem::new(StatusCode::BAD_REQUEST, "request.malformed", "The body is not a JSON object").detail(e.to_string())
         })?;
@@ -52,6 +70,23 @@ pub async fn sign_up(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
 }
 
 /// `GET /userinfo`: the user's claims (bearer).
+#[utoipa::path(
+    get,
+    path = "/userinfo",
+    tag = "users",
+    responses(
+        (status = 200, description = "The subject and, for user sessions, the username and custom claims",
+            body = crate::openapi::UserInfo, headers(
+            ("RateLimit-Policy" = String, description = "The quota of a rate-limited scope of the token, when it has one"),
+            ("RateLimit" = String, description = "What is left of that quota"),
+        )),
+        (status = 401, response = crate::openapi::BearerUnauthorized),
+        (status = 429, response = crate::openapi::BearerTooManyRequests),
+        (status = 500, response = crate::openapi::ProblemServerError),
+        (status = 503, response = crate::openapi::ProblemUnavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn userinfo(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let result = async {
         let (claims, decision) = authenticate(&state, &headers).await?;
@@ -70,28 +105,94 @@ pub async fn userinfo(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// One live session of a user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Session {
+    /// The session id (`sid` claim).
+    pub sid: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// Its scopes, space-separated.
+    pub scope: String,
+    /// When it began (Unix seconds).
+    pub created_at: i64,
+    /// When it ends whatever happens (Unix seconds).
+    pub expires_at: i64,
+    /// Whether the calling token belongs to it.
+    pub current: bool,
+}
+
+/// The answer of `GET /v1/sessions`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    /// The caller's live sessions.
+    pub sessions: Vec<Session>,
+}
+
+/// The answer of `POST /v1/logout`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogoutResult {
+    /// How many sessions were ended.
+    pub sessions_ended: u64,
+}
+
 /// `GET /v1/sessions`: the caller's live sessions.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions",
+    tag = "users",
+    responses(
+        (status = 200, description = "The caller's live sessions", body = SessionList, headers(
+            ("RateLimit-Policy" = String, description = "The quota of a rate-limited scope of the token, when it has one"),
+            ("RateLimit" = String, description = "What is left of that quota"),
+        )),
+        (status = 401, response = crate::openapi::BearerUnauthorized),
+        (status = 429, response = crate::openapi::BearerTooManyRequests),
+        (status = 500, response = crate::openapi::ProblemServerError),
+        (status = 503, response = crate::openapi::ProblemUnavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn sessions(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let result = async {
         let (claims, decision) = authenticate(&state, &headers).await?;
         let sessions = state.authority.refresh_families().sessions_of_user(&claims.sub).await?;
-        let list: Vec<Value> = sessions
+        let sessions = sessions
             .into_iter()
-            .map(|f| {
-                json!({
-                    "sid": f.id, "client_id": f.client_id, "scope": f.scope,
-                    "created_at": f.created_at, "expires_at": f.absolute_expires_at,
-                    "current": claims.sid.as_deref() == Some(f.id.as_str()),
-                })
+            .map(|f| Session {
+                current: claims.sid.as_deref() == Some(f.id.as_str()),
+                sid: f.id,
+                client_id: f.client_id,
+                scope: f.scope,
+                created_at: f.created_at,
+                expires_at: f.absolute_expires_at,
             })
             .collect();
-        Ok::<_, Problem>(with_limit_headers(Json(json!({ "sessions": list })).into_response(), decision.as_ref()))
+        Ok::<_, Problem>(with_limit_headers(Json(SessionList { sessions }).into_response(), decision.as_ref()))
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `DELETE /v1/sessions/{sid}`: ends one of the caller's sessions.
+#[utoipa::path(
+    delete,
+    path = "/v1/sessions/{sid}",
+    tag = "users",
+    params(("sid" = String, Path, description = "The session id")),
+    responses(
+        (status = 204, description = "The session was ended", headers(
+            ("RateLimit-Policy" = String, description = "The quota of a rate-limited scope of the token, when it has one"),
+            ("RateLimit" = String, description = "What is left of that quota"),
+        )),
+        (status = 404, response = crate::openapi::ProblemNotFound),
+        (status = 401, response = crate::openapi::BearerUnauthorized),
+        (status = 429, response = crate::openapi::BearerTooManyRequests),
+        (status = 500, response = crate::openapi::ProblemServerError),
+        (status = 503, response = crate::openapi::ProblemUnavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn end_session(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(sid): Path<String>) -> Response {
     let result = async {
         let (claims, decision) = authenticate(&state, &headers).await?;
@@ -117,6 +218,24 @@ pub struct LogoutQuery {
 }
 
 /// `POST /v1/logout` ends this session; `?all=true` ends every session of the user.
+#[utoipa::path(
+    post,
+    path = "/v1/logout",
+    tag = "users",
+    params(("all" = Option<bool>, Query, description = "End every session of the user, not only this one (`true`/`false`, also `1`/`0`)")),
+    responses(
+        (status = 200, description = "The sessions were ended", body = LogoutResult, headers(
+            ("RateLimit-Policy" = String, description = "The quota of a rate-limited scope of the token, when it has one"),
+            ("RateLimit" = String, description = "What is left of that quota"),
+        )),
+        (status = 400, response = crate::openapi::ProblemBadRequest),
+        (status = 401, response = crate::openapi::BearerUnauthorized),
+        (status = 429, response = crate::openapi::BearerTooManyRequests),
+        (status = 500, response = crate::openapi::ProblemServerError),
+        (status = 503, response = crate::openapi::ProblemUnavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let result = async {
         let query: LogoutQuery = serde_urlencoded_query(query.as_deref())?;
@@ -131,7 +250,7 @@ pub async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap, RawQ
             })?;
             u64::from(families.revoke_family(sid, "logout").await?)
         };
-        Ok::<_, Problem>(with_limit_headers(Json(json!({ "sessions_ended": ended })).into_response(), decision.as_ref()))
+        Ok::<_, Problem>(with_limit_headers(Json(LogoutResult { sessions_ended: ended }).into_response(), decision.as_ref()))
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)

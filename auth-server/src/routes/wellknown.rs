@@ -14,6 +14,16 @@ use crate::error::Problem;
 
 /// `GET /.well-known/jwks.json`, cacheable for `keys.jwks_max_age` (never longer than a new key
 /// waits before signing, so cached copies always hold it).
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "discovery",
+    responses(
+        (status = 200, description = "The published public keys", body = crate::openapi::Jwks, content_type = "application/json",
+            headers(("Cache-Control" = String, description = "`public, max-age=<keys.jwks_max_age>`"))),
+        (status = 503, response = crate::openapi::ProblemUnavailable),
+    ),
+)]
 pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     match state.keys().cached_snapshot() {
         Some(snapshot) => {
@@ -57,11 +67,23 @@ fn metadata(state: &AppState) -> Value {
 }
 
 /// `GET /.well-known/openid-configuration`.
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    tag = "discovery",
+    responses((status = 200, description = "OpenID Connect discovery metadata", body = crate::openapi::ServerMetadata)),
+)]
 pub async fn openid_configuration(State(state): State<Arc<AppState>>) -> Response {
     Json(metadata(&state)).into_response()
 }
 
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414).
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    tag = "discovery",
+    responses((status = 200, description = "RFC 8414 authorization server metadata", body = crate::openapi::ServerMetadata)),
+)]
 pub async fn authorization_server(State(state): State<Arc<AppState>>) -> Response {
     Json(metadata(&state)).into_response()
 }

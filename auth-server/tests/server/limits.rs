@@ -275,18 +275,25 @@ async fn per_ip_limit_on_credential_endpoints(db: TestDb) {
         server.post_form("/oauth/introspect", &[]).await.status(),
         StatusCode::BAD_REQUEST
     );
-    // The fourth is refused before its handler runs.
+    // The fourth is refused before its handler runs, in the route's own error format: RFC 6749
+    // JSON on /oauth/*, problem+json on /v1/users.
     for path in ["/oauth/token", "/v1/users"] {
         let (status, headers, body) =
             read_json(server.post_form(path, &[("grant_type", "password")]).await).await;
-        assert_oauth_error(
-            status,
-            &headers,
-            &body,
-            StatusCode::TOO_MANY_REQUESTS,
-            "slow_down",
-        );
-        assert_eq!(body["error_description"], "ratelimit.per_ip");
+        if path == "/v1/users" {
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(header(&headers, "content-type"), "application/problem+json");
+            assert_eq!(body["code"], "ratelimit.per_ip");
+        } else {
+            assert_oauth_error(
+                status,
+                &headers,
+                &body,
+                StatusCode::TOO_MANY_REQUESTS,
+                "slow_down",
+            );
+            assert_eq!(body["error_description"], "ratelimit.per_ip");
+        }
         let retry: u64 = header(&headers, "retry-after")
             .parse()
             .expect("Retry-After in seconds");

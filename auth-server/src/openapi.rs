@@ -1,0 +1,660 @@
+//! The OpenAPI 3.1 document served at `GET /openapi.json`.
+//!
+//! The static part comes from the `#[utoipa::path]` annotations on the handlers and the schema
+//! types below; [`document`] then patches in what only the loaded spec knows: the issuer as the
+//! server, the scopes, and the custom claims in the sign-up, user and userinfo schemas. The
+//! document is built once, when the router is, and served from memory.
+//!
+//! Schemas of JSON bodies that handlers assemble dynamically (introspection, JWKS, discovery,
+//! users) are described by the document-only types here; error bodies and the token and session
+//! responses are the handlers' own types, so those cannot drift from the document.
+
+use std::sync::Arc;
+
+use auth_core::spec::{ClaimType, Spec};
+use axum::Extension;
+use axum::body::Bytes;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::openapi::response::{Response as ResponseDoc, ResponseBuilder};
+use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::security::{
+    ClientCredentials, Flow, Http, HttpAuthScheme, OAuth2, Password, Scopes, SecurityScheme,
+};
+use utoipa::openapi::{Content, Header, OpenApi as OpenApiDoc, Ref, RefOr, Server};
+use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
+
+use crate::error::{OAuthErrorBody, ProblemBody};
+use crate::routes;
+
+// ---------------------------------------------------------------------------------------------
+// Request bodies
+
+/// The form of `POST /oauth/token`, one shape per grant type. Clients authenticate with HTTP
+/// Basic or with `client_id` (and `client_secret`) in the form, never both; a public client
+/// sends only `client_id`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "grant_type", rename_all = "snake_case")]
+pub enum TokenRequest {
+    /// Resource owner password credentials (RFC 6749 section 4.3).
+    Password {
+        /// The username.
+        username: String,
+        /// The password.
+        #[schema(format = Password)]
+        password: String,
+        /// Requested scopes, space-separated; the client's scopes when absent.
+        #[serde(default)]
+        scope: String,
+        /// The client, when it does not use HTTP Basic.
+        #[serde(default)]
+        client_id: String,
+        /// The client's secret, when it does not use HTTP Basic.
+        #[serde(default)]
+        client_secret: String,
+    },
+    /// Refresh (RFC 6749 section 6): rotates the refresh token.
+    RefreshToken {
+        /// The refresh token.
+        refresh_token: String,
+        /// A subset of the session's scopes, space-separated.
+        #[serde(default)]
+        scope: String,
+        /// The client, when it does not use HTTP Basic.
+        #[serde(default)]
+        client_id: String,
+        /// The client's secret, when it does not use HTTP Basic.
+        #[serde(default)]
+        client_secret: String,
+    },
+    /// Client credentials (RFC 6749 section 4.4), for confidential clients.
+    ClientCredentials {
+        /// Requested scopes, space-separated; the client's scopes when absent.
+        #[serde(default)]
+        scope: String,
+        /// The client, when it does not use HTTP Basic.
+        #[serde(default)]
+        client_id: String,
+        /// The client's secret, when it does not use HTTP Basic.
+        #[serde(default)]
+        client_secret: String,
+    },
+}
+
+/// The form of `POST /oauth/revoke` (RFC 7009) and `POST /oauth/introspect` (RFC 7662).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenForm {
+    /// The token: an access token or a refresh token.
+    pub token: String,
+    /// `access_token` or `refresh_token`; accepted and ignored (the token's form tells).
+    #[serde(default)]
+    pub token_type_hint: String,
+    /// The client, when it does not use HTTP Basic.
+    #[serde(default)]
+    pub client_id: String,
+    /// The client's secret, when it does not use HTTP Basic.
+    #[serde(default)]
+    pub client_secret: String,
+}
+
+/// The body of `POST /v1/users`: credentials plus the spec's custom claims as top-level members.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignUpRequest {
+    /// The username (normalized: NFKC, lowercase).
+    pub username: String,
+    /// The password, checked against the spec's password policy.
+    #[schema(format = Password)]
+    pub password: String,
+    /// The spec's custom claims.
+    #[serde(flatten)]
+    pub claims: std::collections::BTreeMap<String, Value>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response bodies assembled as JSON by the handlers
+
+/// A created user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewUser {
+    /// Stable opaque id: the `sub` of the user's tokens.
+    pub id: String,
+    /// The normalized username.
+    pub username: String,
+    /// The user's custom claims.
+    #[schema(value_type = Object)]
+    pub claims: serde_json::Map<String, Value>,
+    /// When the account was created (Unix seconds).
+    pub created_at: i64,
+}
+
+/// `GET /userinfo`: the subject, and for user sessions the username and custom claims.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserInfo {
+    /// The user id (or the client id, for client-credentials tokens).
+    pub sub: String,
+    /// The username (user sessions only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub preferred_username: Option<String>,
+    /// The spec's custom claims.
+    #[serde(flatten)]
+    pub claims: std::collections::BTreeMap<String, Value>,
+}
+
+/// An RFC 7662 introspection answer: `{"active": false}` for anything not live, else the token's
+/// claims (custom claims included for access tokens).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IntrospectionResponse {
+    /// Whether the token is live.
+    pub active: bool,
+    /// `Bearer` (access token) or `refresh_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub token_type: Option<String>,
+    /// The client the token was issued to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub client_id: Option<String>,
+    /// Granted scopes, space-separated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub scope: Option<String>,
+    /// The subject (`null` for a refresh token of a client-only session).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub sid: Option<String>,
+    /// Expiry (Unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = i64)]
+    pub exp: Option<i64>,
+    /// Issued at (Unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = i64)]
+    pub iat: Option<i64>,
+    /// Issuer (access tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub iss: Option<String>,
+    /// Audience: one string or several (access tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = audience_schema)]
+    pub aud: Option<Value>,
+    /// Token id (access tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub jti: Option<String>,
+    /// The spec's custom claims (access tokens).
+    #[serde(flatten)]
+    pub claims: std::collections::BTreeMap<String, Value>,
+}
+
+fn audience_schema() -> Schema {
+    Schema::OneOf(
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::String))
+            .item(ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String)))
+            .build(),
+    )
+}
+
+/// A JSON Web Key Set (RFC 7517 section 5).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Jwks {
+    /// The published keys: pending, active and retiring.
+    pub keys: Vec<Jwk>,
+}
+
+/// A public JSON Web Key (RFC 7517): the members of its key type (`OKP`: `crv`, `x`; `EC`:
+/// `crv`, `x`, `y`; `RSA`: `n`, `e`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Jwk {
+    /// Key type: `OKP`, `EC` or `RSA`.
+    pub kty: String,
+    /// Key id: the RFC 7638 thumbprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub kid: Option<String>,
+    /// The algorithm the key signs with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub alg: Option<String>,
+    /// Intended use (`sig`).
+    #[serde(rename = "use", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub key_use: Option<String>,
+    /// Curve (`Ed25519`, `P-256`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub crv: Option<String>,
+    /// Public key (OKP) or x coordinate (EC), base64url.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub x: Option<String>,
+    /// y coordinate (EC), base64url.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub y: Option<String>,
+    /// Modulus (RSA), base64url.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub n: Option<String>,
+    /// Exponent (RSA), base64url.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub e: Option<String>,
+}
+
+/// Authorization server metadata (RFC 8414), also served as OpenID Connect discovery.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServerMetadata {
+    /// The issuer.
+    pub issuer: String,
+    /// `POST /oauth/token`.
+    pub token_endpoint: String,
+    /// `POST /oauth/revoke`.
+    pub revocation_endpoint: String,
+    /// `POST /oauth/introspect`.
+    pub introspection_endpoint: String,
+    /// `GET /userinfo`.
+    pub userinfo_endpoint: String,
+    /// `GET /.well-known/jwks.json`.
+    pub jwks_uri: String,
+    /// The spec's scopes.
+    pub scopes_supported: Vec<String>,
+    /// `["token"]`.
+    pub response_types_supported: Vec<String>,
+    /// The grant types some client of the spec may use.
+    pub grant_types_supported: Vec<String>,
+    /// Client authentication at the token endpoint.
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// Client authentication at the revocation endpoint.
+    pub revocation_endpoint_auth_methods_supported: Vec<String>,
+    /// Client authentication at the introspection endpoint.
+    pub introspection_endpoint_auth_methods_supported: Vec<String>,
+    /// The signing algorithm of the spec.
+    pub id_token_signing_alg_values_supported: Vec<String>,
+    /// `["public"]`.
+    pub subject_types_supported: Vec<String>,
+    /// `sub`, `preferred_username` and the spec's custom claims.
+    pub claims_supported: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reusable responses
+
+const RETRY_AFTER: &str = "Seconds to wait before retrying.";
+const RATELIMIT_POLICY: &str = "The quota of the scope that applied (`\"scope\";q=<burst>;w=<window seconds>`).";
+const RATELIMIT: &str = "What is left of it (`\"scope\";r=<remaining>;t=<seconds to full>`).";
+
+fn string_header(description: &str) -> Header {
+    let mut h = Header::new(ObjectBuilder::new().schema_type(Type::String));
+    h.description = Some(description.to_owned());
+    h
+}
+
+fn integer_header(description: &str) -> Header {
+    let mut h = Header::new(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)));
+    h.description = Some(description.to_owned());
+    h
+}
+
+fn oauth_error(description: &str) -> ResponseBuilder {
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", Content::new(Some(Ref::from_schema_name("OAuthErrorBody"))))
+}
+
+fn problem(description: &str) -> ResponseBuilder {
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/problem+json", Content::new(Some(Ref::from_schema_name("ProblemBody"))))
+}
+
+/// Declares marker types whose [`ToResponse`] impl is the given response, so that annotations
+/// can say `response = Name` and the document holds each once under `components/responses`.
+macro_rules! reusable_responses {
+    ($($(#[$doc:meta])* $name:ident => $build:expr;)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name;
+        impl<'s> ToResponse<'s> for $name {
+            fn response() -> (&'s str, RefOr<ResponseDoc>) {
+                (stringify!($name), $build.build().into())
+            }
+        }
+    )*};
+}
+
+reusable_responses! {
+    /// 400 on `/oauth/*`.
+    OAuthBadRequest => oauth_error(
+        "`invalid_request`, `invalid_grant`, `unauthorized_client`, `invalid_scope` or `unsupported_grant_type`",
+    );
+    /// 401 on `/oauth/*`: the client failed to authenticate.
+    OAuthUnauthorized => oauth_error("`invalid_client`").header("WWW-Authenticate", string_header("`Basic realm=\"auth\"`"));
+    /// 413 on `/oauth/*`.
+    OAuthPayloadTooLarge => oauth_error("The body exceeds 64 KiB (`invalid_request`, `request.too_large`)");
+    /// 415 on `/oauth/*`.
+    OAuthUnsupportedMediaType => oauth_error("The body is not `application/x-www-form-urlencoded`");
+    /// 429 on `/oauth/*`: the per-IP limit (`slow_down`) or the per-account login limit.
+    OAuthTooManyRequests => oauth_error("Too many requests from this address, or too many login attempts on this account")
+        .header("Retry-After", integer_header(RETRY_AFTER));
+    /// 500 on `/oauth/*`.
+    OAuthServerError => oauth_error("`server_error`; the cause is logged, not shown");
+    /// 503 on `/oauth/*`.
+    OAuthUnavailable => oauth_error("`temporarily_unavailable`: the database or the rate-limit backend is down");
+    /// 400 as a problem.
+    ProblemBadRequest => problem("Invalid input");
+    /// 401 on bearer endpoints.
+    BearerUnauthorized => problem("The access token is missing, invalid, expired, or its session has ended")
+        .header("WWW-Authenticate", string_header("`Bearer error=\"invalid_token\", error_description=\"<code>\"`"));
+    /// 404 as a problem.
+    ProblemNotFound => problem("Not found");
+    /// 409 as a problem.
+    ProblemConflict => problem("Already exists");
+    /// 413 as a problem.
+    ProblemPayloadTooLarge => problem("The body exceeds 64 KiB (`request.too_large`)");
+    /// 415 as a problem.
+    ProblemUnsupportedMediaType => problem("The body is not `application/json`");
+    /// 429 on bearer endpoints: a scope's limit is exhausted.
+    BearerTooManyRequests => problem("The limit of one of the token's scopes is exhausted (`ratelimit.exceeded`)")
+        .header("Retry-After", integer_header(RETRY_AFTER))
+        .header("RateLimit-Policy", string_header(RATELIMIT_POLICY))
+        .header("RateLimit", string_header(RATELIMIT));
+    /// 429 of the per-IP limit outside `/oauth/*`.
+    ProblemTooManyRequests => problem("Too many requests from this address (`ratelimit.per_ip`)")
+        .header("Retry-After", integer_header(RETRY_AFTER));
+    /// 500 as a problem.
+    ProblemServerError => problem("Internal error; the cause is logged, not shown");
+    /// 503 as a problem.
+    ProblemUnavailable => problem("A dependency (database, rate-limit backend, keys) is unavailable");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The document
+
+/// The static document: every route, schema, response and security scheme.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "auth-server",
+        description = "OAuth 2.0 token service: password, refresh and client-credentials grants, \
+            revocation, introspection, JWKS and discovery, sign-up, userinfo and sessions. Errors are \
+            RFC 6749 JSON on `/oauth/*` and RFC 9457 problem+json elsewhere."
+    ),
+    paths(
+        routes::oauth::token,
+        routes::oauth::revoke,
+        routes::oauth::introspect,
+        routes::users::sign_up,
+        routes::wellknown::jwks,
+        routes::wellknown::openid_configuration,
+        routes::wellknown::authorization_server,
+        routes::users::userinfo,
+        routes::users::sessions,
+        routes::users::end_session,
+        routes::users::logout,
+        routes::ops::healthz,
+        routes::ops::readyz,
+        routes::ops::metrics,
+        openapi_json,
+    ),
+    components(
+        schemas(OAuthErrorBody, ProblemBody),
+        responses(
+            OAuthBadRequest, OAuthUnauthorized, OAuthPayloadTooLarge, OAuthUnsupportedMediaType,
+            OAuthTooManyRequests, OAuthServerError, OAuthUnavailable, ProblemBadRequest,
+            BearerUnauthorized, ProblemNotFound, ProblemConflict, ProblemPayloadTooLarge,
+            ProblemUnsupportedMediaType, BearerTooManyRequests, ProblemTooManyRequests,
+            ProblemServerError, ProblemUnavailable,
+        )
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "oauth", description = "RFC 6749 token endpoint, RFC 7009 revocation, RFC 7662 introspection"),
+        (name = "discovery", description = "JWKS and server metadata"),
+        (name = "users", description = "Sign-up, userinfo and sessions"),
+        (name = "operations", description = "Health, readiness, metrics and this document"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut basic = Http::new(HttpAuthScheme::Basic);
+        basic.description = Some(
+            "Confidential clients: client id and secret, each form-urlencoded (RFC 6749 section 2.3.1)".to_owned(),
+        );
+        components.add_security_scheme("client_basic", SecurityScheme::Http(basic));
+        let mut bearer = Http::new(HttpAuthScheme::Bearer);
+        bearer.bearer_format = Some("JWT".to_owned());
+        bearer.description = Some("An access token from `POST /oauth/token` (RFC 9068 JWT)".to_owned());
+        components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+    }
+}
+
+/// The document for a spec: the static one plus the issuer as the server, the spec's scopes (as
+/// an OAuth 2.0 security scheme) and its custom claims in the user schemas.
+pub fn document(spec: &Spec) -> OpenApiDoc {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.servers = Some(vec![Server::new(spec.issuer.clone())]);
+
+    let token_url = format!("{}/oauth/token", spec.issuer.trim_end_matches('/'));
+    let scopes = || {
+        Scopes::from_iter(spec.scopes.iter().map(|(name, scope)| (name.clone(), scope.description.clone())))
+    };
+    let flows = [
+        Flow::Password(Password::new(token_url.clone(), scopes())),
+        Flow::ClientCredentials(ClientCredentials::new(token_url, scopes())),
+    ];
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "oauth2",
+        SecurityScheme::OAuth2(OAuth2::with_description(
+            flows,
+            "How to obtain the bearer token, and the scopes of this deployment",
+        )),
+    );
+
+    for (schema, closed, with_required) in [
+        ("SignUpRequest", true, true),
+        ("UserInfo", false, false),
+        ("IntrospectionResponse", false, false),
+    ] {
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) {
+            for (name, claim) in &spec.claims {
+                object.properties.insert(name.clone(), RefOr::T(claim_schema(claim.kind, &claim.description)));
+                if with_required && claim.required {
+                    object.required.push(name.clone());
+                }
+            }
+            // Sign-up refuses members that are not declared claims.
+            if closed {
+                object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
+        }
+    }
+    if let Some(RefOr::T(Schema::Object(user))) = components.schemas.get_mut("NewUser")
+        && let Some(RefOr::T(Schema::Object(claims))) = user.properties.get_mut("claims")
+    {
+        for (name, claim) in &spec.claims {
+            claims.properties.insert(name.clone(), RefOr::T(claim_schema(claim.kind, &claim.description)));
+        }
+    }
+    doc
+}
+
+fn claim_schema(kind: ClaimType, description: &str) -> Schema {
+    let description = (!description.is_empty()).then(|| description.to_owned());
+    let scalar = |ty: Type| ObjectBuilder::new().schema_type(ty).description(description.clone());
+    match kind {
+        ClaimType::String => scalar(Type::String).build().into(),
+        ClaimType::Integer => scalar(Type::Integer).format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))).build().into(),
+        ClaimType::Boolean => scalar(Type::Boolean).build().into(),
+        ClaimType::StringArray => ArrayBuilder::new()
+            .items(ObjectBuilder::new().schema_type(Type::String))
+            .description(description.clone())
+            .build()
+            .into(),
+    }
+}
+
+/// The serialized document, built once.
+#[derive(Debug, Clone)]
+pub struct OpenApiJson(pub Arc<Bytes>);
+
+impl OpenApiJson {
+    /// Builds and serializes the document for a spec.
+    pub fn new(spec: &Spec) -> Self {
+        // The document is plain data: serializing it cannot fail.
+        let json = serde_json::to_vec(&document(spec)).unwrap_or_default();
+        Self(Arc::new(Bytes::from(json)))
+    }
+}
+
+/// `GET /openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "This document", content_type = "application/json", body = Object)),
+)]
+pub async fn openapi_json(Extension(document): Extension<OpenApiJson>) -> Response {
+    let content_type = HeaderValue::from_static("application/json");
+    ([(header::CONTENT_TYPE, content_type)], Bytes::clone(&document.0)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::collections::BTreeSet;
+
+    use auth_core::spec::{ClaimSpec, ClaimType, Spec};
+    use serde_json::Value;
+
+    use super::document;
+
+    /// `(method, path)` of every `.route(...)` in `app.rs`, read from its source so that a route
+    /// added there without an annotation fails this test.
+    fn routed() -> BTreeSet<(String, String)> {
+        let source = include_str!("app.rs");
+        let mut routes = BTreeSet::new();
+        for piece in source.split(".route(\"").skip(1) {
+            let (path, rest) = piece.split_once('"').unwrap();
+            let rest = rest.trim_start_matches([',', ' ']);
+            let method = rest.split('(').next().unwrap().trim().to_owned();
+            routes.insert((method, path.to_owned()));
+        }
+        routes
+    }
+
+    fn spec() -> Spec {
+        let mut spec = Spec::default_local("http://127.0.0.1:8080");
+        let claim = |kind, required| ClaimSpec { kind, required, description: "A custom claim".to_owned() };
+        spec.claims.insert("tenant_id".to_owned(), claim(ClaimType::String, true));
+        spec.claims.insert("roles".to_owned(), claim(ClaimType::StringArray, false));
+        spec
+    }
+
+    fn json() -> Value {
+        serde_json::to_value(document(&spec())).unwrap()
+    }
+
+    #[test]
+    fn every_route_is_documented_and_nothing_else() {
+        let doc = json();
+        let paths = doc["paths"].as_object().unwrap();
+        let documented: BTreeSet<(String, String)> = paths
+            .iter()
+            .flat_map(|(path, item)| item.as_object().unwrap().keys().map(move |m| (m.clone(), path.clone())))
+            .collect();
+        let routed = routed();
+        assert!(routed.len() >= 15, "the route scan found too little: {routed:?}");
+        assert_eq!(documented, routed);
+    }
+
+    #[test]
+    fn every_operation_answers_success_and_client_errors() {
+        let doc = json();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let statuses: Vec<&String> = operation["responses"].as_object().unwrap().keys().collect();
+                assert!(statuses.iter().any(|s| s.starts_with('2')), "{method} {path}: no 2xx");
+                // Anything that takes input or credentials can be refused with a 4xx.
+                let takes_input = operation.get("requestBody").is_some()
+                    || operation.get("parameters").is_some()
+                    || operation.get("security").is_some();
+                if takes_input {
+                    assert!(statuses.iter().any(|s| s.starts_with('4')), "{method} {path}: no 4xx");
+                }
+                assert!(operation["tags"].as_array().is_some_and(|t| !t.is_empty()), "{method} {path}: no tag");
+            }
+        }
+    }
+
+    #[test]
+    fn references_resolve() {
+        let doc = json();
+        fn walk(value: &Value, doc: &Value) {
+            match value {
+                Value::Object(map) => {
+                    if let Some(Value::String(target)) = map.get("$ref") {
+                        let pointer = target.strip_prefix('#').expect("local reference");
+                        assert!(doc.pointer(pointer).is_some(), "dangling {target}");
+                    }
+                    map.values().for_each(|v| walk(v, doc));
+                }
+                Value::Array(items) => items.iter().for_each(|v| walk(v, doc)),
+                _ => {}
+            }
+        }
+        walk(&doc, &doc);
+    }
+
+    #[test]
+    fn the_spec_is_patched_in() {
+        let doc = json();
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(doc["servers"][0]["url"], "http://127.0.0.1:8080");
+        let sign_up = &doc["components"]["schemas"]["SignUpRequest"];
+        assert_eq!(sign_up["properties"]["tenant_id"]["type"], "string");
+        assert_eq!(sign_up["properties"]["roles"]["type"], "array");
+        assert_eq!(sign_up["additionalProperties"], false);
+        let required: Vec<&str> = sign_up["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert!(required.contains(&"username") && required.contains(&"password") && required.contains(&"tenant_id"));
+        assert!(!required.contains(&"roles"));
+        assert_eq!(doc["components"]["schemas"]["UserInfo"]["properties"]["tenant_id"]["type"], "string");
+        let flows = &doc["components"]["securitySchemes"]["oauth2"]["flows"];
+        assert_eq!(flows["password"]["tokenUrl"], "http://127.0.0.1:8080/oauth/token");
+        for scope in spec().scopes.keys() {
+            assert!(flows["clientCredentials"]["scopes"].get(scope).is_some(), "scope {scope} missing");
+        }
+    }
+
+    #[test]
+    fn error_formats_follow_the_endpoint() {
+        let doc = json();
+        let responses = &doc["components"]["responses"];
+        for (name, response) in responses.as_object().unwrap() {
+            let content = response["content"].as_object().unwrap();
+            let expected = if name.starts_with("OAuth") { "application/json" } else { "application/problem+json" };
+            assert!(content.contains_key(expected), "{name} is not {expected}");
+        }
+        let too_many = &responses["BearerTooManyRequests"]["headers"];
+        for header in ["Retry-After", "RateLimit-Policy", "RateLimit"] {
+            assert!(too_many.get(header).is_some(), "429 lacks {header}");
+        }
+        assert!(responses["BearerUnauthorized"]["headers"].get("WWW-Authenticate").is_some());
+        assert!(responses["OAuthUnauthorized"]["headers"].get("WWW-Authenticate").is_some());
+    }
+}
