@@ -154,7 +154,7 @@ fn limiter(c: &mut Criterion) {
     c.bench_function("limiter/check_10k_keys", |b| {
         b.iter(|| {
             i = (i + 1) % KEYS;
-            if i % 20 == 0 {
+            if i.is_multiple_of(20) {
                 now += 1;
             }
             black_box(limiter.check_now(&keys[i], quota, now))
