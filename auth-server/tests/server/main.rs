@@ -9,6 +9,7 @@
 mod support;
 
 mod bearer;
+mod cli;
 mod client_library;
 mod discovery;
 mod grants;

@@ -190,14 +190,7 @@ impl Deployment {
     /// Runs an operator command to completion and returns its standard output; panics (with its
     /// standard error) when it fails.
     pub async fn cli(&self, args: &[&str], stdin: Option<&str>) -> String {
-        use tokio::io::AsyncWriteExt as _;
-        let mut command = tokio::process::Command::from(self.command(&self.database_url, "cli"));
-        command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = command.spawn().expect("spawn auth-server");
-        if let Some(mut pipe) = child.stdin.take() {
-            pipe.write_all(stdin.unwrap_or("").as_bytes()).await.expect("write to auth-server's stdin");
-        }
-        let output = child.wait_with_output().await.expect("run auth-server");
+        let output = self.try_cli(args, stdin).await;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         assert!(
             output.status.success(),
@@ -207,6 +200,18 @@ impl Deployment {
             String::from_utf8_lossy(&output.stderr)
         );
         stdout
+    }
+
+    /// Runs an operator command to completion, whatever its outcome.
+    pub async fn try_cli(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        use tokio::io::AsyncWriteExt as _;
+        let mut command = tokio::process::Command::from(self.command(&self.database_url, "cli"));
+        command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn auth-server");
+        if let Some(mut pipe) = child.stdin.take() {
+            pipe.write_all(stdin.unwrap_or("").as_bytes()).await.expect("write to auth-server's stdin");
+        }
+        child.wait_with_output().await.expect("run auth-server")
     }
 
     /// Registers the confidential client `id` and returns its secret.
