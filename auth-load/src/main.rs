@@ -31,7 +31,7 @@ use clap::{Parser, ValueEnum};
 use crate::client::{CONFIDENTIAL_CLIENT, Call, Connection, Window};
 use crate::server::{Ceiling, Database, ServerSetup};
 use crate::stats::Summary;
-use crate::system::CpuWindow;
+use crate::system::{CpuUse, CpuWindow};
 
 #[derive(Parser, Debug)]
 #[command(name = "auth-load", about = "Bounded, loopback-only load benchmark of auth-server")]
@@ -116,13 +116,23 @@ struct Row {
     summary: Summary,
     target: Option<Target>,
     load: f64,
-    others: f64,
+    cpu: CpuUse,
+    /// Requests of every group that ran in the window (the CPU was shared by all of them).
+    requests_in_window: u64,
 }
 
 /// A target and whether the figure meets it.
 struct Target {
     text: String,
     met: bool,
+}
+
+/// The machine during a window.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    load: f64,
+    cpu: CpuUse,
+    requests: u64,
 }
 
 /// What a database run measured besides the table rows.
@@ -269,24 +279,24 @@ impl Bench {
             let calls = vec![Call::Get("/"); self.cli.connections];
             let mut summaries = self.measure(None, vec![(ceiling.addr, calls)]).await?;
             ceiling.stop();
-            let (summary, load, others) = summaries.remove(0);
+            let (summary, measured) = summaries.remove(0);
             ceiling_rate = Some(summary.rate());
-            self.push(name, "bare axum route (ceiling)", summary, None, load, others);
+            self.push(name, "bare axum route (ceiling)", summary, None, measured);
         }
         if self.wants(Scenario::Jwks) {
             let calls = vec![Call::Get("/.well-known/jwks.json"); self.cli.connections];
-            let (summary, load, others) = self.measure(pid, vec![(addr, calls)]).await?.remove(0);
+            let (summary, measured) = self.measure(pid, vec![(addr, calls)]).await?.remove(0);
             let target = ceiling_rate.map(|c| share_target(&summary, c, 0.8));
-            self.push(name, "GET /.well-known/jwks.json", summary, target, load, others);
+            self.push(name, "GET /.well-known/jwks.json", summary, target, measured);
         }
         if self.wants(Scenario::Introspect) {
             let (user, password) = &users[0];
             let body = client::login(addr, user, password).await?;
             let token = client::access_token_of(&body).context("no access token in the login answer")?;
             let calls = vec![Call::introspect(CONFIDENTIAL_CLIENT, &secret, &token); self.cli.connections];
-            let (summary, load, others) = self.measure(pid, vec![(addr, calls)]).await?.remove(0);
+            let (summary, measured) = self.measure(pid, vec![(addr, calls)]).await?.remove(0);
             let target = ceiling_rate.map(|c| share_target(&summary, c, 0.5));
-            self.push(name, "POST /oauth/introspect (access token)", summary, target, load, others);
+            self.push(name, "POST /oauth/introspect (access token)", summary, target, measured);
         }
         if self.wants(Scenario::Refresh) {
             let mut calls = Vec::with_capacity(self.cli.connections);
@@ -296,39 +306,39 @@ impl Bench {
                 let token = client::refresh_token_of(&body).context("no refresh token in the login answer")?;
                 calls.push(Call::Refresh { token });
             }
-            let (summary, load, others) = self.measure(pid, vec![(addr, calls)]).await?.remove(0);
+            let (summary, measured) = self.measure(pid, vec![(addr, calls)]).await?.remove(0);
             let target = matches!(setup.database, Database::Postgres { .. }).then(|| Target {
                 text: ">= 3000 req/s".into(),
                 met: summary.rate() >= 3000.0 && summary.errors == 0,
             });
-            self.push(name, "refresh_token grant (own chain per worker)", summary, target, load, others);
+            self.push(name, "refresh_token grant (own chain per worker)", summary, target, measured);
         }
         let password_target = 0.85 * self.cores as f64 / self.hash_median.as_secs_f64();
         if self.wants(Scenario::Password) {
             let calls = password_calls(&users, self.cli.connections);
-            let (summary, load, others) = self.measure(pid, vec![(addr, calls)]).await?.remove(0);
+            let (summary, measured) = self.measure(pid, vec![(addr, calls)]).await?.remove(0);
             let target = Target {
                 text: format!(">= {password_target:.1} req/s"),
                 met: summary.rate() >= password_target && summary.errors == 0,
             };
-            self.push(name, "password grant", summary, Some(target), load, others);
+            self.push(name, "password grant", summary, Some(target), measured);
         }
         if self.wants(Scenario::Mixed) {
             let flood = password_calls(&users, self.cli.flood_connections);
             let jwks = vec![Call::Get("/.well-known/jwks.json"); self.cli.connections - self.cli.flood_connections];
             let mut summaries = self.measure(pid, vec![(addr, jwks), (addr, flood)]).await?;
-            let (flood, load, others) = summaries.remove(1);
-            let (jwks, _, _) = summaries.remove(0);
+            let (flood, measured) = summaries.remove(1);
+            let (jwks, _) = summaries.remove(0);
             let target = Target {
                 text: "p99 <= 10 ms".into(),
                 met: jwks.p99 <= Duration::from_millis(10) && jwks.errors == 0,
             };
-            self.push(name, "JWKS during the password flood", jwks, Some(target), load, others);
+            self.push(name, "JWKS during the password flood", jwks, Some(target), measured);
             let target = Target {
                 text: format!("(>= {password_target:.1} req/s)"),
                 met: flood.rate() >= password_target && flood.errors == 0,
             };
-            self.push(name, "password flood beside the JWKS", flood, Some(target), load, others);
+            self.push(name, "password flood beside the JWKS", flood, Some(target), measured);
         }
 
         let rss_after_kib = server.rss_kib()?;
@@ -349,7 +359,7 @@ impl Bench {
         &self,
         server_pid: Option<u32>,
         groups: Vec<(SocketAddr, Vec<Call>)>,
-    ) -> anyhow::Result<Vec<(Summary, f64, f64)>> {
+    ) -> anyhow::Result<Vec<(Summary, Measured)>> {
         let mut opened = Vec::new();
         for (addr, calls) in groups {
             let mut connections = Vec::with_capacity(calls.len());
@@ -379,9 +389,12 @@ impl Bench {
             }
             tallies.push(group);
         }
-        let others = cpu.map_or(f64::NAN, |cpu| cpu.others_busy_cores());
+        let cpu = cpu.map(|cpu| cpu.close()).unwrap_or_default();
         let load = system::load_average();
-        Ok(tallies.into_iter().map(|group| (Summary::merge(group), load, others)).collect())
+        let summaries: Vec<Summary> = tallies.into_iter().map(Summary::merge).collect();
+        let requests = summaries.iter().map(|s| s.ok + s.errors).sum();
+        let measured = Measured { load, cpu, requests };
+        Ok(summaries.into_iter().map(|s| (s, measured)).collect())
     }
 
     fn push(
@@ -390,8 +403,7 @@ impl Bench {
         scenario: &str,
         summary: Summary,
         target: Option<Target>,
-        load: f64,
-        others: f64,
+        measured: Measured,
     ) {
         eprintln!(
             "{database}: {scenario}: {:.0} req/s, p50 {:?}, p99 {:?}, errors {} {}",
@@ -401,7 +413,8 @@ impl Bench {
             summary.errors,
             summary.first_error.as_deref().unwrap_or("")
         );
-        self.rows.push(Row { database, scenario: scenario.to_owned(), summary, target, load, others });
+        let Measured { load, cpu, requests } = measured;
+        self.rows.push(Row { database, scenario: scenario.to_owned(), summary, target, load, cpu, requests_in_window: requests });
     }
 
     fn report(&self) -> String {
@@ -423,8 +436,11 @@ impl Bench {
             auth_core::spec::Spec::load(&cli.spec).map(|s| s.passwords.memory_kib).unwrap_or(0),
             cli.hash_samples,
         );
-        let _ = writeln!(out, "| Database | Scenario | req/s | p50 | p99 | errors | target | met | load 1m | other CPU |");
-        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---|---|---:|---:|");
+        let _ = writeln!(
+            out,
+            "| Database | Scenario | req/s | p50 | p99 | errors | target | met | server CPU/req | auth-load CPU/req | postgres CPU/req | other procs | load 1m |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|");
         for row in &self.rows {
             let s = &row.summary;
             let errors = if s.errors == 0 {
@@ -437,9 +453,16 @@ impl Bench {
                 Some(t) => (t.text.as_str(), if t.met { "yes" } else { "**no**" }),
                 None => ("", ""),
             };
+            let per_request = |seconds: f64| {
+                if row.requests_in_window == 0 || seconds == 0.0 {
+                    "-".to_owned()
+                } else {
+                    format!("{:.0} µs", seconds / row.requests_in_window as f64 * 1e6)
+                }
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {} | {} | {} of {} | {} | {} | {:.2} | {:.2} |",
+                "| {} | {} | {:.0} | {} | {} | {} of {} | {} | {} | {} | {} | {} | {:.2} cores | {:.2} |",
                 row.database,
                 row.scenario,
                 s.rate(),
@@ -449,8 +472,11 @@ impl Bench {
                 s.ok + s.errors,
                 target,
                 met,
+                per_request(row.cpu.server),
+                per_request(row.cpu.load_generator),
+                per_request(row.cpu.postgres),
+                row.cpu.others_cores(),
                 row.load,
-                row.others,
             );
         }
         let _ = writeln!(out, "\n| Database | spawn → first JWKS 200 | idle RSS | RSS after the runs | restart → first JWKS 200 | RSS after restart |");
