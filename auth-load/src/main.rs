@@ -148,7 +148,8 @@ struct Process {
 struct Bench {
     cli: Cli,
     cores: usize,
-    hash_median: Duration,
+    hash_median: HashTime,
+    passwords: auth_core::spec::PasswordPolicy,
     rows: Vec<Row>,
     processes: Vec<Process>,
 }
@@ -182,9 +183,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let spec = auth_core::spec::Spec::load(&cli.spec).with_context(|| format!("loading {}", cli.spec.display()))?;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     eprintln!("timing {} argon2id hashes at the spec's parameters", cli.hash_samples);
-    let hash_median = hash_time(&spec.passwords, cli.hash_samples).await?;
+    let hash_median = hash_time(&spec.passwords, cli.hash_samples)?;
     eprintln!("argon2id median: {hash_median:?}");
-    let mut bench = Bench { cli, cores, hash_median, rows: Vec::new(), processes: Vec::new() };
+    let mut bench =
+        Bench { cli, cores, hash_median, passwords: spec.passwords.clone(), rows: Vec::new(), processes: Vec::new() };
     for kind in bench.cli.databases.clone() {
         let database = match kind {
             DatabaseKind::Sqlite => Database::Sqlite,
@@ -206,17 +208,73 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The median time of one argon2id hash with the spec's parameters, through auth-core's hasher
-/// (the same code the server verifies passwords with), one at a time.
-async fn hash_time(policy: &auth_core::spec::PasswordPolicy, samples: usize) -> anyhow::Result<Duration> {
-    let hasher = auth_core::password::PasswordHasher::new(policy, 1)?;
-    let mut times = Vec::with_capacity(samples);
-    for i in 0..samples.max(1) {
+/// One argon2id hash at the spec's parameters (the work of one password check), timed on a
+/// thread of its own, in two ways: with its 19 MiB (`memory_kib`) allocated for each hash, as
+/// `argon2` does by default (the first touch of every page is part of the cost), and with the
+/// memory allocated once and reused (argon2's computation alone; what a server whose allocator
+/// keeps the memory pays). Medians of the thread's CPU time (wall time on a shared machine also
+/// counts waiting for a core).
+fn hash_time(policy: &auth_core::spec::PasswordPolicy, samples: usize) -> anyhow::Result<HashTime> {
+    let params = argon2::Params::new(policy.memory_kib, policy.iterations, policy.parallelism, Some(32))
+        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+    let blocks = params.block_count();
+    let argon2 = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let thread = std::thread::spawn(move || -> anyhow::Result<HashTime> {
+        let mut fresh = Timings::default();
+        let mut reused = Timings::default();
+        let mut memory = vec![argon2::Block::default(); blocks];
+        let mut out = [0u8; 32];
+        for i in 0..samples.max(1) {
+            let password = format!("a benchmark password {i}");
+            let salt = [u8::try_from(i % 256).unwrap_or(0); 16];
+            fresh.time(|| argon2.hash_password_into(password.as_bytes(), &salt, &mut out))?;
+            reused.time(|| argon2.hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, &mut memory))?;
+        }
+        Ok(HashTime { fresh: fresh.medians(), reused: reused.medians() })
+    });
+    thread.join().map_err(|_| anyhow::anyhow!("the hashing thread panicked"))?
+}
+
+#[derive(Default)]
+struct Timings {
+    wall: Vec<Duration>,
+    cpu: Vec<Duration>,
+}
+
+impl Timings {
+    fn time(&mut self, hash: impl FnOnce() -> argon2::Result<()>) -> anyhow::Result<()> {
+        let cpu_before = system::thread_cpu();
         let started = Instant::now();
-        hasher.hash(&format!("a benchmark password {i}")).await?;
-        times.push(started.elapsed());
+        hash().map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+        self.wall.push(started.elapsed());
+        if let (Some(before), Some(after)) = (cpu_before, system::thread_cpu()) {
+            self.cpu.push(after.saturating_sub(before));
+        }
+        Ok(())
     }
-    Ok(stats::median(times))
+
+    /// Median CPU time (wall time where the thread's CPU time is not available) and median wall
+    /// time.
+    fn medians(self) -> (Duration, Duration) {
+        let wall = stats::median(self.wall.clone());
+        let cpu = if self.cpu.len() == self.wall.len() { stats::median(self.cpu) } else { wall };
+        (cpu, wall)
+    }
+}
+
+/// Medians of one argon2id hash, `(cpu, wall)`.
+#[derive(Debug, Clone, Copy)]
+struct HashTime {
+    fresh: (Duration, Duration),
+    reused: (Duration, Duration),
+}
+
+impl HashTime {
+    /// What the password-grant target divides by: the CPU time of a hash as the server computes
+    /// it (`argon2` allocating its memory per hash).
+    fn for_target(&self) -> Duration {
+        self.fresh.0
+    }
 }
 
 fn password_of(user: usize) -> String {
@@ -313,7 +371,7 @@ impl Bench {
             });
             self.push(name, "refresh_token grant (own chain per worker)", summary, target, measured);
         }
-        let password_target = 0.85 * self.cores as f64 / self.hash_median.as_secs_f64();
+        let password_target = 0.85 * self.cores as f64 / self.hash_median.for_target().as_secs_f64();
         if self.wants(Scenario::Password) {
             let calls = password_calls(&users, self.cli.connections);
             let (summary, measured) = self.measure(pid, vec![(addr, calls)]).await?.remove(0);
@@ -334,11 +392,7 @@ impl Bench {
                 met: jwks.p99 <= Duration::from_millis(10) && jwks.errors == 0,
             };
             self.push(name, "JWKS during the password flood", jwks, Some(target), measured);
-            let target = Target {
-                text: format!("(>= {password_target:.1} req/s)"),
-                met: flood.rate() >= password_target && flood.errors == 0,
-            };
-            self.push(name, "password flood beside the JWKS", flood, Some(target), measured);
+            self.push(name, "password flood beside the JWKS (no target)", flood, None, measured);
         }
 
         let rss_after_kib = server.rss_kib()?;
@@ -423,8 +477,9 @@ impl Bench {
         let _ = writeln!(
             out,
             "{} cores; {} keep-alive connections per scenario ({} password + {} JWKS in the mixed one); \
-             {} s measured after {} s of warm-up, at most {} requests; argon2id median {:.1} ms \
-             (m={} KiB) over {} hashes.\n",
+             {} s measured after {} s of warm-up, at most {} requests per group; one argon2id hash \
+             (m={} KiB, t={}, p={}), median of {} on one thread: {:.1} ms of CPU ({:.1} ms wall) with its memory \
+             reused, {:.1} ms of CPU ({:.1} ms wall) with its memory allocated per hash.\n",
             self.cores,
             cli.connections,
             cli.flood_connections,
@@ -432,9 +487,14 @@ impl Bench {
             cli.duration_secs,
             cli.warmup_secs,
             cli.max_requests,
-            self.hash_median.as_secs_f64() * 1e3,
-            auth_core::spec::Spec::load(&cli.spec).map(|s| s.passwords.memory_kib).unwrap_or(0),
+            self.passwords.memory_kib,
+            self.passwords.iterations,
+            self.passwords.parallelism,
             cli.hash_samples,
+            self.hash_median.reused.0.as_secs_f64() * 1e3,
+            self.hash_median.reused.1.as_secs_f64() * 1e3,
+            self.hash_median.fresh.0.as_secs_f64() * 1e3,
+            self.hash_median.fresh.1.as_secs_f64() * 1e3,
         );
         let _ = writeln!(
             out,

@@ -12,6 +12,13 @@ pub fn load_average() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// CPU time this thread has run, from `/proc/thread-self/schedstat` (nanoseconds).
+pub fn thread_cpu() -> Option<std::time::Duration> {
+    let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos = schedstat.split_whitespace().next()?.parse().ok()?;
+    Some(std::time::Duration::from_nanos(nanos))
+}
+
 /// CPU seconds spent during a window, by whom.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CpuUse {
