@@ -2,8 +2,8 @@
 //! client-credentials grants, and revocation. Each path checks the client and scope against the spec
 //! and appends an audit event; the HTTP layer only translates requests and errors.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
 
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq as _;
@@ -70,6 +70,12 @@ pub struct Authority {
     refresh: RefreshFamilies,
     issuer: AccessTokenIssuer,
     verifier: AccessTokenVerifier,
+    /// Stored secret hashes of confidential clients, by id, once read from the store. A client's
+    /// record never changes after registration (the store only inserts clients) and only clients
+    /// of the spec are looked up, so this stays small and never goes stale; a client not yet
+    /// registered is looked up again on every request, so a registration made by another process
+    /// is seen at once.
+    client_secrets: RwLock<HashMap<String, String>>,
 }
 
 impl Authority {
@@ -93,6 +99,7 @@ impl Authority {
             keys,
             passwords,
             refresh,
+            client_secrets: RwLock::new(HashMap::new()),
         }
     }
 
@@ -185,8 +192,7 @@ impl Authority {
             (true, None) => Ok(spec),
             (true, Some(_)) | (false, None) => Err(Error::InvalidClient),
             (false, Some(secret)) => {
-                let record = self.store.client(client.id).await?.ok_or(Error::InvalidClient)?;
-                let stored = record.secret_hash.ok_or(Error::InvalidClient)?;
+                let stored = self.client_secret_hash(client.id).await?;
                 if bool::from(stored.as_bytes().ct_eq(hash_secret(secret).as_bytes())) {
                     Ok(spec)
                 } else {
@@ -194,6 +200,20 @@ impl Authority {
                 }
             }
         }
+    }
+
+    /// The stored secret hash of a registered confidential client (from memory after the first
+    /// lookup: introspection and the client-credentials grant authenticate on every request).
+    async fn client_secret_hash(&self, id: &str) -> Result<String> {
+        if let Some(stored) = self.client_secrets.read().ok().and_then(|known| known.get(id).cloned()) {
+            return Ok(stored);
+        }
+        let record = self.store.client(id).await?.ok_or(Error::InvalidClient)?;
+        let stored = record.secret_hash.ok_or(Error::InvalidClient)?;
+        if let Ok(mut known) = self.client_secrets.write() {
+            known.insert(id.to_owned(), stored.clone());
+        }
+        Ok(stored)
     }
 
     fn check_grant(spec: &ClientSpec, grant: GrantType) -> Result<()> {
