@@ -16,12 +16,17 @@
 //! - Nothing is truncated, and the policy counts characters (Unicode scalar values after NFC), never
 //!   bytes (ASVS 2.1.1-2.1.4, NIST SP 800-63B 5.1.1.2). There are no composition rules.
 //! - A malformed stored hash is an [`Error::Password`], never a panic and never "valid".
+//! - argon2's working memory (`memory_kib`, 19 MiB by default) is reused: each running job takes a
+//!   buffer from a pool of at most `max_concurrent`, instead of allocating and faulting in fresh
+//!   pages per hash. That bounds the memory a login flood can leave behind in the allocator and
+//!   saves the page-fault time of every hash. A buffer holds only argon2's internal state, which
+//!   the next hash overwrites.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use argon2::password_hash::{self, PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{self, Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
 use unicode_normalization::UnicodeNormalization;
 use zeroize::Zeroizing;
@@ -62,6 +67,10 @@ struct Inner {
     entropy: OsEntropy,
     in_flight: AtomicUsize,
     peak_in_flight: AtomicUsize,
+    /// Reusable argon2 working memory, one buffer per job that ran at once, at most
+    /// `max_buffers`.
+    scratch: Mutex<Vec<Vec<Block>>>,
+    max_buffers: usize,
 }
 
 impl PasswordHasher {
@@ -81,6 +90,8 @@ impl PasswordHasher {
             entropy: OsEntropy::new(),
             in_flight: AtomicUsize::new(0),
             peak_in_flight: AtomicUsize::new(0),
+            scratch: Mutex::new(Vec::new()),
+            max_buffers: max_concurrent,
         };
         let mut dummy_password = Zeroizing::new([0u8; 32]);
         inner.entropy.fill(dummy_password.as_mut())?;
@@ -189,28 +200,64 @@ fn malformed(what: impl std::fmt::Display) -> Error {
 }
 
 impl Inner {
+    /// Runs `f` with `blocks` argon2 blocks of working memory from the pool.
+    fn with_memory<T>(&self, blocks: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+        let mut buffer = self.scratch.lock().ok().and_then(|mut pool| pool.pop()).unwrap_or_default();
+        if buffer.len() < blocks {
+            buffer.resize(blocks, Block::default());
+        }
+        let result = f(&mut buffer[..blocks]);
+        if let Ok(mut pool) = self.scratch.lock()
+            && pool.len() < self.max_buffers
+        {
+            pool.push(buffer);
+        }
+        result
+    }
+
+    /// The argon2 output of `password` and raw `salt` under `argon2`, into `out`.
+    fn compute(&self, argon2: &Argon2<'_>, password: &[u8], salt: &[u8], len: usize) -> Result<Output> {
+        let blocks = argon2.params().block_count();
+        Output::init_with(len, |out| {
+            self.with_memory(blocks, |memory| argon2.hash_password_into_with_memory(password, salt, out, memory))
+                .map_err(|_| password_hash::Error::Crypto)
+        })
+        .map_err(|e| Error::Password(format!("argon2 failed: {e}")))
+    }
+
     fn hash_now(&self, password: &[u8]) -> Result<String> {
         let mut salt = [0u8; SALT_BYTES];
         self.entropy.fill(&mut salt)?;
-        let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Password(format!("salt encoding: {e}")))?;
-        let hash = self.argon2.hash_password(password, &salt).map_err(|e| Error::Password(e.to_string()))?;
+        let encoded_salt = SaltString::encode_b64(&salt).map_err(|e| Error::Password(format!("salt encoding: {e}")))?;
+        let output = self.compute(&self.argon2, password, &salt, OUTPUT_BYTES)?;
+        let params = ParamsString::try_from(self.argon2.params()).map_err(|e| Error::Password(e.to_string()))?;
+        let hash = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params,
+            salt: Some(encoded_salt.as_salt()),
+            hash: Some(output),
+        };
         Ok(hash.to_string())
     }
 
     fn verify_now(&self, password: &[u8], stored: &str) -> Result<PasswordCheck> {
         let hash = PasswordHash::new(stored).map_err(malformed)?;
-        Algorithm::try_from(hash.algorithm)
+        let algorithm = Algorithm::try_from(hash.algorithm)
             .map_err(|_| malformed(format!("algorithm {} is not argon2", hash.algorithm)))?;
-        if hash.salt.is_none() || hash.hash.is_none() {
+        let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
             return Err(malformed("no salt or no hash"));
-        }
+        };
         // The stored string's own algorithm, version and parameters are used, so old hashes keep
         // verifying after the policy rises.
-        let valid = match self.argon2.verify_password(password, &hash) {
-            Ok(()) => true,
-            Err(password_hash::Error::Password) => false,
-            Err(e) => return Err(malformed(e)),
-        };
+        let version = hash.version.map(Version::try_from).transpose().map_err(malformed)?.unwrap_or_default();
+        let params = Params::try_from(&hash).map_err(malformed)?;
+        let mut salt_buffer = [0u8; 64];
+        let salt = salt.decode_b64(&mut salt_buffer).map_err(malformed)?;
+        let argon2 = Argon2::new(algorithm, version, params);
+        let computed = self.compute(&argon2, password, salt, expected.len())?;
+        // `Output`'s equality is constant-time.
+        let valid = computed == expected;
         Ok(PasswordCheck { valid, needs_rehash: valid && self.is_weaker(&hash) })
     }
 
@@ -231,6 +278,8 @@ impl Inner {
 
 #[cfg(test)]
 mod tests {
+    use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+
     use super::*;
 
     fn small() -> PasswordPolicy {
@@ -273,6 +322,26 @@ mod tests {
             let err = hasher.verify("whatever", Some(stored)).await.unwrap_err();
             assert!(matches!(err, Error::Password(_)), "{stored:?}: {err:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn hashes_match_the_reference_implementation_and_memory_is_pooled() {
+        let hasher = PasswordHasher::new(&small(), 2).unwrap();
+        let ours = hasher.hash("correct horse").await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        Argon2::default().verify_password(b"correct horse", &parsed).unwrap();
+        assert!(Argon2::default().verify_password(b"correct horsE", &parsed).is_err());
+        let jobs: Vec<_> = (0..8)
+            .map(|_| {
+                let (hasher, stored) = (hasher.clone(), ours.clone());
+                tokio::spawn(async move { hasher.verify("correct horse", Some(&stored)).await.unwrap() })
+            })
+            .collect();
+        for job in jobs {
+            assert!(job.await.unwrap().valid);
+        }
+        let pooled = hasher.inner.scratch.lock().unwrap().len();
+        assert!((1..=2).contains(&pooled), "{pooled} buffers for 2 permits");
     }
 
     #[test]
