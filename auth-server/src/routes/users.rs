@@ -179,7 +179,7 @@ pub async fn sessions(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
     delete,
     path = "/v1/sessions/{sid}",
     tag = "users",
-    params(("sid" = String, Path, description = "The session id")),
+    params(("sid" = String, Path, description = "The session id (base64url)", pattern = r"^[A-Za-z0-9_-]{1,64}$")),
     responses(
         (status = 204, description = "The session was ended", headers(
             ("RateLimit-Policy" = String, description = "The quota of a rate-limited scope of the token, when it has one"),
@@ -196,7 +196,7 @@ pub async fn sessions(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
 pub async fn end_session(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(sid): Path<String>) -> Response {
     let result = async {
         let (claims, decision) = authenticate(&state, &headers).await?;
-        let family = state.store().family(&sid).await?;
+        let family = if could_be_id(&sid) { state.store().family(&sid).await? } else { None };
         // Another user's session is reported exactly like a missing one.
         match family {
             Some(f) if f.user_id.as_deref() == Some(claims.sub.as_str()) => {
@@ -208,6 +208,13 @@ pub async fn end_session(State(state): State<Arc<AppState>>, headers: HeaderMap,
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Whether `sid` has the shape of a session id (base64url, as `auth_core::random::random_id`
+/// makes them). Anything else cannot name a session and is not looked up: a NUL byte, say, is
+/// refused by PostgreSQL as text, which must not turn a missing session into a 500.
+fn could_be_id(sid: &str) -> bool {
+    (1..=64).contains(&sid.len()) && sid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The query of `POST /v1/logout`.
