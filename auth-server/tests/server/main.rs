@@ -8,6 +8,7 @@
 #[macro_use]
 mod support;
 
+mod bad_input;
 mod bearer;
 mod cli;
 mod client_library;
