@@ -21,7 +21,7 @@ use crate::store::{ClientRecord, Store, UserRecord};
 use crate::tokens::{AccessClaims, AccessTokenIssuer, AccessTokenVerifier, IssuedToken, TokenSubject};
 use crate::{Error, Result};
 
-/// Longest accepted username, in characters.
+/// Longest accepted username, in characters (Unicode scalar values) as sent, before normalization.
 pub const MAX_USERNAME_CHARS: usize = 128;
 
 /// What a successful grant returns.
@@ -423,16 +423,19 @@ impl Authority {
     }
 }
 
-/// Normalizes a username: NFKC, then lowercase, trimmed. Refuses empty, over-long and control
-/// characters.
+/// Normalizes a username: trimmed, NFKC, then lowercase. Refuses empty (or all-whitespace),
+/// over-long and control characters.
+///
+/// The length bound counts the characters as sent, not as normalized: NFKC and lowercasing can
+/// lengthen or shorten a name, and a bound on what the client typed is one that it (and the
+/// `maxLength` of the OpenAPI document) can check.
 pub fn normalize_username(raw: &str) -> Result<String> {
-    let normalized: String = raw.trim().nfkc().collect::<String>().to_lowercase();
-    let count = normalized.chars().count();
-    if count == 0 {
-        return Err(Error::invalid("username", "must not be empty"));
-    }
-    if count > MAX_USERNAME_CHARS {
+    if raw.chars().count() > MAX_USERNAME_CHARS {
         return Err(Error::invalid("username", format!("must be at most {MAX_USERNAME_CHARS} characters")));
+    }
+    let normalized: String = raw.trim().nfkc().collect::<String>().to_lowercase();
+    if normalized.is_empty() {
+        return Err(Error::invalid("username", "must not be empty"));
     }
     if normalized.chars().any(char::is_control) {
         return Err(Error::invalid("username", "must not contain control characters"));
@@ -461,6 +464,10 @@ mod tests {
         assert!(normalize_username("   ").is_err());
         assert!(normalize_username("a\u{0}b").is_err());
         assert!(normalize_username(&"x".repeat(129)).is_err());
+        // The bound is on what was sent: 128 characters that NFKC lengthens still pass ...
+        assert!(normalize_username(&"\u{fb03}".repeat(128)).is_ok_and(|n| n.chars().count() == 384));
+        // ... and 129 that it would shorten do not.
+        assert!(normalize_username(&format!("{}e", "e\u{301}".repeat(64))).is_err());
     }
 
     #[test]

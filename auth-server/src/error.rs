@@ -75,6 +75,12 @@ impl OAuthError {
         e
     }
 
+    /// Replaces the `error_description`.
+    pub fn described(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
     /// Adds a header.
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.insert(name, value);

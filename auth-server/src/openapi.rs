@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use auth_core::authority::MAX_USERNAME_CHARS;
 use auth_core::spec::{ClaimType, Spec};
 use axum::Extension;
 use axum::body::Bytes;
@@ -40,16 +41,18 @@ use crate::routes;
 pub enum TokenRequest {
     /// Resource owner password credentials (RFC 6749 section 4.3).
     Password {
-        /// The username.
+        /// The username (compared after the same normalization as at sign-up).
+        #[schema(min_length = 1)]
         username: String,
         /// The password.
-        #[schema(format = Password)]
+        #[schema(format = Password, min_length = 1)]
         password: String,
         /// Requested scopes, space-separated; the client's scopes when absent.
         #[serde(default)]
         scope: String,
-        /// The client, when it does not use HTTP Basic.
+        /// The client, when it does not use HTTP Basic (with Basic, the same id or nothing).
         #[serde(default)]
+        #[schema(min_length = 1)]
         client_id: String,
         /// The client's secret, when it does not use HTTP Basic.
         #[serde(default)]
@@ -58,12 +61,14 @@ pub enum TokenRequest {
     /// Refresh (RFC 6749 section 6): rotates the refresh token.
     RefreshToken {
         /// The refresh token.
+        #[schema(min_length = 1)]
         refresh_token: String,
         /// A subset of the session's scopes, space-separated.
         #[serde(default)]
         scope: String,
-        /// The client, when it does not use HTTP Basic.
+        /// The client, when it does not use HTTP Basic (with Basic, the same id or nothing).
         #[serde(default)]
+        #[schema(min_length = 1)]
         client_id: String,
         /// The client's secret, when it does not use HTTP Basic.
         #[serde(default)]
@@ -74,8 +79,9 @@ pub enum TokenRequest {
         /// Requested scopes, space-separated; the client's scopes when absent.
         #[serde(default)]
         scope: String,
-        /// The client, when it does not use HTTP Basic.
+        /// The client, when it does not use HTTP Basic (with Basic, the same id or nothing).
         #[serde(default)]
+        #[schema(min_length = 1)]
         client_id: String,
         /// The client's secret, when it does not use HTTP Basic.
         #[serde(default)]
@@ -87,24 +93,37 @@ pub enum TokenRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenForm {
     /// The token: an access token or a refresh token.
+    #[schema(min_length = 1)]
     pub token: String,
     /// `access_token` or `refresh_token`; accepted and ignored (the token's form tells).
     #[serde(default)]
     pub token_type_hint: String,
-    /// The client, when it does not use HTTP Basic.
+    /// The client, when it does not use HTTP Basic (with Basic, the same id or nothing).
     #[serde(default)]
+    #[schema(min_length = 1)]
     pub client_id: String,
     /// The client's secret, when it does not use HTTP Basic.
     #[serde(default)]
     pub client_secret: String,
 }
 
+/// What a username must match: no control character (`Cc`) anywhere, and at least one character
+/// that is neither a control nor whitespace (the set Rust's `char::is_whitespace` trims), written
+/// out rather than `\s` because regex dialects disagree on what `\s` holds.
+pub const USERNAME_PATTERN: &str = concat!(
+    r"^[^\x00-\x1f\x7f-\x9f]*",
+    r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+    r"[^\x00-\x1f\x7f-\x9f]*$",
+);
+
 /// The body of `POST /v1/users`: credentials plus the spec's custom claims as top-level members.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SignUpRequest {
-    /// The username (normalized: NFKC, lowercase).
+    /// The username: 1 to 128 characters as sent, not only whitespace, no control characters;
+    /// stored trimmed, NFKC-normalized and lowercased.
     pub username: String,
-    /// The password, checked against the spec's password policy.
+    /// The password, checked against the spec's password policy (its length in characters after
+    /// Unicode NFC).
     #[schema(format = Password)]
     pub password: String,
     /// The spec's custom claims.
@@ -481,6 +500,19 @@ pub fn document(spec: &Spec) -> OpenApiDoc {
             if closed {
                 object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
             }
+        }
+    }
+    // What sign-up checks, where a schema can say it: the username rules and the spec's password
+    // length bounds.
+    if let Some(RefOr::T(Schema::Object(sign_up))) = components.schemas.get_mut("SignUpRequest") {
+        if let Some(RefOr::T(Schema::Object(username))) = sign_up.properties.get_mut("username") {
+            username.min_length = Some(1);
+            username.max_length = Some(MAX_USERNAME_CHARS);
+            username.pattern = Some(USERNAME_PATTERN.to_owned());
+        }
+        if let Some(RefOr::T(Schema::Object(password))) = sign_up.properties.get_mut("password") {
+            password.min_length = Some(spec.passwords.min_length);
+            password.max_length = Some(spec.passwords.max_length);
         }
     }
     if let Some(RefOr::T(Schema::Object(user))) = components.schemas.get_mut("NewUser")

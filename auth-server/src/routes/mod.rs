@@ -18,9 +18,18 @@ use tower_governor::GovernorError;
 use crate::app::AppState;
 use crate::error::{OAuthError, Problem};
 
-/// Parses an `application/x-www-form-urlencoded` body. Refuses other content types (415),
-/// non-UTF-8 and repeated parameters (RFC 6749 section 3.2: parameters MUST NOT repeat).
-pub fn parse_form(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, OAuthError> {
+/// The parameters `POST /oauth/token` reads.
+pub const TOKEN_PARAMETERS: &[&str] =
+    &["grant_type", "client_id", "client_secret", "username", "password", "refresh_token", "scope"];
+
+/// The parameters `POST /oauth/revoke` and `POST /oauth/introspect` read.
+pub const TOKEN_FORM_PARAMETERS: &[&str] = &["token", "token_type_hint", "client_id", "client_secret"];
+
+/// Parses an `application/x-www-form-urlencoded` body into the `known` parameters. Refuses other
+/// content types (415), names or values that are not UTF-8 once percent-decoded, and known
+/// parameters that repeat (RFC 6749 section 3.2: parameters MUST NOT repeat). Other parameters are
+/// ignored, repeated or not (RFC 6749 section 3.1: unrecognized parameters MUST be ignored).
+pub fn parse_form(headers: &HeaderMap, body: &Bytes, known: &[&str]) -> Result<HashMap<String, String>, OAuthError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
@@ -34,15 +43,51 @@ pub fn parse_form(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, S
         return Err(OAuthError::invalid_request("request.malformed: the body is not UTF-8"));
     }
     let mut form = HashMap::new();
-    for (name, value) in form_urlencoded::parse(body) {
-        if value.chars().any(|c| c == '\u{fffd}') {
-            return Err(OAuthError::invalid_request(format!("request.malformed: parameter {name} is not UTF-8")));
+    for pair in body.split(|b| *b == b'&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = match pair.iter().position(|b| *b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &pair[pair.len()..]),
+        };
+        let name = percent_decode(name)
+            .ok_or_else(|| OAuthError::invalid_request("request.malformed: a parameter name is not UTF-8"))?;
+        let value = percent_decode(value)
+            .ok_or_else(|| OAuthError::invalid_request(format!("request.malformed: parameter {name} is not UTF-8")))?;
+        if !known.contains(&name.as_str()) {
+            continue;
         }
-        if form.insert(name.clone().into_owned(), value.into_owned()).is_some() {
+        if form.contains_key(&name) {
             return Err(OAuthError::invalid_request(format!("request.duplicate_parameter: {name}")));
         }
+        form.insert(name, value);
     }
     Ok(form)
+}
+
+/// Decodes one name or value of a form (`+` is a space, `%XX` a byte; a `%` not followed by two
+/// hex digits stays as it is, as in the WHATWG URL standard) and requires the bytes to be UTF-8.
+/// Strict where `form_urlencoded::parse` is lossy: a U+FFFD that was sent stays valid, bytes that
+/// are not UTF-8 are refused instead of becoming U+FFFD.
+fn percent_decode(raw: &[u8]) -> Option<String> {
+    fn hex(digit: u8) -> Option<u8> {
+        char::from(digit).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some((&byte, tail)) = rest.split_first() {
+        rest = tail;
+        match byte {
+            b'+' => out.push(b' '),
+            b'%' => match (tail.first().copied().and_then(hex), tail.get(1).copied().and_then(hex)) {
+                (Some(high), Some(low)) => {
+                    out.push(high << 4 | low);
+                    rest = &tail[2..];
+                }
+                _ => out.push(b'%'),
+            },
+            other => out.push(other),
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The bearer token of `Authorization: Bearer ...`.
@@ -150,4 +195,41 @@ pub async fn method_not_allowed() -> Problem {
 /// 404 as problem+json.
 pub async fn not_found() -> Problem {
     Problem::new(StatusCode::NOT_FOUND, "route.not_found", "No such route")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    use super::{TOKEN_FORM_PARAMETERS, parse_form, percent_decode};
+
+    fn form(body: &'static str) -> Result<Vec<(String, String)>, String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+        let parsed = parse_form(&headers, &Bytes::from_static(body.as_bytes()), TOKEN_FORM_PARAMETERS);
+        let mut pairs: Vec<_> = parsed.map_err(|e| e.description)?.into_iter().collect();
+        pairs.sort();
+        Ok(pairs)
+    }
+
+    #[test]
+    fn percent_decoding_is_strict_about_utf8_only() {
+        assert_eq!(percent_decode(b"a+b%20c%2B").as_deref(), Some("a b c+"));
+        assert_eq!(percent_decode(b"100%").as_deref(), Some("100%"));
+        assert_eq!(percent_decode(b"%zz%4").as_deref(), Some("%zz%4"));
+        // A replacement character that was sent is text like any other ...
+        assert_eq!(percent_decode(b"%EF%BF%BD").as_deref(), Some("\u{fffd}"));
+        // ... bytes that are not UTF-8 are not turned into one.
+        assert_eq!(percent_decode(b"%FF%FE"), None);
+    }
+
+    #[test]
+    fn known_parameters_must_not_repeat_and_others_are_ignored() {
+        assert_eq!(form("token=a&extra=1&extra=2&=&&").unwrap(), [("token".to_owned(), "a".to_owned())]);
+        assert_eq!(form("token=a&token=a").unwrap_err(), "request.duplicate_parameter: token");
+        assert_eq!(form("token=a&x=%FF").unwrap_err(), "request.malformed: parameter x is not UTF-8");
+    }
 }

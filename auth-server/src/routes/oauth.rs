@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::parse_form;
+use super::{TOKEN_FORM_PARAMETERS, TOKEN_PARAMETERS, parse_form};
 use crate::app::AppState;
 use crate::error::{OAuthError, no_store};
 
@@ -59,12 +59,14 @@ fn client_credentials(headers: &HeaderMap, form: &Form) -> Result<(String, Optio
         }
     };
     match basic {
+        // Two authentication methods in one request (RFC 6749 section 2.3), or two client ids,
+        // leave no single client that authenticated: client authentication failed.
         Some((id, secret)) => {
             if form.contains_key("client_secret") {
-                return Err(OAuthError::invalid_request("request.multiple_client_authentication"));
+                return Err(OAuthError::invalid_client().described("request.multiple_client_authentication"));
             }
             if form.get("client_id").is_some_and(|f| *f != id) {
-                return Err(OAuthError::invalid_request("request.client_id_mismatch"));
+                return Err(OAuthError::invalid_client().described("request.client_id_mismatch"));
             }
             Ok((id, Some(secret)))
         }
@@ -121,7 +123,7 @@ pub async fn token(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
 }
 
 async fn token_grant(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Response, OAuthError> {
-    let form = parse_form(headers, body)?;
+    let form = parse_form(headers, body, TOKEN_PARAMETERS)?;
     let (client_id, secret) = client_credentials(headers, &form)?;
     let client = ClientCredentials { id: &client_id, secret: secret.as_deref() };
     let grant_type = required(&form, "grant_type")?;
@@ -211,7 +213,7 @@ async fn check_login_attempts(state: &AppState, client_id: &str, username: &str)
 pub async fn revoke(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
         let body = body?;
-        let form = parse_form(&headers, &body)?;
+        let form = parse_form(&headers, &body, TOKEN_FORM_PARAMETERS)?;
         let (client_id, secret) = client_credentials(&headers, &form)?;
         let client = ClientCredentials { id: &client_id, secret: secret.as_deref() };
         let token = required(&form, "token")?;
@@ -257,7 +259,7 @@ pub async fn revoke(State(state): State<Arc<AppState>>, headers: HeaderMap, body
 pub async fn introspect(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
         let body = body?;
-        let form = parse_form(&headers, &body)?;
+        let form = parse_form(&headers, &body, TOKEN_FORM_PARAMETERS)?;
         let (client_id, secret) = client_credentials(&headers, &form)?;
         if secret.is_none() {
             return Err(OAuthError::invalid_client());

@@ -10,7 +10,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
@@ -48,7 +49,7 @@ pub async fn sign_up(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
         if !essence.eq_ignore_ascii_case("application/json") {
             return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "request.unsupported_media_type", "Send application/json"));
         }
-        let mut fields: Map<String, Value> = serde_json::from_slice(&body).map_err(|e| {
+        let UniqueMembers(mut fields) = serde_json::from_slice(&body).map_err(|e| {
             Problem::new(StatusCode::BAD_REQUEST, "request.malformed", "The body is not a JSON object").detail(e.to_string())
         })?;
         let mut take_string = |name: &str| match fields.remove(name) {
@@ -67,6 +68,35 @@ pub async fn sign_up(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A JSON object whose members all have distinct names. `serde_json` keeps the last of repeated
+/// members silently; which one counts would then depend on the parser, so a repeated member is
+/// refused like any other malformed body.
+struct UniqueMembers(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for UniqueMembers {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = UniqueMembers;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<UniqueMembers, A::Error> {
+                let mut members = Map::new();
+                while let Some(name) = access.next_key::<String>()? {
+                    if members.contains_key(&name) {
+                        return Err(serde::de::Error::custom(format_args!("duplicate member {name:?}")));
+                    }
+                    let value: Value = access.next_value()?;
+                    members.insert(name, value);
+                }
+                Ok(UniqueMembers(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
 }
 
 /// `GET /userinfo`: the user's claims (bearer).
@@ -179,7 +209,7 @@ pub async fn sessions(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
     delete,
     path = "/v1/sessions/{sid}",
     tag = "users",
-    params(("sid" = String, Path, description = "The session id")),
+    params(("sid" = String, Path, description = "The session id (base64url)", pattern = r"^[A-Za-z0-9_-]{1,64}$")),
     responses(
         (status = 204, description = "The session was ended", headers(
             ("RateLimit-Policy" = String, description = "The quota of a rate-limited scope of the token, when it has one"),
@@ -196,7 +226,7 @@ pub async fn sessions(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
 pub async fn end_session(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(sid): Path<String>) -> Response {
     let result = async {
         let (claims, decision) = authenticate(&state, &headers).await?;
-        let family = state.store().family(&sid).await?;
+        let family = if could_be_id(&sid) { state.store().family(&sid).await? } else { None };
         // Another user's session is reported exactly like a missing one.
         match family {
             Some(f) if f.user_id.as_deref() == Some(claims.sub.as_str()) => {
@@ -208,6 +238,13 @@ pub async fn end_session(State(state): State<Arc<AppState>>, headers: HeaderMap,
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Whether `sid` has the shape of a session id (base64url, as `auth_core::random::random_id`
+/// makes them). Anything else cannot name a session and is not looked up: a NUL byte, say, is
+/// refused by PostgreSQL as text, which must not turn a missing session into a 500.
+fn could_be_id(sid: &str) -> bool {
+    (1..=64).contains(&sid.len()) && sid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The query of `POST /v1/logout`.

@@ -460,13 +460,14 @@ async fn both_basic_and_form_secret_is_refused(db: TestDb) {
         status,
         &headers,
         &body,
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
     );
     assert_eq!(
         body["error_description"],
         "request.multiple_client_authentication"
     );
+    assert_eq!(header(&headers, "www-authenticate"), "Basic realm=\"auth\"");
     // A form client_id naming another client than Basic does.
     let form = [("grant_type", "client_credentials"), ("client_id", WEB)];
     let response = server
@@ -480,9 +481,10 @@ async fn both_basic_and_form_secret_is_refused(db: TestDb) {
         status,
         &headers,
         &body,
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
     );
+    assert_eq!(body["error_description"], "request.client_id_mismatch");
 }
 
 async fn duplicated_parameter_is_refused(db: TestDb) {

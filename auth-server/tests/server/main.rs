@@ -1,6 +1,6 @@
 //! auth-server over real HTTP: each test starts the server on port 0 over a fresh database and
 //! talks to it with an HTTP client, on SQLite and on PostgreSQL; the replica and degraded-mode
-//! tests run real `auth-server` processes.
+//! tests run real `auth-server` processes, and so does the schemathesis run (API fuzzing).
 
 // Helpers shared by tests fail the test on purpose when something is off.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -8,6 +8,7 @@
 #[macro_use]
 mod support;
 
+mod bad_input;
 mod bearer;
 mod cli;
 mod client_library;
@@ -18,4 +19,5 @@ mod ops;
 mod process;
 mod replicas;
 mod revocation;
+mod schemathesis;
 mod signup;
