@@ -362,6 +362,9 @@ pub struct KeySnapshot {
     pub keys: KeySet,
     /// Every record, for listing.
     pub records: Vec<KeyRecord>,
+    /// The JWKS as JSON, serialized once per snapshot: the JWKS endpoint is the hottest route and
+    /// changes only when the ring does.
+    pub jwks_json: String,
 }
 
 /// The signing keys of this issuer, loaded from the store and rotated by policy.
@@ -440,7 +443,9 @@ impl KeyRing {
             encoding: Arc::new(key.encoding_key()),
             key,
         };
-        Ok(KeySnapshot { active, keys: KeySet::from_records(&records)?, records })
+        let keys = KeySet::from_records(&records)?;
+        let jwks_json = serde_json::to_string(&keys.jwks()).map_err(|e| Error::Key(format!("JWKS serialization: {e}")))?;
+        Ok(KeySnapshot { active, keys, records, jwks_json })
     }
 
     /// Runs the rotation policy now: plans, applies in one transaction, audits, reloads. Safe to

@@ -29,7 +29,9 @@ pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
         Some(snapshot) => {
             let max_age = format!("public, max-age={}", state.spec.keys.jwks_max_age.0);
             let cache = HeaderValue::from_str(&max_age).unwrap_or(HeaderValue::from_static("no-cache"));
-            (StatusCode::OK, [(header::CACHE_CONTROL, cache)], Json(snapshot.keys.jwks())).into_response()
+            let json = HeaderValue::from_static("application/json");
+            (StatusCode::OK, [(header::CONTENT_TYPE, json), (header::CACHE_CONTROL, cache)], snapshot.jwks_json.clone())
+                .into_response()
         }
         None => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "key.not_loaded", "Signing keys are not loaded").into_response(),
     }
