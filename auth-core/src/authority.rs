@@ -227,20 +227,7 @@ impl Authority {
     /// The granted scope: the requested scopes (all of the client's when none are requested), each
     /// of which the client must be allowed.
     pub fn resolve_scope(client: &ClientSpec, requested: Option<&str>) -> Result<String> {
-        let requested: Vec<&str> = match requested {
-            Some(text) if !text.trim().is_empty() => text.split(' ').filter(|s| !s.is_empty()).collect(),
-            _ => return Ok(client.scopes.join(" ")),
-        };
-        let mut granted: Vec<&str> = Vec::new();
-        for scope in requested {
-            if !client.scopes.iter().any(|s| s == scope) {
-                return Err(Error::InvalidScope(scope.to_owned()));
-            }
-            if !granted.contains(&scope) {
-                granted.push(scope);
-            }
-        }
-        Ok(granted.join(" "))
+        grant_scope(client.scopes.iter().map(String::as_str), requested)
     }
 
     /// The password grant: a new session for the user.
@@ -309,20 +296,7 @@ impl Authority {
                 return Err(Error::Refresh(RefreshError::Revoked));
             }
         };
-        let scope = match scope {
-            Some(requested) if !requested.trim().is_empty() => {
-                let session_scopes: Vec<&str> = family.scope.split(' ').collect();
-                let mut granted = Vec::new();
-                for s in requested.split(' ').filter(|s| !s.is_empty()) {
-                    if !session_scopes.contains(&s) {
-                        return Err(Error::InvalidScope(s.to_owned()));
-                    }
-                    granted.push(s);
-                }
-                granted.join(" ")
-            }
-            _ => family.scope.clone(),
-        };
+        let scope = grant_scope(family.scope.split(' ').filter(|s| !s.is_empty()), scope)?;
         let access = self.issue(&user.id, client.id, &scope, Some(family.id.clone()), &user.claims)?;
         Ok(Grant { access, refresh_token: Some(rotation.refresh_token), scope })
     }
@@ -421,6 +395,25 @@ impl Authority {
     async fn audit(&self, event: AuditEvent) -> Result<()> {
         self.store.append_audit(&event).await
     }
+}
+
+/// The scope to grant: every one of `allowed` when nothing is requested, else the requested
+/// scopes (each at most once, in the order asked), each of which must be allowed.
+fn grant_scope<'a>(allowed: impl Iterator<Item = &'a str> + Clone, requested: Option<&str>) -> Result<String> {
+    let requested: Vec<&str> = match requested {
+        Some(text) if !text.trim().is_empty() => text.split(' ').filter(|s| !s.is_empty()).collect(),
+        _ => return Ok(allowed.collect::<Vec<_>>().join(" ")),
+    };
+    let mut granted: Vec<&str> = Vec::new();
+    for scope in requested {
+        if !allowed.clone().any(|s| s == scope) {
+            return Err(Error::InvalidScope(scope.to_owned()));
+        }
+        if !granted.contains(&scope) {
+            granted.push(scope);
+        }
+    }
+    Ok(granted.join(" "))
 }
 
 /// Normalizes a username: trimmed, NFKC, then lowercase. Refuses empty (or all-whitespace),
