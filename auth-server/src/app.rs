@@ -108,6 +108,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Time.
     pub clock: Arc<dyn Clock>,
+    /// Derived once from the spec: the JWKS `Cache-Control` value and the discovery document.
+    pub published: routes::wellknown::Published,
 }
 
 impl AppState {
@@ -172,6 +174,7 @@ pub async fn build_state(config: ServerConfig) -> anyhow::Result<Arc<AppState>> 
     };
     let limiter = ScopeLimiter::new(&spec, backend.clone(), clock.clone());
     let authority = Arc::new(Authority::new(spec.clone(), store, clock.clone(), entropy, keys, passwords));
+    let published = routes::wellknown::Published::new(&spec);
     Ok(Arc::new(AppState {
         authority,
         spec,
@@ -181,6 +184,7 @@ pub async fn build_state(config: ServerConfig) -> anyhow::Result<Arc<AppState>> 
         config,
         metrics,
         clock,
+        published,
     }))
 }
 
