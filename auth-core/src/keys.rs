@@ -25,7 +25,10 @@ use std::sync::{Arc, RwLock};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::DecodingKey;
-use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::jwk::Jwk;
+/// The JWKS document type (RFC 7517), re-exported so that code built on this crate (the modules
+/// `auth-gen` emits) needs no direct `jsonwebtoken` dependency.
+pub use jsonwebtoken::jwk::JwkSet;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use zeroize::Zeroizing;
 

@@ -200,6 +200,19 @@ impl AccessTokenVerifier {
         }
     }
 
+    /// A verifier from its parts: the issuer, accepted audiences, leeway in seconds and the custom
+    /// claim types (what [`AccessTokenVerifier::from_spec`] reads from a spec; generated modules
+    /// carry these values as constants).
+    pub fn new(issuer: &str, audiences: &[&str], leeway_secs: u64, claims: BTreeMap<String, ClaimSpec>) -> Self {
+        crypto::install_provider();
+        Self {
+            issuer: issuer.to_owned(),
+            audiences: audiences.iter().map(|a| (*a).to_owned()).collect(),
+            leeway: i64::try_from(leeway_secs).unwrap_or(i64::MAX),
+            claims,
+        }
+    }
+
     /// Verifies `token` against `keys` at `now`.
     pub fn verify(&self, token: &str, keys: &KeySet, now: UnixSeconds) -> Result<AccessClaims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {

@@ -1,11 +1,14 @@
-//! `auth-gen`: reads an `auth.toml` spec. This build validates a spec and prints its canonical hash;
-//! the code emitters build on the same parsed spec.
+//! `auth-gen`: writes a starter spec, checks a spec, and generates TypeScript or Rust modules
+//! from it (`generate --check` reports drift without writing, for CI).
 
 // A command-line tool: printing its results is its job.
 #![allow(clippy::print_stdout)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
+use auth_gen::emit::Target;
+use auth_gen::generate::{self, GenerateError};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -17,26 +20,99 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Write a commented starter spec.
+    Init {
+        /// Where to write it.
+        #[arg(long, default_value = "auth.toml")]
+        out: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
     /// Validate a spec and print its SHA-256 hash.
     Check {
         /// The spec file.
         #[arg(long)]
         spec: PathBuf,
     },
+    /// Generate a module from a spec into a directory, and print what changed.
+    Generate {
+        /// The spec file.
+        #[arg(long)]
+        spec: PathBuf,
+        /// The language of the module.
+        #[arg(long, value_enum)]
+        target: Target,
+        /// The directory of the module (created when missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Write nothing; exit 1 when the directory differs from what the spec generates.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Init { out, force } => init(&out, force),
         Command::Check { spec } => match auth_core::spec::Spec::load(&spec) {
             Ok(parsed) => {
                 println!("{}: ok, spec hash {}", spec.display(), parsed.hash());
-                std::process::ExitCode::SUCCESS
+                ExitCode::SUCCESS
             }
             Err(e) => {
                 eprintln!("{}: {e}", spec.display());
-                std::process::ExitCode::FAILURE
+                ExitCode::FAILURE
+            }
+        },
+        Command::Generate { spec, target, out, check } => match run_generate(&spec, target, &out, check) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("auth-gen: {e}");
+                ExitCode::from(2)
             }
         },
     }
+}
+
+fn init(out: &Path, force: bool) -> ExitCode {
+    if out.exists() && !force {
+        eprintln!("auth-gen: {} exists; pass --force to replace it", out.display());
+        return ExitCode::FAILURE;
+    }
+    match std::fs::write(out, auth_gen::STARTER_SPEC) {
+        Ok(()) => {
+            println!("wrote {}; check it with `auth-gen check --spec {}`", out.display(), out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("auth-gen: {}: {e}", out.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Exit codes: 0 written (or up to date), 1 drift under `--check`, 2 an error (bad spec, I/O).
+fn run_generate(spec: &Path, target: Target, out: &Path, check: bool) -> Result<ExitCode, GenerateError> {
+    let generated = generate::generate(spec, target)?;
+    let changes = generate::compare(out, &generated)?;
+    let verb = if check { "checking" } else { "generating" };
+    println!(
+        "auth-gen {verb} {target} module for {} (spec hash {}) in {}",
+        spec.display(),
+        generated.manifest.spec_hash,
+        out.display()
+    );
+    print!("{}", changes.summary());
+    if check {
+        if changes.is_empty() {
+            println!("up to date");
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!("drift: {} differs from what the spec generates; run without --check to update it", out.display());
+        return Ok(ExitCode::FAILURE);
+    }
+    generate::write(out, &generated, &changes)?;
+    Ok(ExitCode::SUCCESS)
 }
