@@ -12,7 +12,7 @@ import type { AccessClaims } from "./spec.js";
 /** The request members the Express and Fastify adapters use; `auth` receives the claims. */
 export interface NodeStyleRequest {
   readonly headers: { readonly authorization?: string | readonly string[] | undefined };
-  auth?: AccessClaims;
+  auth?: AccessClaims | null | undefined;
 }
 
 /** The response members the Express adapter uses: those of node:http's ServerResponse. */
@@ -26,7 +26,7 @@ export interface NodeStyleResponse {
 export interface FastifyStyleReply {
   code(statusCode: number): FastifyStyleReply;
   header(name: string, value: string): FastifyStyleReply;
-  send(payload: string): FastifyStyleReply;
+  send(payload: Uint8Array): FastifyStyleReply;
 }
 
 function authorizationOf(request: NodeStyleRequest): string | undefined {
@@ -64,7 +64,8 @@ export function expressAuth(
 /**
  * A Fastify preHandler hook: admits the request with `request.auth` set to the claims and the
  * RateLimit fields on the reply, or sends the refusal. Call `app.decorateRequest("auth", null)`
- * once so that Fastify knows the property.
+ * once so that Fastify knows the property, and declare it:
+ * `declare module "fastify" { interface FastifyRequest { auth: AccessClaims | null } }`.
  *
  * ```ts
  * app.post("/bookings", { preHandler: fastifyAuth(auth.requireScope("bookings:write")) }, handler);
@@ -77,8 +78,9 @@ export function fastifyAuth(guard: Guard): (request: NodeStyleRequest, reply: Fa
     if (outcome.ok) {
       request.auth = outcome.claims;
     } else {
-      // An async hook that has sent the reply ends the request here: Fastify runs no handler.
-      reply.code(outcome.status).send(JSON.stringify(outcome.body));
+      // An async hook that has sent the reply ends the request here: Fastify runs no handler. Bytes,
+      // because Fastify would append `; charset=utf-8` to the content type of a string.
+      reply.code(outcome.status).send(Buffer.from(JSON.stringify(outcome.body)));
     }
   };
 }
