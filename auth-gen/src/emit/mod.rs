@@ -35,6 +35,15 @@ impl Target {
         }
     }
 
+    /// The files of this target that are the same for every spec (its static templates).
+    pub fn static_files(self) -> Vec<&'static str> {
+        let templates = match self {
+            Self::Typescript => templates::TYPESCRIPT,
+            Self::Rust => templates::RUST,
+        };
+        templates.iter().map(|(name, _)| *name).collect()
+    }
+
     /// The emitter of this target.
     pub fn emitter(self) -> Box<dyn Emitter> {
         match self {
