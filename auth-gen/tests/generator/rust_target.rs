@@ -175,7 +175,7 @@ async fn the_extractor_admits_real_tokens_and_refuses_like_the_server() {
     let created = http.post(format!("{app}/bookings")).bearer_auth(token).send().await.unwrap();
     let (status, challenge, body) = problem(created).await;
     assert_eq!((status, body["code"].as_str().unwrap()), (403, "auth.insufficient_scope"));
-    assert_eq!(challenge, "Bearer error=\"insufficient_scope\", scope=\"bookings:write\"");
+    assert_eq!(challenge, "Bearer error=\"insufficient_scope\", scope=\"bookings:read bookings:write\"");
 
     // The read limit: 120 per minute, one used above.
     for i in 1..120 {

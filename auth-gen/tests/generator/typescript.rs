@@ -121,3 +121,33 @@ fn every_fixture_spec_generates_typescript_that_type_checks() {
         run(&format!("tsc --strict --noEmit ({name})"), Command::new(tsc).arg("-p").arg(&work));
     }
 }
+
+#[test]
+fn booking_api_example_runs_end_to_end_with_its_committed_module() {
+    let _one_at_a_time = NODE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let example = repo().join("examples/booking-api");
+    // The example commits its generated module, as an app would; it must be what the spec
+    // generates now (what `auth-gen generate --check` enforces in an app's CI).
+    let generated = generate(&repo().join("fixtures/specs/booking.toml"), Target::Typescript).unwrap();
+    let changes = compare(&example.join("src/auth"), &generated).unwrap();
+    assert!(
+        changes.is_empty(),
+        "examples/booking-api/src/auth is stale; run `cargo run -p auth-gen -- generate --spec fixtures/specs/booking.toml --target typescript --out examples/booking-api/src/auth`\n{}",
+        changes.summary()
+    );
+    if !npm_ready() {
+        return;
+    }
+    let _ = std::fs::remove_dir_all(example.join("dist"));
+    let tsc = repo().join("node_modules/.bin/tsc");
+    run("tsc -p examples/booking-api", Command::new(tsc).arg("-p").arg(&example));
+    run(
+        "node --test examples/booking-api",
+        Command::new("node")
+            .args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
+            .arg(example.join("dist/test"))
+            .env("AUTH_SERVER_BIN", auth_server_binary())
+            .env("AUTH_REPO", repo())
+            .current_dir(&example),
+    );
+}

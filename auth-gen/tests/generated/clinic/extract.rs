@@ -73,8 +73,8 @@ where
         let token = bearer(&parts.headers)?;
         let claims = auth.verify(token).await.map_err(AuthRejection::from)?;
         let required = S::scopes();
-        if let Some(missing) = required.iter().find(|scope| !claims.has_scope(**scope)) {
-            return Err(AuthRejection::InsufficientScope(*missing));
+        if required.iter().any(|scope| !claims.has_scope(*scope)) {
+            return Err(AuthRejection::InsufficientScope(required));
         }
         let names: Vec<&str> = required.iter().map(|s| s.as_str()).collect();
         let decision = auth
@@ -114,8 +114,8 @@ fn bearer(headers: &HeaderMap) -> Result<&str, AuthRejection> {
 pub enum AuthRejection {
     /// 401: no token, or a token that does not verify (the code says why).
     InvalidToken(&'static str),
-    /// 403: the token lacks this scope.
-    InsufficientScope(Scope),
+    /// 403: the token lacks one of these required scopes.
+    InsufficientScope(Vec<Scope>),
     /// 429: the limit of a required scope is exhausted.
     RateLimited(ScopeDecision),
     /// 503: the issuer's key set cannot be had.
@@ -132,7 +132,7 @@ impl AuthRejection {
             Self::InsufficientScope(_) => "auth.insufficient_scope",
             Self::RateLimited(_) => "ratelimit.exceeded",
             Self::JwksUnavailable => "jwks.unavailable",
-            Self::LimiterUnavailable => "ratelimit.unavailable",
+            Self::LimiterUnavailable => "ratelimit.backend",
         }
     }
 }
@@ -180,9 +180,10 @@ impl IntoResponse for AuthRejection {
                     headers,
                 )
             }
-            Self::InsufficientScope(scope) => {
+            Self::InsufficientScope(scopes) => {
+                let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
                 let challenge = format!(
-                    "Bearer error=\"insufficient_scope\", scope=\"{}\"", scope.as_str()
+                    "Bearer error=\"insufficient_scope\", scope=\"{}\"", names.join(" ")
                 );
                 let mut headers = HeaderMap::new();
                 if let Ok(value) = HeaderValue::from_str(&challenge) {
