@@ -77,11 +77,12 @@ function forTenant(handler: (tenant: string, claims: AccessClaims, ...args: Para
 }
 
 /**
- * 415 for a body that is not JSON (express.json would silently skip it). No body at all passes,
- * and is then refused by validation as a missing object.
+ * 415 for a body that is not JSON (express.json would silently skip it). An empty body passes,
+ * whatever its type, and is then refused by validation.
  */
 const requireJson: RequestHandler = (req, res, next) => {
-  if (req.is("application/json") === false) {
+  const empty = req.headers["content-length"] === "0";
+  if (!empty && req.is("application/json") === false) {
     problem(res, 415, "request.unsupported_media_type", "Unsupported media type", "send Content-Type: application/json");
     return;
   }
