@@ -4,13 +4,19 @@
 import { createApp, listen } from "./app.js";
 import { configFromEnv } from "./config.js";
 
-const config = configFromEnv(process.env);
-const { server, url } = await listen(createApp(config.jwksUrl === undefined ? {} : { jwksUrl: config.jwksUrl }), config.port, config.host);
-console.log(`booking-api listening on ${url}`);
-
-for (const signal of ["SIGTERM", "SIGINT"] as const) {
-  process.once(signal, () => {
-    server.close(() => process.exit(0));
-    server.closeIdleConnections();
-  });
+try {
+  const config = configFromEnv(process.env);
+  const app = createApp(config.jwksUrl === undefined ? {} : { jwksUrl: config.jwksUrl });
+  const { server, url } = await listen(app, config.port, config.host);
+  console.log(`booking-api listening on ${url}`);
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.once(signal, () => {
+      server.close(() => process.exit(0));
+      server.closeIdleConnections();
+    });
+  }
+} catch (error) {
+  // A bad setting or a port in use: one line, not a stack.
+  console.error(`booking-api: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
 }
