@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use auth_gen::emit::Target;
+use auth_gen::fixtures;
 use auth_gen::generate::{self, GenerateError};
 use clap::{Parser, Subcommand};
 
@@ -35,6 +36,9 @@ enum Command {
         #[arg(long)]
         spec: PathBuf,
     },
+    /// Record golden fixtures of a spec, or replay every recorded version.
+    #[command(subcommand)]
+    Fixtures(FixturesCommand),
     /// Generate a module from a spec into a directory, and print what changed.
     Generate {
         /// The spec file.
@@ -52,6 +56,29 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum FixturesCommand {
+    /// Record what this version issues and accepts for a spec, under a frozen clock and key seed,
+    /// into <out>/<version>/<spec name>/ (append-only: an existing folder is refused).
+    Record {
+        /// The spec file, e.g. fixtures/specs/booking.toml.
+        #[arg(long)]
+        spec: PathBuf,
+        /// The root of recorded fixtures.
+        #[arg(long, default_value = "fixtures/recorded")]
+        out: PathBuf,
+    },
+    /// Replay every recorded version with this code; exit 1 on any breaking difference.
+    Replay {
+        /// The root of recorded fixtures, or one recorded folder.
+        #[arg(default_value = "fixtures/recorded")]
+        root: PathBuf,
+        /// Print the report as JSON (for CI).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -66,6 +93,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Fixtures(command) => fixtures(command),
         Command::Generate { spec, target, out, check } => match run_generate(&spec, target, &out, check) {
             Ok(code) => code,
             Err(e) => {
@@ -115,4 +143,59 @@ fn run_generate(spec: &Path, target: Target, out: &Path, check: bool) -> Result<
     }
     generate::write(out, &generated, &changes)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exit codes: 0 recorded / replayed without a breaking difference, 1 a breaking difference,
+/// 2 an error (unreadable spec or folder, existing recording).
+fn fixtures(command: FixturesCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("auth-gen: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        FixturesCommand::Record { spec, out } => match runtime.block_on(fixtures::record::record(&spec, &out)) {
+            Ok(dir) => {
+                println!("recorded {}", dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("auth-gen: {e}");
+                ExitCode::from(2)
+            }
+        },
+        FixturesCommand::Replay { root, json } => {
+            let folders = if root.join("manifest.json").exists() {
+                Ok(vec![root.clone()])
+            } else {
+                fixtures::recorded_folders(&root)
+            };
+            let folders = match folders {
+                Ok(folders) if !folders.is_empty() => folders,
+                Ok(_) => {
+                    eprintln!("auth-gen: no recorded fixtures under {}", root.display());
+                    return ExitCode::from(2);
+                }
+                Err(e) => {
+                    eprintln!("auth-gen: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let reports: Vec<_> =
+                folders.iter().map(|dir| runtime.block_on(fixtures::replay::replay_folder(dir))).collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports).unwrap_or_default());
+            } else {
+                print!("{}", fixtures::replay::render(&reports));
+            }
+            if reports.iter().any(fixtures::replay::FolderReport::is_breaking) {
+                eprintln!("auth-gen: replay found breaking differences");
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+    }
 }

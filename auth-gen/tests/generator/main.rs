@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
+mod fixtures;
 mod rust_target;
 mod snapshots;
 mod support;
