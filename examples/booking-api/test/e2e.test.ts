@@ -161,7 +161,7 @@ async function startBookingApi(jwksUrl: string): Promise<{ readonly url: string;
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP helpers
+// Setup, and helpers over HTTP
 
 let auth: AuthServer | undefined;
 let api: { readonly url: string; readonly child: Child } | undefined;
