@@ -91,10 +91,10 @@ function basic(clientId: string, secret: string): string {
 
 /** A TokenClientError from an error answer: OAuth error JSON, or an RFC 9457 problem. */
 async function errorOf(response: Response, what: string): Promise<TokenClientError> {
-  let body: Record<string, unknown> = {};
+  let body: { error?: unknown; error_description?: unknown; code?: unknown; detail?: unknown } = {};
   try {
     const parsed: unknown = await response.json();
-    if (typeof parsed === "object" && parsed !== null) body = parsed as Record<string, unknown>;
+    if (typeof parsed === "object" && parsed !== null) body = parsed;
   } catch {
     // Not JSON: only the status is known.
   }
@@ -238,11 +238,16 @@ export class TokenClient {
   async #token(form: URLSearchParams, what: string): Promise<TokenSet> {
     const headers: Record<string, string> = { "content-type": "application/x-www-form-urlencoded", accept: "application/json" };
     if (this.#options.clientSecret === undefined) form.set("client_id", this.#options.clientId);
-    else headers.authorization = basic(this.#options.clientId, this.#options.clientSecret);
+    else headers["authorization"] = basic(this.#options.clientId, this.#options.clientSecret);
     const sentAt = this.#now();
     const response = await this.#send(what, `${this.#base}/oauth/token`, { method: "POST", headers, body: form.toString() });
     if (!response.ok) throw await errorOf(response, what);
-    const body = (await response.json().catch(() => null)) as Record<string, unknown> | null;
+    const body = (await response.json().catch(() => null)) as {
+      access_token?: unknown;
+      expires_in?: unknown;
+      refresh_token?: unknown;
+      scope?: unknown;
+    } | null;
     if (body === null || typeof body.access_token !== "string" || typeof body.expires_in !== "number") {
       throw new TokenClientError("client.bad_response", `${what}: the token answer lacks access_token or expires_in`, {
         status: response.status,

@@ -270,6 +270,22 @@ describe("forged tokens: every rule, with auth-core's codes", () => {
     assert.equal(await codeOf(verifier, `${b64url(header)}.${b64url("not json")}.${"A".repeat(86)}`), "token.bad_signature");
   });
 
+  test("base64url is decoded strictly, and text that is not ASCII as UTF-8", async () => {
+    const header = b64url({ typ: "at+jwt", alg: "EdDSA", kid: key.kid });
+    const payload = decode(forge(key, { tenant_id: "Zürich 東京 🏨" })).payload;
+    const claims = await verifier.verify(signParts(header, payload, key.privateKey));
+    assert.equal(claims.sid !== undefined && claims.tenant_id, "Zürich 東京 🏨");
+    const p64 = b64url(payload);
+    for (const bad of [`${p64}ä`, `${p64.slice(0, -1)}é`, `${p64}=`, `${p64} `, `${p64.slice(0, 8)}+${p64.slice(9)}`]) {
+      // Signed as sent: the signature holds, the payload does not decode.
+      assert.equal(await codeOf(verifier, signParts(header, bad, key.privateKey)), "token.malformed", bad.slice(-3));
+    }
+    // A length no base64 text can have (4n + 1).
+    const impossible = p64 + "A".repeat((5 - (p64.length % 4)) % 4);
+    assert.equal(impossible.length % 4, 1);
+    assert.equal(await codeOf(verifier, signParts(header, impossible, key.privateKey)), "token.malformed");
+  });
+
   test("claims: sid null is dropped, audiences and arrays are frozen", async () => {
     const claims = await verifier.verify(forge(key, { sid: null, aud: ["booking-api", "x"] }));
     assert.equal("sid" in claims, false);
