@@ -20,6 +20,8 @@ export {
 export {
   Gcra,
   MemoryLimiterStore,
+  REDIS_GCRA_SCRIPT,
+  redisLimiterStore,
   ScopeLimiter,
   policyHeader,
   rateLimitHeader,
@@ -30,6 +32,7 @@ export {
   type GcraOutcome,
   type LimiterStore,
   type RateDecision,
+  type RedisEval,
   type ScopeDecision,
   type ScopeLimiterOptions,
 } from "./limiter.js";
