@@ -125,14 +125,12 @@ function decodeSegment(text: string): Buffer | null {
   const out = Buffer.allocUnsafe((length * 3) >> 2);
   let o = 0;
   let i = 0;
-  let c0: number, c1: number, c2: number, c3: number;
   for (const full = length - rest; i < full; i += 4) {
-    c0 = text.charCodeAt(i);
-    c1 = text.charCodeAt(i + 1);
-    c2 = text.charCodeAt(i + 2);
-    c3 = text.charCodeAt(i + 3);
-    // Codes of 128 and above index past the table (undefined): `| 0` would hide that, `>= 0` does not.
-    const v0 = BASE64URL_VALUES[c0]!, v1 = BASE64URL_VALUES[c1]!, v2 = BASE64URL_VALUES[c2]!, v3 = BASE64URL_VALUES[c3]!;
+    // Codes of 128 and above index past the table (undefined): `>= 0` refuses them too.
+    const v0 = BASE64URL_VALUES[text.charCodeAt(i)]!;
+    const v1 = BASE64URL_VALUES[text.charCodeAt(i + 1)]!;
+    const v2 = BASE64URL_VALUES[text.charCodeAt(i + 2)]!;
+    const v3 = BASE64URL_VALUES[text.charCodeAt(i + 3)]!;
     if (!(v0 >= 0 && v1 >= 0 && v2 >= 0 && v3 >= 0)) return null;
     const bits = (v0 << 18) | (v1 << 12) | (v2 << 6) | v3;
     out[o++] = bits >> 16;

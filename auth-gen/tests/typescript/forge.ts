@@ -33,17 +33,23 @@ export function ed25519Key(kid: string): TestKey {
   return { kid, privateKey, jwk: { ...publicKey.export({ format: "jwk" }), kid, alg: "EdDSA", use: "sig" } };
 }
 
+export function rsaKey(kid: string, modulusLength = 2048): TestKey {
+  const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength });
+  return { kid, privateKey, jwk: { ...publicKey.export({ format: "jwk" }), kid, alg: "RS256", use: "sig" } };
+}
+
 export function es256Key(kid: string): TestKey {
   const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
   return { kid, privateKey, jwk: { ...publicKey.export({ format: "jwk" }), kid, alg: "ES256", use: "sig" } };
 }
 
-/** Signs `header.payload` with `key` for the header's `alg` (EdDSA or ES256), or HS256 with a secret. */
+/** Signs `header.payload` with `key` (Ed25519, P-256 with raw r||s, RSA PKCS#1 v1.5), or HS256 with a secret. */
 export function signParts(header: object | string, payload: object | string, key: KeyObject | Buffer): string {
   const input = `${typeof header === "string" ? header : b64url(header)}.${typeof payload === "string" ? payload : b64url(payload)}`;
   let signature: Buffer;
   if (Buffer.isBuffer(key)) signature = createHmac("sha256", key).update(input).digest();
   else if (key.asymmetricKeyType === "ed25519") signature = sign(null, Buffer.from(input), key);
+  else if (key.asymmetricKeyType === "rsa") signature = sign("sha256", Buffer.from(input), key);
   else signature = sign("sha256", Buffer.from(input), { key, dsaEncoding: "ieee-p1363" });
   return `${input}.${b64url(signature)}`;
 }

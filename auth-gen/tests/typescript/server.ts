@@ -1,7 +1,8 @@
 // Test helper: runs a real auth-server (AUTH_SERVER_BIN) on a random port with a fresh data
 // directory, and talks to it over real HTTP. The spec is fixtures/specs/booking.toml (read from
 // AUTH_REPO), optionally with values of [tokens] and [keys] replaced (same issuer, audiences,
-// scopes and claims, so the generated module still applies).
+// scopes and claims, so the generated module still applies); variants.test.ts also serves other
+// fixtures.
 
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -25,9 +26,19 @@ export interface SpecOverrides {
   readonly keys?: Readonly<Record<string, string>>;
 }
 
-/** booking.toml with the given [tokens] / [keys] values replaced (durations as TOML strings). */
-export async function bookingSpec(overrides: SpecOverrides = {}): Promise<string> {
-  const text = await readFile(join(REPO, "fixtures/specs/booking.toml"), "utf8");
+/** Which spec of fixtures/specs/ a server serves, and the clients the helpers log in with. */
+export interface ServerSpec {
+  /** The file under fixtures/specs/. Default booking.toml. */
+  readonly file?: string;
+  /** The public client of the password grant. Default booking-web. */
+  readonly publicClient?: string;
+  /** The confidential client registered at start. Default booking-backend. */
+  readonly confidentialClient?: string;
+}
+
+/** A spec of fixtures/specs/ with the given [tokens] / [keys] values replaced (durations as TOML strings). */
+export async function fixtureSpec(file: string, overrides: SpecOverrides = {}): Promise<string> {
+  const text = await readFile(join(REPO, "fixtures/specs", file), "utf8");
   let section = "";
   const replaced = new Set<string>();
   const lines = text.split("\n").map((line) => {
@@ -43,7 +54,7 @@ export async function bookingSpec(overrides: SpecOverrides = {}): Promise<string
   });
   for (const [name, values] of Object.entries(overrides)) {
     for (const key of Object.keys(values as object)) {
-      if (!replaced.has(`${name}.${key}`)) throw new Error(`booking.toml has no ${name}.${key}`);
+      if (!replaced.has(`${name}.${key}`)) throw new Error(`${file} has no ${name}.${key}`);
     }
   }
   return lines.join("\n");
@@ -70,22 +81,30 @@ export class AuthServer {
   readonly dataDir: string;
   readonly #process: ChildProcess;
   readonly #exited: Promise<void>;
+  readonly #publicClient: string;
+  readonly #confidentialClient: string;
   #users = 0;
 
-  private constructor(url: string, specPath: string, dataDir: string, child: ChildProcess, exited: Promise<void>) {
+  private constructor(url: string, specPath: string, dataDir: string, child: ChildProcess, exited: Promise<void>, spec: ServerSpec) {
     this.url = url;
     this.specPath = specPath;
     this.dataDir = dataDir;
     this.#process = child;
     this.#exited = exited;
+    this.#publicClient = spec.publicClient ?? "booking-web";
+    this.#confidentialClient = spec.confidentialClient ?? "booking-backend";
   }
 
-  /** Writes the spec, registers the confidential client (its secret in `secrets`), and starts. */
-  static async start(overrides: SpecOverrides = {}): Promise<{ server: AuthServer; backendSecret: string }> {
+  /**
+   * Writes the spec (booking.toml unless `spec.file` says otherwise), registers the confidential
+   * client (its secret is returned), and starts the server.
+   */
+  static async start(overrides: SpecOverrides = {}, spec: ServerSpec = {}): Promise<{ server: AuthServer; backendSecret: string }> {
     const dataDir = await mkdtemp(join(tmpdir(), "auth-ts-"));
     const specPath = join(dataDir, "auth.toml");
-    await writeFile(specPath, await bookingSpec(overrides));
-    const { stdout } = await execFileAsync(SERVER_BIN, ["clients", "add", "booking-backend", "--spec", specPath, "--data-dir", dataDir], {
+    await writeFile(specPath, await fixtureSpec(spec.file ?? "booking.toml", overrides));
+    const client = spec.confidentialClient ?? "booking-backend";
+    const { stdout } = await execFileAsync(SERVER_BIN, ["clients", "add", client, "--spec", specPath, "--data-dir", dataDir], {
       env: { ...process.env, NO_COLOR: "1" },
     });
     // "registered booking-backend; its secret (shown once, stored hashed):\n<secret>\n"
@@ -118,7 +137,7 @@ export class AuthServer {
     // Keep draining the pipes so the server never blocks on a full one.
     child.stdout!.resume();
     child.stderr!.resume();
-    return { server: new AuthServer(url, specPath, dataDir, child, exited), backendSecret };
+    return { server: new AuthServer(url, specPath, dataDir, child, exited, spec), backendSecret };
   }
 
   /** Stops the server (SIGTERM, then SIGKILL) and, unless `keepData`, removes its data. */
@@ -132,13 +151,14 @@ export class AuthServer {
     if (!keepData) await rm(this.dataDir, { recursive: true, force: true });
   }
 
-  /** Signs up a new user of the tenant; returns the username. */
-  async signUp(tenantId = "hotel-7"): Promise<string> {
+  /** Signs up a new user with the booking tenant, or with the given custom claims; returns the username. */
+  async signUp(claims: string | Record<string, unknown> = "hotel-7"): Promise<string> {
     const username = `user${++this.#users}-${process.pid}`;
+    const custom = typeof claims === "string" ? { tenant_id: claims } : claims;
     const response = await fetch(`${this.url}/v1/users`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ username, password: PASSWORD, tenant_id: tenantId }),
+      body: JSON.stringify({ username, password: PASSWORD, ...custom }),
     });
     if (response.status !== 201) throw new Error(`sign-up: ${response.status} ${await response.text()}`);
     return username;
@@ -153,21 +173,21 @@ export class AuthServer {
     return (await response.json()) as TokenAnswer;
   }
 
-  /** Password login of booking-web. */
+  /** Password login of the public client (booking-web). */
   login(username: string, scope?: string): Promise<TokenAnswer> {
-    const form: Record<string, string> = { grant_type: "password", client_id: "booking-web", username, password: PASSWORD };
+    const form: Record<string, string> = { grant_type: "password", client_id: this.#publicClient, username, password: PASSWORD };
     if (scope !== undefined) form.scope = scope;
     return this.token(form);
   }
 
-  /** Refresh grant of booking-web. */
+  /** Refresh grant of the public client. */
   refresh(refreshToken: string): Promise<TokenAnswer> {
-    return this.token({ grant_type: "refresh_token", client_id: "booking-web", refresh_token: refreshToken });
+    return this.token({ grant_type: "refresh_token", client_id: this.#publicClient, refresh_token: refreshToken });
   }
 
-  /** A client-credentials token of booking-backend. */
+  /** A client-credentials token of the confidential client. */
   clientToken(secret: string): Promise<TokenAnswer> {
-    const basic = `Basic ${Buffer.from(`booking-backend:${secret}`).toString("base64")}`;
+    const basic = `Basic ${Buffer.from(`${this.#confidentialClient}:${secret}`).toString("base64")}`;
     return this.token({ grant_type: "client_credentials" }, basic);
   }
 
