@@ -32,19 +32,19 @@ export interface TokenClientOptions {
   /** The client id of the spec this client is. */
   readonly clientId: ClientId;
   /** The secret of a confidential client (sent with HTTP Basic); absent for public clients. */
-  readonly clientSecret?: string;
+  readonly clientSecret?: string | undefined;
   /** The auth server's base URL. Default: ISSUER. */
-  readonly baseUrl?: string;
+  readonly baseUrl?: string | undefined;
   /** The fetch implementation. Default: the global `fetch`. */
-  readonly fetch?: FetchLike;
+  readonly fetch?: FetchLike | undefined;
   /** The current time in seconds. Default: the system clock. */
-  readonly now?: () => number;
+  readonly now?: (() => number) | undefined;
   /** Refresh this long before expiry, at most half the token's lifetime. Default 30 seconds. */
-  readonly refreshBeforeSeconds?: number;
+  readonly refreshBeforeSeconds?: number | undefined;
   /** Limit on one request, in milliseconds. Default 10000. */
-  readonly timeoutMs?: number;
+  readonly timeoutMs?: number | undefined;
   /** Pause before retrying a refresh whose answer was lost, in milliseconds. Default 250. */
-  readonly retryDelayMs?: number;
+  readonly retryDelayMs?: number | undefined;
 }
 
 /** RFC 7662 answer for an active access token: its claims. */
@@ -282,10 +282,10 @@ export interface IntrospectorOptions {
   readonly clientId: ClientId;
   readonly clientSecret: string;
   /** The auth server's base URL. Default: ISSUER. */
-  readonly baseUrl?: string;
-  readonly fetch?: FetchLike;
+  readonly baseUrl?: string | undefined;
+  readonly fetch?: FetchLike | undefined;
   /** Limit on one request, in milliseconds. Default 10000. */
-  readonly timeoutMs?: number;
+  readonly timeoutMs?: number | undefined;
 }
 
 /**

@@ -259,11 +259,11 @@ export interface ScopeDecision {
 /** Settings of a ScopeLimiter. */
 export interface ScopeLimiterOptions {
   /** Where the TATs live. Default: a new MemoryLimiterStore. */
-  readonly store?: LimiterStore;
+  readonly store?: LimiterStore | undefined;
   /** The quota of each scope (null or absent: not limited). Default: the spec's SCOPE_LIMITS. */
-  readonly quotas?: Readonly<Record<string, RateLimitQuota | null | undefined>>;
+  readonly quotas?: Readonly<Record<string, RateLimitQuota | null | undefined>> | undefined;
   /** The current time in milliseconds. Default: Date.now. */
-  readonly nowMs?: () => number;
+  readonly nowMs?: (() => number) | undefined;
 }
 
 /** The most restrictive first: a refusal with the longest wait, else the fewest remaining, then the longest reset. */

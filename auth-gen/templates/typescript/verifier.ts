@@ -41,31 +41,31 @@ export type FetchLike = (url: string, init?: RequestInit) => Promise<Response>;
 /** Settings of an AccessTokenVerifier; every one has a default that suits production. */
 export interface VerifierOptions {
   /** The JWKS URL. Default: `${ISSUER}/.well-known/jwks.json`. */
-  readonly jwksUrl?: string;
+  readonly jwksUrl?: string | undefined;
   /** The fetch implementation. Default: the global `fetch`. */
-  readonly fetch?: FetchLike;
+  readonly fetch?: FetchLike | undefined;
   /** The current time in seconds (fractions allowed). Default: the system clock. */
-  readonly now?: () => number;
+  readonly now?: (() => number) | undefined;
   /**
    * How long a fetched JWKS is used before it is fetched again, in seconds. Default: the
    * `max-age` of the JWKS response's `Cache-Control`, else JWKS_MAX_AGE_SECONDS. At least 1.
    */
-  readonly jwksMaxAgeSeconds?: number;
+  readonly jwksMaxAgeSeconds?: number | undefined;
   /**
    * The least time between a JWKS fetch and a refetch caused by an unknown `kid`, and between a
    * failed fetch and the next attempt, in seconds. Default 10.
    */
-  readonly jwksCooldownSeconds?: number;
+  readonly jwksCooldownSeconds?: number | undefined;
   /**
    * How long past its max age a JWKS is still used while the issuer cannot be reached, in
    * seconds. Default ACCESS_TTL_SECONDS + LEEWAY_SECONDS: every token signed before the outage
    * stays verifiable until it expires, and no longer.
    */
-  readonly jwksStaleSeconds?: number;
+  readonly jwksStaleSeconds?: number | undefined;
   /** Limit on one JWKS request, in milliseconds. Default 5000. */
-  readonly jwksTimeoutMs?: number;
+  readonly jwksTimeoutMs?: number | undefined;
   /** Entries of the verified-token cache; 0 turns it off. Default 1024. */
-  readonly cacheSize?: number;
+  readonly cacheSize?: number | undefined;
 }
 
 /** A published key usable for verification. */
