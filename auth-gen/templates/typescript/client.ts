@@ -43,8 +43,10 @@ export interface TokenClientOptions {
   readonly refreshBeforeSeconds?: number | undefined;
   /** Limit on one request, in milliseconds. Default 10000. */
   readonly timeoutMs?: number | undefined;
-  /** Pause before retrying a refresh whose answer was lost, in milliseconds. Default 250. */
+  /** Pause before the first retry of a refresh whose answer was lost, doubled for each next one, in milliseconds. Default 250. */
   readonly retryDelayMs?: number | undefined;
+  /** Retries of a refresh whose answer was lost (all within the reuse grace). Default 3. */
+  readonly refreshRetries?: number | undefined;
 }
 
 /** RFC 7662 answer for an active access token: its claims. */
@@ -199,7 +201,7 @@ export class TokenClient {
     }
     const form = new URLSearchParams({ grant_type: "refresh_token", refresh_token: refreshToken });
     const firstAttempt = this.#now();
-    for (;;) {
+    for (let retry = 0; ; retry++) {
       try {
         const tokens = await this.#token(form, "refresh");
         // Only if nothing replaced the session meanwhile (logout, another login).
@@ -208,9 +210,9 @@ export class TokenClient {
       } catch (error) {
         const lost = error instanceof TokenClientError && (error.code === "client.network" || error.status >= 500);
         // One second of margin: the server counts its grace from its own first use of the token.
-        if (lost && this.#now() - firstAttempt + 1 < REFRESH_REUSE_GRACE_SECONDS) {
-          await new Promise((resolve) => setTimeout(resolve, this.#options.retryDelayMs ?? 250));
-          continue;
+        if (lost && retry < (this.#options.refreshRetries ?? 3)) {
+          await new Promise((resolve) => setTimeout(resolve, (this.#options.retryDelayMs ?? 250) * 2 ** retry));
+          if (this.#now() - firstAttempt + 1 < REFRESH_REUSE_GRACE_SECONDS) continue;
         }
         if (error instanceof TokenClientError && error.error === "invalid_grant" && this.#tokens?.refreshToken === refreshToken) {
           // The session is over (revoked, expired, reused): its tokens are of no further use.

@@ -130,6 +130,18 @@ test("a refresh whose answer is lost is retried with the same token within the g
   await other.login(await server.signUp(), PASSWORD);
   await other.refresh();
   assert.equal(failures, -1);
+
+  // A server that keeps failing: a bounded number of retries, then its error.
+  failures = Infinity;
+  const stubborn = new TokenClient({ clientId: "booking-web", baseUrl: server.url, fetch: flaky, retryDelayMs: 10, refreshRetries: 2 });
+  await stubborn.login(await server.signUp(), PASSWORD);
+  const before = counter.calls;
+  await assert.rejects(
+    stubborn.refresh(),
+    isClientError("store.unavailable", { status: 503, error: "temporarily_unavailable", errorDescription: "store.unavailable" }),
+  );
+  assert.equal(counter.calls - before, 3, "the attempt and two retries");
+  assert.ok(stubborn.tokens !== null, "a server failure does not end the session");
 });
 
 test("past the reuse grace, a lost refresh is not retried with the old token", async () => {
