@@ -6,7 +6,9 @@
 //   with the same code here as by the server: size, shape (three base64url segments, JSON header,
 //   no `crit`), `alg` one of EdDSA/ES256/RS256, `kid` of a published key, `alg` equal to the key's,
 //   the signature, `typ`, then the claims (presence, custom claims, types, `exp`, `nbf`/`iat`,
-//   `iss`, `aud`). The payload is not even decoded before the signature verifies.
+//   `iss`, `aud`). The payload is not even decoded before the signature verifies. One difference
+//   is out of reach of JSON.parse: an integer claim written as `1.0` or `1e3` passes here, while
+//   serde refuses it (only a token signed by the issuer's key could carry one).
 // - Keys come from the JWKS only, and only keys of the spec's ALGORITHM are used: header-supplied
 //   keys (`jwk`, `jku`, `x5u`, `x5c`) are never read. Each key is imported into a KeyObject once.
 // - The JWKS is cached for its max age, refetched on an unknown `kid` at most once per cooldown
