@@ -99,6 +99,9 @@ const BASE64URL_VALUES = (() => {
 // Fatal: bytes that are not UTF-8 make the token malformed (serde_json refuses them) instead of
 // turning into U+FFFD; ignoreBOM keeps a BOM in the text so that JSON.parse refuses it too.
 const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+// A UTF-16 surrogate without its pair: JSON.parse keeps one from a `\uD800` escape, serde_json
+// refuses it in every string it reads as text (member names, `alg`, `kid`, `typ`).
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?:^|[^\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const I64_MIN = -9223372036854775808;
 const I64_MAX = 9223372036854775807;
 // The custom claims in auth-core's order (a BTreeMap: by name, bytewise), checked in this order.
@@ -251,9 +254,11 @@ function parseHeader(text: string): Header {
     if (value.length < 1 || value.length > 4) fail("token.malformed");
     fields = { alg: value[0], kid: value[1], typ: value[2], crit: value[3] };
   } else if (typeof value === "object" && value !== null) {
-    // ... and refuses a repeated field. Headers are few and cached, so this scan is rare.
+    // ... and refuses a repeated field, or a name that is not valid text. Headers are few and
+    // cached, so this scan is rare.
     const seen = new Set<string>();
     for (const name of memberNames(json)) {
+      if (LONE_SURROGATE.test(name)) fail("token.malformed");
       if (name === "alg" || name === "kid" || name === "typ" || name === "crit") {
         if (seen.has(name)) fail("token.malformed");
         seen.add(name);
@@ -265,9 +270,9 @@ function parseHeader(text: string): Header {
   }
   const { alg, kid, typ, crit } = fields;
   // The types auth-core's header struct accepts (`kid`, `typ` and `crit` may be null: absent).
-  if (typeof alg !== "string") fail("token.malformed");
-  if (kid != null && typeof kid !== "string") fail("token.malformed");
-  if (typ != null && typeof typ !== "string") fail("token.malformed");
+  if (typeof alg !== "string" || LONE_SURROGATE.test(alg)) fail("token.malformed");
+  if (kid != null && (typeof kid !== "string" || LONE_SURROGATE.test(kid))) fail("token.malformed");
+  if (typ != null && (typeof typ !== "string" || LONE_SURROGATE.test(typ))) fail("token.malformed");
   // No extension is understood, so any critical one must be refused (RFC 7515 section 4.1.11).
   if (crit != null) fail("token.malformed");
   if (alg !== "EdDSA" && alg !== "ES256" && alg !== "RS256") fail("token.unsupported_algorithm");
