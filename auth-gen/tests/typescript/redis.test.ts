@@ -30,8 +30,8 @@ class Resp {
     });
   }
 
-  static async connect(port: number): Promise<Resp> {
-    const socket = connect(port, "127.0.0.1");
+  static async connect(host: string, port: number): Promise<Resp> {
+    const socket = connect(port, host);
     await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
     return new Resp(socket);
   }
@@ -100,9 +100,12 @@ const prefix = `auth-ts-test:${process.pid}:`;
 
 before(async () => {
   if (!available) return;
+  let host = "127.0.0.1";
   let port: number;
-  if (fromEnv !== undefined) {
-    port = Number(new URL(fromEnv).port || 6379);
+  const url = fromEnv === undefined ? null : new URL(fromEnv);
+  if (url !== null) {
+    host = url.hostname;
+    port = Number(url.port || 6379);
   } else {
     port = await freePort();
     redis = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
@@ -110,7 +113,9 @@ before(async () => {
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {
-      client = await Resp.connect(port);
+      client = await Resp.connect(host, port);
+      if (url?.password) await client.command("AUTH", ...(url.username ? [decodeURIComponent(url.username)] : []), decodeURIComponent(url.password));
+      if (url !== null && url.pathname.length > 1) await client.command("SELECT", url.pathname.slice(1));
       if ((await client.command("PING")) === "PONG") break;
     } catch (error) {
       if (Date.now() > deadline) throw error;
