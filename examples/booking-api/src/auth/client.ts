@@ -33,19 +33,21 @@ export interface TokenClientOptions {
   /** The client id of the spec this client is. */
   readonly clientId: ClientId;
   /** The secret of a confidential client (sent with HTTP Basic); absent for public clients. */
-  readonly clientSecret?: string;
+  readonly clientSecret?: string | undefined;
   /** The auth server's base URL. Default: ISSUER. */
-  readonly baseUrl?: string;
+  readonly baseUrl?: string | undefined;
   /** The fetch implementation. Default: the global `fetch`. */
-  readonly fetch?: FetchLike;
+  readonly fetch?: FetchLike | undefined;
   /** The current time in seconds. Default: the system clock. */
-  readonly now?: () => number;
+  readonly now?: (() => number) | undefined;
   /** Refresh this long before expiry, at most half the token's lifetime. Default 30 seconds. */
-  readonly refreshBeforeSeconds?: number;
+  readonly refreshBeforeSeconds?: number | undefined;
   /** Limit on one request, in milliseconds. Default 10000. */
-  readonly timeoutMs?: number;
-  /** Pause before retrying a refresh whose answer was lost, in milliseconds. Default 250. */
-  readonly retryDelayMs?: number;
+  readonly timeoutMs?: number | undefined;
+  /** Pause before the first retry of a refresh whose answer was lost, doubled for each next one, in milliseconds. Default 250. */
+  readonly retryDelayMs?: number | undefined;
+  /** Retries of a refresh whose answer was lost (all within the reuse grace). Default 3. */
+  readonly refreshRetries?: number | undefined;
 }
 
 /** RFC 7662 answer for an active access token: its claims. */
@@ -92,10 +94,10 @@ function basic(clientId: string, secret: string): string {
 
 /** A TokenClientError from an error answer: OAuth error JSON, or an RFC 9457 problem. */
 async function errorOf(response: Response, what: string): Promise<TokenClientError> {
-  let body: Record<string, unknown> = {};
+  let body: { error?: unknown; error_description?: unknown; code?: unknown; detail?: unknown } = {};
   try {
     const parsed: unknown = await response.json();
-    if (typeof parsed === "object" && parsed !== null) body = parsed as Record<string, unknown>;
+    if (typeof parsed === "object" && parsed !== null) body = parsed;
   } catch {
     // Not JSON: only the status is known.
   }
@@ -200,7 +202,7 @@ export class TokenClient {
     }
     const form = new URLSearchParams({ grant_type: "refresh_token", refresh_token: refreshToken });
     const firstAttempt = this.#now();
-    for (;;) {
+    for (let retry = 0; ; retry++) {
       try {
         const tokens = await this.#token(form, "refresh");
         // Only if nothing replaced the session meanwhile (logout, another login).
@@ -209,9 +211,9 @@ export class TokenClient {
       } catch (error) {
         const lost = error instanceof TokenClientError && (error.code === "client.network" || error.status >= 500);
         // One second of margin: the server counts its grace from its own first use of the token.
-        if (lost && this.#now() - firstAttempt + 1 < REFRESH_REUSE_GRACE_SECONDS) {
-          await new Promise((resolve) => setTimeout(resolve, this.#options.retryDelayMs ?? 250));
-          continue;
+        if (lost && retry < (this.#options.refreshRetries ?? 3)) {
+          await new Promise((resolve) => setTimeout(resolve, (this.#options.retryDelayMs ?? 250) * 2 ** retry));
+          if (this.#now() - firstAttempt + 1 < REFRESH_REUSE_GRACE_SECONDS) continue;
         }
         if (error instanceof TokenClientError && error.error === "invalid_grant" && this.#tokens?.refreshToken === refreshToken) {
           // The session is over (revoked, expired, reused): its tokens are of no further use.
@@ -239,11 +241,16 @@ export class TokenClient {
   async #token(form: URLSearchParams, what: string): Promise<TokenSet> {
     const headers: Record<string, string> = { "content-type": "application/x-www-form-urlencoded", accept: "application/json" };
     if (this.#options.clientSecret === undefined) form.set("client_id", this.#options.clientId);
-    else headers.authorization = basic(this.#options.clientId, this.#options.clientSecret);
+    else headers["authorization"] = basic(this.#options.clientId, this.#options.clientSecret);
     const sentAt = this.#now();
     const response = await this.#send(what, `${this.#base}/oauth/token`, { method: "POST", headers, body: form.toString() });
     if (!response.ok) throw await errorOf(response, what);
-    const body = (await response.json().catch(() => null)) as Record<string, unknown> | null;
+    const body = (await response.json().catch(() => null)) as {
+      access_token?: unknown;
+      expires_in?: unknown;
+      refresh_token?: unknown;
+      scope?: unknown;
+    } | null;
     if (body === null || typeof body.access_token !== "string" || typeof body.expires_in !== "number") {
       throw new TokenClientError("client.bad_response", `${what}: the token answer lacks access_token or expires_in`, {
         status: response.status,
@@ -278,10 +285,10 @@ export interface IntrospectorOptions {
   readonly clientId: ClientId;
   readonly clientSecret: string;
   /** The auth server's base URL. Default: ISSUER. */
-  readonly baseUrl?: string;
-  readonly fetch?: FetchLike;
+  readonly baseUrl?: string | undefined;
+  readonly fetch?: FetchLike | undefined;
   /** Limit on one request, in milliseconds. Default 10000. */
-  readonly timeoutMs?: number;
+  readonly timeoutMs?: number | undefined;
 }
 
 /**

@@ -4,7 +4,10 @@
 // same token with the same code; the others name this module's own failures (`jwks.unavailable`,
 // `client.network`, ...). Match on `code`, never on `message`.
 
-/** The codes of a rejected access token, as auth-core's `TokenError::code` reports them. */
+/**
+ * The codes of a rejected access token, as auth-core's `TokenError::code` reports them. All but
+ * `token.key_retired`: a retired key has left the JWKS, so here its tokens are `token.unknown_key`.
+ */
 export type TokenErrorCode =
   | "token.malformed"
   | "token.too_large"

@@ -59,11 +59,11 @@ export interface Guard {
 /** Settings of Auth: those of the verifier, or a verifier and limiter of your own. */
 export interface AuthOptions extends VerifierOptions {
   /** The verifier to use. Default: a new AccessTokenVerifier with these options. */
-  readonly verifier?: AccessTokenVerifier;
+  readonly verifier?: AccessTokenVerifier | undefined;
   /** The scope limiter; null turns limits off. Default: a ScopeLimiter on `limiterStore`. */
-  readonly limiter?: ScopeLimiter | null;
+  readonly limiter?: ScopeLimiter | null | undefined;
   /** The store of the default limiter. Default: in memory. */
-  readonly limiterStore?: LimiterStore;
+  readonly limiterStore?: LimiterStore | undefined;
 }
 
 const PROBLEM_JSON = "application/problem+json";

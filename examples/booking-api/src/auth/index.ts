@@ -21,6 +21,8 @@ export {
 export {
   Gcra,
   MemoryLimiterStore,
+  REDIS_GCRA_SCRIPT,
+  redisLimiterStore,
   ScopeLimiter,
   policyHeader,
   rateLimitHeader,
@@ -31,6 +33,7 @@ export {
   type GcraOutcome,
   type LimiterStore,
   type RateDecision,
+  type RedisEval,
   type ScopeDecision,
   type ScopeLimiterOptions,
 } from "./limiter.js";

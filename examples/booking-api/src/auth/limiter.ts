@@ -124,34 +124,9 @@ export interface GcraCheck {
 }
 
 /**
- * Where the TATs live. The default is MemoryLimiterStore (one process); to share limits between
- * replicas, implement `update` on a shared store, atomically. With Redis, for example, run this
- * script with EVAL/EVALSHA (KEYS: the checks' keys; ARGV: nowUs, then emissionUs and capacityUs
- * of each check), then return `reply.map((t) => (t === -1 ? null : Number(t)))`:
- *
- * ```lua
- * local now = tonumber(ARGV[1])
- * local ok = true
- * local out, new_tats = {}, {}
- * for i = 1, #KEYS do
- *   local stored = tonumber(redis.call('GET', KEYS[i]) or '')
- *   local tat = now
- *   if stored and stored > now then tat = stored end
- *   new_tats[i] = tat + tonumber(ARGV[2 * i])
- *   if new_tats[i] - tonumber(ARGV[2 * i + 1]) > now then ok = false end
- *   out[i] = stored or -1
- * end
- * if ok then
- *   for i = 1, #KEYS do
- *     local ttl = math.max(1, math.ceil((new_tats[i] - now) / 1000))
- *     redis.call('SET', KEYS[i], string.format('%.0f', new_tats[i]), 'PX', ttl)
- *   end
- * end
- * return out
- * ```
- *
- * (TATs are integers below 2^53, exact in Lua's numbers; `%.0f` keeps all their digits. The
- * keys contain the subject: prefix them per deployment.)
+ * Where the TATs live. The default is MemoryLimiterStore (one process). To share limits between
+ * replicas, implement `update` on a shared store, atomically; for Redis, redisLimiterStore does it
+ * with any client.
  */
 export interface LimiterStore {
   /**
@@ -163,6 +138,64 @@ export interface LimiterStore {
    * Keys of one batch are distinct.
    */
   update(checks: readonly GcraCheck[], nowUs: number): readonly (number | null)[] | Promise<readonly (number | null)[]>;
+}
+
+/**
+ * LimiterStore.update as one Redis script (atomic). KEYS: the keys; ARGV[1]: nowUs, then for key i
+ * ARGV[2i] = emissionUs and ARGV[2i+1] = capacityUs. Returns the TATs read (-1: absent). Every
+ * value is an integer below 2^53, exact in Lua's numbers; `%.0f` writes all its digits. Each key
+ * expires when its bucket is full again. The same script as auth-server's Redis backend, but for
+ * the reply.
+ */
+export const REDIS_GCRA_SCRIPT = `local now = tonumber(ARGV[1])
+local ok = true
+local out, new_tats = {}, {}
+for i = 1, #KEYS do
+  local stored = tonumber(redis.call('GET', KEYS[i]) or '')
+  local tat = now
+  if stored and stored > now then tat = stored end
+  new_tats[i] = tat + tonumber(ARGV[2 * i])
+  if new_tats[i] - tonumber(ARGV[2 * i + 1]) > now then ok = false end
+  out[i] = stored or -1
+end
+if ok then
+  for i = 1, #KEYS do
+    local ttl = math.max(1, math.ceil((new_tats[i] - now) / 1000))
+    redis.call('SET', KEYS[i], string.format('%.0f', new_tats[i]), 'PX', ttl)
+  end
+end
+return out`;
+
+/** Runs a Lua script on Redis (EVAL) with any client, resolving to its reply. */
+export type RedisEval = (script: string, keys: string[], args: string[]) => Promise<unknown>;
+
+/**
+ * A LimiterStore in Redis, shared by every replica, through your Redis client. One Redis (or a
+ * primary with replicas) is expected: a batch touches several keys, which Redis Cluster accepts only
+ * within one hash slot. Keys are `${prefix}${scope} ${subject}` (default prefix `auth:rl:`).
+ *
+ * ```ts
+ * // node-redis
+ * redisLimiterStore((script, keys, args) => client.eval(script, { keys, arguments: args }));
+ * // ioredis
+ * redisLimiterStore((script, keys, args) => redis.eval(script, keys.length, ...keys, ...args));
+ * ```
+ */
+export function redisLimiterStore(evaluate: RedisEval, options: { readonly prefix?: string } = {}): LimiterStore {
+  const prefix = options.prefix ?? "auth:rl:";
+  return {
+    async update(checks, nowUs) {
+      const args = [String(nowUs)];
+      for (const check of checks) args.push(String(check.emissionUs), String(check.capacityUs));
+      const reply = await evaluate(REDIS_GCRA_SCRIPT, checks.map((check) => prefix + check.key), args);
+      if (!Array.isArray(reply) || reply.length !== checks.length) throw new Error("unexpected reply from the rate-limit script");
+      return reply.map((value: unknown) => {
+        const tat = Number(value);
+        if (!Number.isSafeInteger(tat)) throw new Error("unexpected reply from the rate-limit script");
+        return tat === -1 ? null : tat;
+      });
+    },
+  };
 }
 
 /** A store may remember this many keys beyond those it kept at its last sweep before sweeping. */
@@ -227,11 +260,11 @@ export interface ScopeDecision {
 /** Settings of a ScopeLimiter. */
 export interface ScopeLimiterOptions {
   /** Where the TATs live. Default: a new MemoryLimiterStore. */
-  readonly store?: LimiterStore;
+  readonly store?: LimiterStore | undefined;
   /** The quota of each scope (null or absent: not limited). Default: the spec's SCOPE_LIMITS. */
-  readonly quotas?: Readonly<Record<string, RateLimitQuota | null | undefined>>;
+  readonly quotas?: Readonly<Record<string, RateLimitQuota | null | undefined>> | undefined;
   /** The current time in milliseconds. Default: Date.now. */
-  readonly nowMs?: () => number;
+  readonly nowMs?: (() => number) | undefined;
 }
 
 /** The most restrictive first: a refusal with the longest wait, else the fewest remaining, then the longest reset. */
