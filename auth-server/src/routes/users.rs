@@ -40,27 +40,9 @@ use crate::error::Problem;
 pub async fn sign_up(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let result = async {
         let body = body?;
-        let essence = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(str::trim)
-            .unwrap_or("");
-        if !essence.eq_ignore_ascii_case("application/json") {
-            return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "request.unsupported_media_type", "Send application/json"));
-        }
-        let UniqueMembers(mut fields) = serde_json::from_slice(&body).map_err(|e| {
-            Problem::new(StatusCode::BAD_REQUEST, "request.malformed", "The body is not a JSON object").detail(e.to_string())
-        })?;
-        let mut take_string = |name: &str| match fields.remove(name) {
-            Some(Value::String(s)) => Ok(s),
-            Some(_) => Err(Problem::from(Error::invalid(name, "must be a string"))),
-            None => Err(Problem::from(Error::invalid(name, "is required"))),
-        };
-        let username = take_string("username")?;
-        let password = take_string("password")?;
-        let user = state.authority.sign_up(&username, &password, fields).await?;
-        Ok((
+        let SignUpBody { username, password, claims } = decode_sign_up(&headers, &body)?;
+        let user = state.authority.sign_up(&username, &password, claims).await?;
+        Ok::<_, Problem>((
             StatusCode::CREATED,
             Json(json!({ "id": user.id, "username": user.username, "claims": user.claims, "created_at": user.created_at })),
         )
@@ -68,6 +50,44 @@ pub async fn sign_up(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The body of `POST /v1/users`, decoded but not yet checked against the spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignUpBody {
+    /// The `username` member, as sent.
+    pub username: String,
+    /// The `password` member, as sent.
+    pub password: String,
+    /// Every other member: the custom claims (the spec's rules are applied by sign-up).
+    pub claims: Map<String, Value>,
+}
+
+/// Decodes the body of `POST /v1/users` as [`sign_up`] reads it: the content type must be
+/// `application/json` (else 415 `request.unsupported_media_type`), the body one JSON object with
+/// distinct member names (else 400 `request.malformed`), `username` and `password` strings (else
+/// 400 `input.invalid`). Public so that the decoding can be fuzzed on its own (`fuzz/`).
+pub fn decode_sign_up(headers: &HeaderMap, body: &[u8]) -> Result<SignUpBody, Problem> {
+    let essence = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "request.unsupported_media_type", "Send application/json"));
+    }
+    let UniqueMembers(mut claims) = serde_json::from_slice(body).map_err(|e| {
+        Problem::new(StatusCode::BAD_REQUEST, "request.malformed", "The body is not a JSON object").detail(e.to_string())
+    })?;
+    let mut take_string = |name: &str| match claims.remove(name) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(Problem::from(Error::invalid(name, "must be a string"))),
+        None => Err(Problem::from(Error::invalid(name, "is required"))),
+    };
+    let username = take_string("username")?;
+    let password = take_string("password")?;
+    Ok(SignUpBody { username, password, claims })
 }
 
 /// A JSON object whose members all have distinct names. `serde_json` keeps the last of repeated
