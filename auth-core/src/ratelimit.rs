@@ -675,6 +675,16 @@ impl ScopeDecision {
     pub fn ratelimit_header(&self) -> String {
         self.decision.ratelimit_header(&self.scope)
     }
+
+    /// The response header fields of this decision, lowercase names first: `ratelimit-policy`,
+    /// `ratelimit`, and `retry-after` (whole seconds) when the request was refused.
+    pub fn header_fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields = vec![("ratelimit-policy", self.policy_header()), ("ratelimit", self.ratelimit_header())];
+        if let Some(retry) = self.decision.retry_after_secs() {
+            fields.push(("retry-after", retry.to_string()));
+        }
+        fields
+    }
 }
 
 /// Applies the spec's per-scope quotas to a subject (the token's `sub`, or its `client_id` for

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use auth_core::clock::{Clock, SystemClock};
@@ -95,6 +95,18 @@ struct Inner {
     fetching: tokio::sync::Mutex<()>,
 }
 
+impl Inner {
+    // A panic while the lock was held cannot leave `CachedKeys` half-written (each write is one
+    // assignment), so a poisoned lock is still safe to use.
+    fn cache(&self) -> RwLockReadGuard<'_, CachedKeys> {
+        self.keys.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn cache_mut(&self) -> RwLockWriteGuard<'_, CachedKeys> {
+        self.keys.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// Verifies access tokens and applies scope limits. Cheap to clone; put it in the app state.
 #[derive(Clone)]
 pub struct Auth {
@@ -148,7 +160,7 @@ impl Auth {
     /// Installs a key set directly, as if just fetched (static keys, or keys pushed from elsewhere).
     pub fn set_jwks(&self, jwks: &JwkSet) {
         let now = Instant::now();
-        let mut cached = self.inner.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cached = self.inner.cache_mut();
         *cached = CachedKeys { keys: Arc::new(KeySet::from_jwks(jwks)), fetched_at: Some(now), last_attempt: Some(now) };
     }
 
@@ -177,7 +189,7 @@ impl Auth {
     /// one within its bound.
     async fn current_keys(&self) -> Result<Arc<KeySet>, AuthError> {
         let (keys, fetched_at) = {
-            let cached = self.inner.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let cached = self.inner.cache();
             (cached.keys.clone(), cached.fetched_at)
         };
         let age = fetched_at.map(|t| t.elapsed());
@@ -194,7 +206,7 @@ impl Auth {
     }
 
     fn may_refetch(&self) -> bool {
-        let cached = self.inner.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cached = self.inner.cache();
         cached.last_attempt.is_none_or(|t| t.elapsed() >= self.inner.config.refetch_cooldown)
     }
 
@@ -204,14 +216,14 @@ impl Auth {
         let _flight = self.inner.fetching.lock().await;
         {
             // Another caller fetched while this one waited: use its result.
-            let cached = self.inner.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let cached = self.inner.cache();
             if cached.last_attempt.is_some_and(|t| t >= started) {
                 return cached.fetched_at.is_some_and(|t| t >= started).then(|| cached.keys.clone());
             }
         }
         let fetched = self.fetch().await;
         let now = Instant::now();
-        let mut cached = self.inner.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cached = self.inner.cache_mut();
         cached.last_attempt = Some(now);
         let jwks = fetched.ok()?;
         cached.keys = Arc::new(KeySet::from_jwks(&jwks));

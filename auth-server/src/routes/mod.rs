@@ -133,15 +133,10 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(Acce
 /// `RateLimit-Policy`, `RateLimit` and (when refused) `Retry-After` for a decision.
 pub fn limit_headers(decision: &ScopeDecision) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    let mut put = |name: HeaderName, value: String| {
+    for (name, value) in decision.header_fields() {
         if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
+            headers.insert(HeaderName::from_static(name), value);
         }
-    };
-    put(HeaderName::from_static("ratelimit-policy"), decision.policy_header());
-    put(HeaderName::from_static("ratelimit"), decision.ratelimit_header());
-    if let Some(retry) = decision.decision.retry_after_secs() {
-        put(header::RETRY_AFTER, retry.to_string());
     }
     headers
 }

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 use auth_core::clock::{Clock, SystemClock};
 use auth_core::error::TokenError;
@@ -92,6 +92,16 @@ struct Inner {
     keys: RwLock<CachedKeys>,
     /// Held while fetching: concurrent misses wait for one fetch instead of starting their own.
     fetching: tokio::sync::Mutex<()>,
+}
+
+impl Inner {
+    fn cache(&self) -> RwLockReadGuard<'_, CachedKeys> {
+        self.keys.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn cache_mut(&self) -> RwLockWriteGuard<'_, CachedKeys> {
+        self.keys.write().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Verifies access tokens and applies scope limits. Cheap to clone; put it in the app state.
@@ -180,11 +190,7 @@ impl Auth {
     /// Installs a key set directly, as if just fetched (static keys, or keys pushed from elsewhere).
     pub fn set_jwks(&self, jwks: &JwkSet) {
         let now = Instant::now();
-        let mut cached = self
-            .inner
-            .keys
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cached = self.inner.cache_mut();
         *cached = CachedKeys {
             keys: Arc::new(KeySet::from_jwks(jwks)),
             fetched_at: Some(now),
@@ -217,11 +223,7 @@ impl Auth {
     /// one within its bound.
     async fn current_keys(&self) -> Result<Arc<KeySet>, AuthError> {
         let (keys, fetched_at) = {
-            let cached = self
-                .inner
-                .keys
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let cached = self.inner.cache();
             (cached.keys.clone(), cached.fetched_at)
         };
         let age = fetched_at.map(|t| t.elapsed());
@@ -242,11 +244,7 @@ impl Auth {
     }
 
     fn may_refetch(&self) -> bool {
-        let cached = self
-            .inner
-            .keys
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cached = self.inner.cache();
         cached
             .last_attempt
             .is_none_or(|t| t.elapsed() >= self.inner.config.refetch_cooldown)
@@ -257,11 +255,7 @@ impl Auth {
         let started = Instant::now();
         let _flight = self.inner.fetching.lock().await;
         {
-            let cached = self
-                .inner
-                .keys
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let cached = self.inner.cache();
             if cached.last_attempt.is_some_and(|t| t >= started) {
                 return cached
                     .fetched_at
@@ -271,11 +265,7 @@ impl Auth {
         }
         let fetched = self.fetch().await;
         let now = Instant::now();
-        let mut cached = self
-            .inner
-            .keys
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cached = self.inner.cache_mut();
         cached.last_attempt = Some(now);
         let jwks = fetched.ok()?;
         cached.keys = Arc::new(KeySet::from_jwks(&jwks));
