@@ -151,12 +151,20 @@ async fn scope_limit(db: TestDb, redis_url: Option<String>) {
 /// With 5 attempts per account, 20 wrong passwords sent at once: at most 5 reach the password
 /// check, the others are refused before it with 429 and Retry-After.
 async fn login_backoff(db: TestDb, redis_url: Option<String>) {
-    const ATTEMPTS: usize = 20;
     let options = Options {
         login_attempts: 5,
         redis_url,
         ..Options::default()
     };
+    login_backoff_with(db, options, 20).await;
+}
+
+/// `attempts` wrong passwords sent at once against one account allowed `options.login_attempts`
+/// per minute: at most that many reach the password check, the others are refused before it with
+/// 429 and Retry-After; then even the right password is refused.
+pub(crate) async fn login_backoff_with(db: TestDb, options: Options, attempts: usize) {
+    let allowed = usize::try_from(options.login_attempts).unwrap();
+    assert!(attempts > allowed, "the test must try more than the allowance");
     let server = Server::start_with(db, options).await;
     let username = format!("victim_{}", unique_suffix());
     let user_id = server.sign_up(&username).await;
@@ -164,9 +172,9 @@ async fn login_backoff(db: TestDb, redis_url: Option<String>) {
     server.sign_up(&other).await;
 
     // Each attempt on a task of its own, all released at once, so that they race in the server.
-    let start = std::sync::Arc::new(tokio::sync::Barrier::new(ATTEMPTS));
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(attempts));
     let mut tasks = Vec::new();
-    for i in 0..ATTEMPTS {
+    for i in 0..attempts {
         let request = server.form_request(
             "/oauth/token",
             &[
@@ -220,13 +228,13 @@ async fn login_backoff(db: TestDb, redis_url: Option<String>) {
             other => panic!("unexpected answer {other}: {body}"),
         }
     }
-    assert_eq!(checked + refused, ATTEMPTS);
+    assert_eq!(checked + refused, attempts);
     assert!(
-        (1..=5).contains(&checked),
+        (1..=allowed).contains(&checked),
         "{checked} attempts reached the password check"
     );
 
-    // The audit log agrees: at most 5 password checks failed, the rest were lockouts.
+    // The audit log agrees: the checked attempts failed, the rest were lockouts.
     let audit = server.state.store().audit_tail(200).await.unwrap();
     let failed = audit
         .iter()
@@ -243,13 +251,14 @@ async fn login_backoff(db: TestDb, redis_url: Option<String>) {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     server.login(&other).await;
     let page = server.metrics().await;
-    assert!(
+    assert_eq!(
         metric_value(
             &page,
             "auth_rate_limit_rejections_total",
             &["limit=\"login\""]
-        ) >= 16.0,
-        "{page}"
+        ),
+        f64::from(u32::try_from(refused + 1).unwrap()),
+        "every refusal and the locked-out right password are counted: {page}"
     );
 }
 

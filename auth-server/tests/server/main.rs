@@ -17,6 +17,7 @@ mod grants;
 mod limits;
 mod ops;
 mod process;
+mod races;
 mod replicas;
 mod revocation;
 mod schemathesis;

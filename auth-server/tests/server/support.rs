@@ -419,6 +419,14 @@ impl Server {
         secret.expect("a confidential client gets a secret")
     }
 
+    /// A store of its own on the server's database, for SQL the `Store` trait does not offer
+    /// (counting rows). Close it when done.
+    pub async fn sql_store(&self) -> SqlStore {
+        SqlStore::connect(&self.state.config.database_url())
+            .await
+            .expect("connect to the server's database")
+    }
+
     /// The Prometheus page.
     pub async fn metrics(&self) -> String {
         let response = self.get("/metrics").await;
