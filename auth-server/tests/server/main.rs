@@ -13,6 +13,7 @@ mod bearer;
 mod cli;
 mod client_library;
 mod discovery;
+mod faults;
 mod grants;
 mod limits;
 mod ops;

@@ -214,6 +214,13 @@ impl Deployment {
         child.wait_with_output().await.expect("run auth-server")
     }
 
+    /// Starts an operator command without waiting for it (to kill it midway).
+    pub fn spawn_cli(&self, args: &[&str]) -> Child {
+        let mut command = self.command(&self.database_url, "cli");
+        command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        command.spawn().expect("spawn auth-server")
+    }
+
     /// Registers the confidential client `id` and returns its secret.
     pub async fn add_confidential_client(&self, id: &str) -> String {
         let out = self.cli(&["clients", "add", id], None).await;
@@ -350,6 +357,12 @@ impl Server {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -TERM {} failed", self.child.id());
+    }
+
+    /// Sends SIGKILL and reaps the process: it dies at once, mid-request, as in a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Waits for the process to exit, for at most `limit`.

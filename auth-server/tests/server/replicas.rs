@@ -26,21 +26,21 @@ use tokio::task::JoinHandle;
 use crate::process::{Backing, Deployment, PASSWORD, Server, booking_spec, cheap_booking_spec, http_client};
 
 /// The public client of the booking spec (password and refresh grants).
-const WEB: &str = "booking-web";
+pub(crate) const WEB: &str = "booking-web";
 /// The confidential client of the booking spec (client credentials, introspection).
-const BACKEND: &str = "booking-backend";
+pub(crate) const BACKEND: &str = "booking-backend";
 /// A spec edit: `bookings:write` allows a burst of 4 per minute (instead of 30).
 const WRITES_4_PER_MINUTE: (&str, &str) =
     (r#"rate_limit = { burst = 30, per = "1m" }"#, r#"rate_limit = { burst = 4, per = "1m" }"#);
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()))
         .unwrap_or(i64::MAX)
 }
 
 /// POSTs a form, with HTTP Basic when `basic` is given; returns the status and the JSON body
 /// (`Null` when the body is not JSON).
-async fn post_form(
+pub(crate) async fn post_form(
     client: &reqwest::Client,
     url: &str,
     form: &[(&str, &str)],
@@ -57,7 +57,7 @@ async fn post_form(
 }
 
 /// A password grant of `username` on `server` for `scope`; panics unless it succeeds.
-async fn login(client: &reqwest::Client, server: &Server, username: &str, scope: &str) -> Value {
+pub(crate) async fn login(client: &reqwest::Client, server: &Server, username: &str, scope: &str) -> Value {
     let form = [
         ("grant_type", "password"),
         ("client_id", WEB),
@@ -70,7 +70,7 @@ async fn login(client: &reqwest::Client, server: &Server, username: &str, scope:
     body
 }
 
-fn field<'a>(body: &'a Value, name: &str) -> &'a str {
+pub(crate) fn field<'a>(body: &'a Value, name: &str) -> &'a str {
     body[name].as_str().unwrap_or_else(|| panic!("no {name} in {body}"))
 }
 
@@ -98,7 +98,7 @@ fn remaining(response: &reqwest::Response) -> Option<u32> {
     value.split(';').find_map(|p| p.trim().strip_prefix("r=")).and_then(|r| r.parse().ok())
 }
 
-async fn introspect(client: &reqwest::Client, server: &Server, secret: &str, token: &str) -> Value {
+pub(crate) async fn introspect(client: &reqwest::Client, server: &Server, secret: &str, token: &str) -> Value {
     let (status, body) =
         post_form(client, &server.url("/oauth/introspect"), &[("token", token)], Some((BACKEND, secret))).await;
     assert_eq!(status, StatusCode::OK, "introspection on {}: {body}", server.name);
@@ -106,7 +106,7 @@ async fn introspect(client: &reqwest::Client, server: &Server, secret: &str, tok
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -177,7 +177,7 @@ async fn two_replicas_issue_verify_refresh_and_revoke_as_one_service() {
 }
 
 /// Keys as the database holds them; panics if a sample breaks the one-active/one-pending rule.
-async fn keys_now(store: &SqlStore) -> Vec<KeyRecord> {
+pub(crate) async fn keys_now(store: &SqlStore) -> Vec<KeyRecord> {
     let keys = store.list_keys().await.expect("list the signing keys");
     let count = |state| keys.iter().filter(|k| k.state == state).count();
     assert_eq!(count(KeyState::Active), 1, "exactly one active key: {keys:#?}");
@@ -326,14 +326,14 @@ async fn scope_limit_is_shared_by_replicas_through_redis() {
 
 /// A TCP proxy in front of PostgreSQL that the test can cut (existing connections closed, new
 /// ones refused: the listening port is closed) and restore (the same port listens again).
-struct CuttableProxy {
-    addr: SocketAddr,
+pub(crate) struct CuttableProxy {
+    pub(crate) addr: SocketAddr,
     upstream: SocketAddr,
     task: Option<JoinHandle<()>>,
 }
 
 impl CuttableProxy {
-    async fn start(upstream: SocketAddr) -> Self {
+    pub(crate) async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
         let addr = listener.local_addr().expect("the proxy's address");
         Self { addr, upstream, task: Some(Self::serve(listener, upstream)) }
@@ -359,14 +359,14 @@ impl CuttableProxy {
         })
     }
 
-    async fn cut(&mut self) {
+    pub(crate) async fn cut(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
             let _ = task.await;
         }
     }
 
-    async fn restore(&mut self) {
+    pub(crate) async fn restore(&mut self) {
         let listener = eventually("the proxy port listens again", Duration::from_secs(10), || async {
             TcpListener::bind(self.addr).await.ok()
         })
@@ -384,7 +384,7 @@ impl Drop for CuttableProxy {
 }
 
 /// The host and port of a database URL, resolved.
-fn socket_of(url: &str) -> SocketAddr {
+pub(crate) fn socket_of(url: &str) -> SocketAddr {
     let url = url::Url::parse(url).expect("a database URL");
     let host = url.host_str().expect("a host");
     let port = url.port().unwrap_or(5432);
@@ -392,7 +392,7 @@ fn socket_of(url: &str) -> SocketAddr {
 }
 
 /// `url` pointing at `addr` instead of its own host and port.
-fn via(url: &str, addr: SocketAddr) -> String {
+pub(crate) fn via(url: &str, addr: SocketAddr) -> String {
     let mut url = url::Url::parse(url).expect("a database URL");
     url.set_host(Some(&addr.ip().to_string())).expect("set the host");
     url.set_port(Some(addr.port())).expect("set the port");
