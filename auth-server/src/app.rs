@@ -233,8 +233,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track))
+        .layer(axum::middleware::from_fn(oauth_never_cached))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// Nothing under `/oauth/` may be stored by a cache, whatever the answer: token responses and
+/// their errors (RFC 6749 section 5.1), token state from introspection (RFC 7662). The handlers
+/// set `Cache-Control: no-store` and `Pragma: no-cache` on their own answers; this sets them on
+/// the ones made around a handler as well (per-IP refusals, 405, 404).
+async fn oauth_never_cached(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let oauth = request.uri().path().starts_with("/oauth/");
+    let mut response = next.run(request).await;
+    if oauth {
+        let headers = response.headers_mut();
+        for (name, value) in crate::error::no_store() {
+            headers.insert(name, value);
+        }
+    }
+    response
 }
 
 /// Rotates keys (and picks up other replicas' rotations) every `key_refresh`; mirrors the

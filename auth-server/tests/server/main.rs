@@ -22,4 +22,5 @@ mod races;
 mod replicas;
 mod revocation;
 mod schemathesis;
+mod secrets;
 mod signup;
