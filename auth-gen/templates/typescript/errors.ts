@@ -22,7 +22,6 @@ export type TokenErrorCode =
   | "token.wrong_issuer"
   | "token.wrong_audience";
 
-/** Every code an AuthError of the verifier or a guard may carry. */
 /**
  * Every code an AuthError of the verifier or a guard may carry: the token codes, `token.missing`
  * (no `Authorization: Bearer` header, or another scheme) and `jwks.unavailable` (the issuer's JWKS
