@@ -1,5 +1,6 @@
 // A client of the auth server: password login, access tokens refreshed before they expire, logout,
-// and RFC 7662 introspection for operations that must not trust a signature alone.
+// a saved session restored, and RFC 7662 introspection for operations that must not trust a
+// signature alone.
 //
 // Invariants:
 // - One refresh at a time: concurrent callers share the request and its result, because the
@@ -8,13 +9,19 @@
 //   token, but only while within REFRESH_REUSE_GRACE_SECONDS of the first attempt: the server
 //   then answers with the same successor. Past the grace a retry would be taken for a stolen
 //   token and revoke the session, so the client gives up instead.
+// - The tokens are forgotten only when the session is over at the server: a logout it confirmed,
+//   or an answer that the session is already gone (a refresh refused with `invalid_grant`, a
+//   bearer token refused with `token.session_revoked`). A failed logout keeps them for a retry.
 // - Errors carry the server's OAuth `error` / `error_description` (TokenClientError).
 
 import { TokenClientError } from "./errors.js";
 import { ISSUER, REFRESH_REUSE_GRACE_SECONDS, type ClientId } from "./spec.js";
 import type { FetchLike } from "./verifier.js";
 
-/** The tokens of a session, as the token endpoint issued them. */
+/**
+ * The tokens of a session, as the token endpoint issued them. Plain data: `JSON.stringify` it to
+ * save a session, and give it back to `TokenClient.restore`.
+ */
 export interface TokenSet {
   readonly accessToken: string;
   /** Absent for client-credentials tokens. */
@@ -47,6 +54,14 @@ export interface TokenClientOptions {
   readonly retryDelayMs?: number | undefined;
   /** Retries of a refresh whose answer was lost (all within the reuse grace). Default 3. */
   readonly refreshRetries?: number | undefined;
+  /**
+   * Called after every change the client makes to its tokens (login, client credentials, refresh,
+   * logout, a session the server reports over), with the new tokens or null when they are
+   * forgotten: where to save them for `restore`. A refresh rotates the refresh token, so a copy
+   * saved before it is stale. Not called by `restore`. Called synchronously; an exception it throws
+   * rejects the call that made the change, which stands.
+   */
+  readonly onTokens?: ((tokens: TokenSet | null) => void) | undefined;
 }
 
 /** RFC 7662 answer for an active access token: its claims. */
@@ -122,12 +137,25 @@ async function errorOf(response: Response, what: string): Promise<TokenClientErr
   return new TokenClientError("client.bad_response", `${what}: the server answered ${status}`, { status });
 }
 
+/** A saved TokenSet checked field by field (it may come from storage), or null when it is not one. */
+function tokenSetOf(value: unknown): TokenSet | null {
+  if (typeof value !== "object" || value === null) return null;
+  const { accessToken, refreshToken, scope, expiresAt, refreshAt } = value as Record<string, unknown>;
+  if (typeof accessToken !== "string" || accessToken === "") return null;
+  // JSON drops an undefined refreshToken; null reads as absent too.
+  if (refreshToken != null && (typeof refreshToken !== "string" || refreshToken === "")) return null;
+  if (typeof scope !== "string") return null;
+  if (typeof expiresAt !== "number" || !Number.isFinite(expiresAt)) return null;
+  if (typeof refreshAt !== "number" || !Number.isFinite(refreshAt)) return null;
+  return { accessToken, refreshToken: refreshToken ?? undefined, scope, expiresAt, refreshAt };
+}
+
 /**
  * Logs in and keeps an access token fresh.
  *
  * ```ts
- * const client = new TokenClient({ clientId: "booking-web" });
- * await client.login("alice", "correct horse battery");
+ * const client = new TokenClient({ clientId: "booking-web", onTokens: (tokens) => save(tokens) });
+ * await client.login("alice", "correct horse battery");   // or client.restore(saved)
  * await fetch(url, { headers: { authorization: `Bearer ${await client.accessToken()}` } });
  * await client.logout();
  * ```
@@ -138,6 +166,8 @@ export class TokenClient {
   readonly #fetch: FetchLike;
   readonly #now: () => number;
   #tokens: TokenSet | null = null;
+  /** Counts the sessions this client has held: a login or restore starts one, a refresh does not. */
+  #session = 0;
   #refreshing: Promise<TokenSet> | null = null;
 
   constructor(options: TokenClientOptions) {
@@ -147,25 +177,50 @@ export class TokenClient {
     this.#now = options.now ?? (() => Date.now() / 1000);
   }
 
-  /** The current tokens, or null before login and after logout. */
+  /**
+   * The current tokens, or null before login and after logout: what to save to continue the
+   * session later with `restore` (see also the `onTokens` option).
+   */
   get tokens(): TokenSet | null {
     return this.#tokens;
+  }
+
+  /**
+   * Continues a saved session without any request: `tokens` (a `tokens` value saved earlier, e.g.
+   * through JSON) replaces the current ones. Restore the latest copy: a refresh token that was
+   * replaced by a refresh, presented after the reuse grace, makes the server revoke the session.
+   * Throws TokenClientError `client.invalid_tokens` when `tokens` is not a TokenSet.
+   */
+  restore(tokens: TokenSet): TokenSet {
+    const restored = tokenSetOf(tokens);
+    if (restored === null) throw new TokenClientError("client.invalid_tokens", "restore: not a saved TokenSet");
+    this.#session++;
+    this.#tokens = restored;
+    return restored;
   }
 
   /** Logs in with the password grant; `scope` defaults to the client's scopes. */
   async login(username: string, password: string, scope?: string): Promise<TokenSet> {
     const form = new URLSearchParams({ grant_type: "password", username, password });
     if (scope !== undefined) form.set("scope", scope);
-    this.#tokens = await this.#token(form, "login");
-    return this.#tokens;
+    const tokens = await this.#token(form, "login");
+    this.#session++;
+    this.#set(tokens);
+    return tokens;
   }
 
   /** Obtains a token for the client itself (client-credentials grant; confidential clients). */
   async clientCredentials(scope?: string): Promise<TokenSet> {
+    const tokens = await this.#clientToken(scope);
+    this.#session++;
+    this.#set(tokens);
+    return tokens;
+  }
+
+  #clientToken(scope: string | undefined): Promise<TokenSet> {
     const form = new URLSearchParams({ grant_type: "client_credentials" });
     if (scope !== undefined) form.set("scope", scope);
-    this.#tokens = await this.#token(form, "client credentials");
-    return this.#tokens;
+    return this.#token(form, "client credentials");
   }
 
   /**
@@ -197,16 +252,16 @@ export class TokenClient {
     const refreshToken = current.refreshToken;
     if (refreshToken === undefined) {
       if (this.#options.clientSecret === undefined) throw new TokenClientError("client.not_logged_in", "no refresh token: log in first");
-      return this.clientCredentials(current.scope);
+      const tokens = await this.#clientToken(current.scope);
+      if (this.#tokens === current) this.#set(tokens);
+      return tokens;
     }
     const form = new URLSearchParams({ grant_type: "refresh_token", refresh_token: refreshToken });
     const firstAttempt = this.#now();
     for (let retry = 0; ; retry++) {
+      let tokens: TokenSet;
       try {
-        const tokens = await this.#token(form, "refresh");
-        // Only if nothing replaced the session meanwhile (logout, another login).
-        if (this.#tokens?.refreshToken === refreshToken) this.#tokens = tokens;
-        return tokens;
+        tokens = await this.#token(form, "refresh");
       } catch (error) {
         const lost = error instanceof TokenClientError && (error.code === "client.network" || error.status >= 500);
         // One second of margin: the server counts its grace from its own first use of the token.
@@ -216,25 +271,88 @@ export class TokenClient {
         }
         if (error instanceof TokenClientError && error.error === "invalid_grant" && this.#tokens?.refreshToken === refreshToken) {
           // The session is over (revoked, expired, reused): its tokens are of no further use.
-          this.#tokens = null;
+          this.#set(null);
         }
         throw error;
       }
+      // Only if nothing replaced the session meanwhile (logout, another login).
+      if (this.#tokens?.refreshToken === refreshToken) this.#set(tokens);
+      return tokens;
     }
   }
 
   /**
-   * Ends the session at the server (`all`: every session of the user) and forgets the tokens.
+   * Ends the session at the server (`all`: every session of the user), then forgets the tokens.
    * Resolves to the number of sessions ended.
+   *
+   * The current access token is sent while it has not expired by this client's clock; an expired
+   * one is refreshed first (and one the server refuses for another reason than a revoked session
+   * is refreshed once, and the logout sent again). The tokens are kept until the server confirms
+   * (2xx): a logout that fails (no answer, 5xx, 429, ...) rejects with a TokenClientError and can be
+   * retried. When the server answers that the session is already over (401
+   * `token.session_revoked`, or the refresh refused with `invalid_grant`), the tokens are forgotten
+   * and the call resolves to 0: nothing is left that they could end.
    */
   async logout(options: { readonly all?: boolean } = {}): Promise<number> {
-    const accessToken = await this.accessToken();
-    this.#tokens = null;
+    const tokens = this.#tokens;
+    if (tokens === null) throw new TokenClientError("client.not_logged_in", "log in first");
+    const session = this.#session;
+    let accessToken = tokens.accessToken;
+    let refreshed = false;
+    if (this.#now() >= tokens.expiresAt) {
+      const renewed = await this.#refreshToLogOut(session);
+      if (renewed === null) return 0;
+      accessToken = renewed.accessToken;
+      refreshed = true;
+    }
     const url = `${this.#base}/v1/logout${options.all ? "?all=true" : ""}`;
-    const response = await this.#send("logout", url, { method: "POST", headers: { authorization: `Bearer ${accessToken}` } });
-    if (!response.ok) throw await errorOf(response, "logout");
-    const body = (await response.json().catch(() => ({}))) as { sessions_ended?: unknown };
-    return typeof body.sessions_ended === "number" ? body.sessions_ended : 0;
+    for (;;) {
+      const response = await this.#send("logout", url, { method: "POST", headers: { authorization: `Bearer ${accessToken}` } });
+      if (response.ok) {
+        const body = (await response.json().catch(() => ({}))) as { sessions_ended?: unknown };
+        this.#end(session);
+        return typeof body.sessions_ended === "number" ? body.sessions_ended : 0;
+      }
+      const error = await errorOf(response, "logout");
+      if (response.status === 401 && error.code === "token.session_revoked") {
+        this.#end(session);
+        return 0;
+      }
+      if (response.status === 401 && !refreshed && tokens.refreshToken !== undefined) {
+        // The access token is refused (the server's clock says expired, a key it no longer
+        // publishes): whether the session lives is for the refresh token to tell.
+        const renewed = await this.#refreshToLogOut(session);
+        if (renewed === null) return 0;
+        accessToken = renewed.accessToken;
+        refreshed = true;
+        continue;
+      }
+      throw error;
+    }
+  }
+
+  /** New tokens to log out with, or null when the server refused the refresh as the session is over. */
+  async #refreshToLogOut(session: number): Promise<TokenSet | null> {
+    try {
+      return await this.refresh();
+    } catch (error) {
+      if (error instanceof TokenClientError && error.error === "invalid_grant") {
+        this.#end(session);
+        return null;
+      }
+      throw error;
+    }
+  }
+
+  /** Forgets the tokens of `session`, unless another session (a login, a restore) replaced it. */
+  #end(session: number): void {
+    if (this.#session === session) this.#set(null);
+  }
+
+  #set(tokens: TokenSet | null): void {
+    if (this.#tokens === tokens) return;
+    this.#tokens = tokens;
+    this.#options.onTokens?.(tokens);
   }
 
   async #token(form: URLSearchParams, what: string): Promise<TokenSet> {

@@ -64,7 +64,9 @@ export class AuthError extends Error {
  * `status` is its HTTP status and `error` / `errorDescription` are the OAuth error fields
  * (RFC 6749 section 5.2) it sent; a problem+json answer fills `error` with its `code`. The `code`
  * is the server's stable code (the `error_description` up to any `: detail`), or `client.network`
- * when no answer came, or `client.bad_response` when the answer could not be read.
+ * when no answer came, or `client.bad_response` when the answer could not be read; the client's own
+ * refusals are `client.not_logged_in` (no tokens) and `client.invalid_tokens` (`restore` was given
+ * something that is not a TokenSet).
  */
 export class TokenClientError extends AuthError {
   /** The HTTP status of the answer; 0 when there was none. */

@@ -1,6 +1,7 @@
 // The token client and introspection against a real auth-server: password login, refresh before
 // expiry, single-flight refresh, the reuse-grace retry of a lost answer (and no retry past the
-// grace), logout, client credentials, and RFC 7662 introspection.
+// grace), logout (tokens kept until the server confirms, no refresh for a token still valid, a
+// session already over), a saved session restored, client credentials, and RFC 7662 introspection.
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -11,6 +12,7 @@ import {
   TokenClient,
   TokenClientError,
   type FetchLike,
+  type TokenSet,
 } from "../gen/index.js";
 import { CountingFetch, TestClock } from "./forge.js";
 import { AuthServer, PASSWORD } from "./server.js";
@@ -40,6 +42,42 @@ function isClientError(code: string, fields: { status?: number; error?: string; 
 /** The refresh_token parameter of a token request body, if any. */
 function refreshTokenOf(body: string): string | null {
   return new URLSearchParams(body).get("refresh_token");
+}
+
+/** A request as the client sent it: path, bearer token (if any) and form. */
+interface Sent {
+  readonly path: string;
+  readonly bearer: string | null;
+  readonly form: URLSearchParams;
+}
+
+/** A fetch that records every request, passes it to the server, and lets `intercept` answer instead. */
+function recording(intercept?: (sent: Sent, url: string, init?: RequestInit) => Promise<Response> | null): {
+  fetch: FetchLike;
+  sent: Sent[];
+} {
+  const sent: Sent[] = [];
+  const recorder: FetchLike = (url, init) => {
+    const authorization = new Headers(init?.headers).get("authorization");
+    const request: Sent = {
+      path: new URL(url).pathname,
+      bearer: authorization?.startsWith("Bearer ") ? authorization.slice("Bearer ".length) : null,
+      form: new URLSearchParams(typeof init?.body === "string" ? init.body : ""),
+    };
+    sent.push(request);
+    return intercept?.(request, url, init) ?? fetch(url, init);
+  };
+  return { fetch: recorder, sent };
+}
+
+/** Ends a session elsewhere: RFC 7009 revocation of its refresh token. */
+async function revoke(refreshToken: string): Promise<void> {
+  const revoked = await fetch(`${server.url}/oauth/revoke`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ token: refreshToken, client_id: "booking-web" }).toString(),
+  });
+  assert.equal(revoked.status, 200);
 }
 
 test("password login, and OAuth errors carried as sent", async () => {
@@ -200,6 +238,161 @@ test("logout ends the session at the server", async () => {
   const again = new TokenClient({ clientId: "booking-web", baseUrl: server.url });
   await again.login(username, PASSWORD);
   assert.equal(await again.logout({ all: true }), 1);
+});
+
+test("a logout that fails keeps the tokens, and a retry ends the session", async () => {
+  let failure: "network" | "503" | "lost answer" | null = "network";
+  const { fetch: failing, sent } = recording((request, url, init) => {
+    if (request.path !== "/v1/logout" || failure === null) return null;
+    if (failure === "network") return Promise.reject(new TypeError("fetch failed: connection refused (test)"));
+    if (failure === "503") {
+      const problem = { type: "about:blank", title: "Unavailable", status: 503, code: "store.unavailable" };
+      return Promise.resolve(new Response(JSON.stringify(problem), { status: 503, headers: { "content-type": "application/problem+json" } }));
+    }
+    // The server ends the session, but its answer never arrives.
+    return fetch(url, init).then(() => Promise.reject(new TypeError("fetch failed: connection reset (test)")));
+  });
+  const introspector = new Introspector({ clientId: "booking-backend", clientSecret: backendSecret, baseUrl: server.url });
+  const client = new TokenClient({ clientId: "booking-web", baseUrl: server.url, fetch: failing });
+  const tokens = await client.login(await server.signUp(), PASSWORD);
+
+  await assert.rejects(client.logout(), isClientError("client.network", { status: 0 }));
+  assert.equal(client.tokens, tokens, "no answer: the tokens are kept");
+  failure = "503";
+  await assert.rejects(client.logout(), isClientError("store.unavailable", { status: 503, error: "store.unavailable" }));
+  assert.equal(client.tokens, tokens, "a 5xx: the tokens are kept");
+  assert.equal(await introspector.isActive(tokens.accessToken), true, "the session is still alive");
+  failure = null;
+  assert.equal(await client.logout(), 1, "the retry ends the session");
+  assert.equal(client.tokens, null);
+  assert.deepEqual(
+    sent.filter((r) => r.path === "/v1/logout").map((r) => r.bearer),
+    [tokens.accessToken, tokens.accessToken, tokens.accessToken],
+  );
+  await assert.rejects(server.refresh(tokens.refreshToken!), /refresh\.revoked/);
+
+  // The server ended the session but the answer was lost: the retry hears that it is over.
+  const other = await client.login(await server.signUp(), PASSWORD);
+  failure = "lost answer";
+  await assert.rejects(client.logout(), isClientError("client.network"));
+  assert.equal(client.tokens, other);
+  assert.equal(await introspector.isActive(other.accessToken), false);
+  failure = null;
+  assert.equal(await client.logout(), 0, "401 token.session_revoked: nothing left to end");
+  assert.equal(client.tokens, null);
+  await assert.rejects(client.logout(), isClientError("client.not_logged_in"));
+});
+
+test("logout sends the access token while it is valid, and refreshes only an expired one", async () => {
+  const clock = new TestClock();
+  const { fetch: recorder, sent } = recording();
+  const client = new TokenClient({ clientId: "booking-web", baseUrl: server.url, fetch: recorder, now: clock.now });
+
+  // Within the refresh margin but not expired: no refresh just to log out.
+  const nearExpiry = await client.login(await server.signUp(), PASSWORD);
+  clock.offset = nearExpiry.refreshAt - Date.now() / 1000 + 1;
+  assert.equal(await client.logout(), 1);
+  assert.deepEqual(
+    sent.map((r) => [r.path, r.bearer]),
+    [
+      ["/oauth/token", null],
+      ["/v1/logout", nearExpiry.accessToken],
+    ],
+  );
+
+  // Expired by the client's clock: refreshed first, and the new token logs out.
+  sent.length = 0;
+  clock.offset = 0;
+  const expired = await client.login(await server.signUp(), PASSWORD);
+  clock.offset = expired.expiresAt - Date.now() / 1000 + 1;
+  assert.equal(await client.logout(), 1);
+  assert.deepEqual(
+    sent.map((r) => r.path),
+    ["/oauth/token", "/oauth/token", "/v1/logout"],
+  );
+  assert.equal(sent[1]!.form.get("refresh_token"), expired.refreshToken);
+  assert.notEqual(sent[2]!.bearer, expired.accessToken);
+  await verifier.verify(sent[2]!.bearer!);
+  assert.equal(client.tokens, null);
+
+  // Expired, and the session was ended elsewhere: the refused refresh says it is over.
+  sent.length = 0;
+  clock.offset = 0;
+  const ended = await client.login(await server.signUp(), PASSWORD);
+  await revoke(ended.refreshToken!);
+  clock.offset = ended.expiresAt - Date.now() / 1000 + 1;
+  assert.equal(await client.logout(), 0);
+  assert.deepEqual(
+    sent.map((r) => r.path),
+    ["/oauth/token", "/oauth/token"],
+    "no logout request",
+  );
+  assert.equal(client.tokens, null);
+
+  // Still valid, and the session was ended elsewhere: 401 token.session_revoked.
+  clock.offset = 0;
+  const revoked = await client.login(await server.signUp(), PASSWORD);
+  await revoke(revoked.refreshToken!);
+  assert.equal(await client.logout(), 0);
+  assert.equal(client.tokens, null);
+});
+
+test("restore continues a saved session; onTokens reports every change to save", async () => {
+  const savedByFirst: Array<TokenSet | null> = [];
+  const first = new TokenClient({ clientId: "booking-web", baseUrl: server.url, onTokens: (t) => savedByFirst.push(t) });
+  const tokens = await first.login(await server.signUp("venue-3"), PASSWORD);
+  assert.deepEqual(savedByFirst, [tokens]);
+  const saved = JSON.stringify(first.tokens);
+
+  // Another process (the app restarted) continues the session from the saved copy.
+  const saves: Array<TokenSet | null> = [];
+  const clock = new TestClock();
+  const resumed = new TokenClient({ clientId: "booking-web", baseUrl: server.url, now: clock.now, onTokens: (t) => saves.push(t) });
+  await assert.rejects(resumed.accessToken(), isClientError("client.not_logged_in"));
+  assert.deepEqual(resumed.restore(JSON.parse(saved) as TokenSet), tokens);
+  assert.deepEqual(resumed.tokens, tokens);
+  assert.equal(saves.length, 0, "restore reports nothing: the caller has the tokens");
+  assert.equal(await resumed.accessToken(), tokens.accessToken);
+  const claims = await verifier.verify(await resumed.accessToken());
+  assert.equal(claims.sid !== undefined && claims.tenant_id, "venue-3");
+  // Its refresh rotates the session's refresh token, as the first client's would have.
+  clock.offset = tokens.refreshAt - Date.now() / 1000 + 1;
+  const rotated = await resumed.accessToken();
+  assert.notEqual(rotated, tokens.accessToken);
+  assert.notEqual(resumed.tokens!.refreshToken, tokens.refreshToken);
+  assert.deepEqual(saves, [resumed.tokens], "the rotated tokens are reported, to be saved again");
+  assert.equal(await resumed.logout(), 1);
+  assert.equal(saves.length, 2);
+  assert.equal(saves[1], null, "the end of the session is reported");
+  await assert.rejects(server.refresh(saves[0]!.refreshToken!), /refresh\.revoked/);
+
+  // What is not a TokenSet is refused, and nothing changes.
+  for (const bad of [null, "token", {}, { ...tokens, accessToken: "" }, { ...tokens, expiresAt: "soon" }, { ...tokens, refreshToken: 7 }]) {
+    assert.throws(() => resumed.restore(bad as unknown as TokenSet), isClientError("client.invalid_tokens"), JSON.stringify(bad));
+  }
+  assert.equal(resumed.tokens, null);
+
+  // A restored access token the server refuses (its signature altered): logout refreshes once with
+  // the session's refresh token and logs out with the new access token.
+  const { fetch: recorder, sent } = recording();
+  const live = await new TokenClient({ clientId: "booking-web", baseUrl: server.url }).login(await server.signUp(), PASSWORD);
+  const [header, payload, signature] = live.accessToken.split(".");
+  const altered = `${header}.${payload}.${signature!.startsWith("A") ? "B" : "A"}${signature!.slice(1)}`;
+  const restoredAltered = new TokenClient({ clientId: "booking-web", baseUrl: server.url, fetch: recorder });
+  restoredAltered.restore({ ...live, accessToken: altered });
+  assert.equal(await restoredAltered.logout(), 1);
+  assert.deepEqual(
+    sent.map((r) => r.path),
+    ["/v1/logout", "/oauth/token", "/v1/logout"],
+  );
+  assert.equal(restoredAltered.tokens, null);
+
+  // A client-credentials token saved as JSON (no refresh token) restores too.
+  const backend = new TokenClient({ clientId: "booking-backend", clientSecret: backendSecret, baseUrl: server.url });
+  const machine = await backend.clientCredentials();
+  const copy = new TokenClient({ clientId: "booking-backend", clientSecret: backendSecret, baseUrl: server.url });
+  assert.equal(copy.restore(JSON.parse(JSON.stringify(machine)) as TokenSet).refreshToken, undefined);
+  assert.equal(await copy.accessToken(), machine.accessToken);
 });
 
 test("introspection of access and refresh tokens, and its errors", async () => {
