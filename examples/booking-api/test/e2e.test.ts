@@ -430,6 +430,15 @@ describe("booking-api against a live auth-server", { timeout: 60_000 }, () => {
     assert.equal(((await response.json()) as Booking).bookedBy, subOf(after), "the same user");
   });
 
+  test("restore: a saved session continues in a new TokenClient (an app restart)", async () => {
+    const saved = JSON.stringify(alice.tokens);
+    const resumed = new TokenClient({ clientId: "booking-web", baseUrl: auth!.url });
+    resumed.restore(JSON.parse(saved) as TokenSet);
+    assert.deepEqual(resumed.tokens, alice.tokens);
+    assert.deepEqual((await list(resumed)).map((b) => b.room), ["Suite 7"], "the booking of the refresh step");
+    alice = resumed; // from here on, the session is the restored client's
+  });
+
   test("logout ends the session at the auth server: its refresh token is refused", async () => {
     const { accessToken, refreshToken } = alice.tokens!;
     assert.equal(await alice.logout(), 1, "one session ended");
