@@ -15,6 +15,7 @@
 
 mod client;
 mod server;
+mod soak;
 mod stats;
 mod system;
 
@@ -82,6 +83,13 @@ struct Cli {
     /// Scenarios to run (all by default).
     #[arg(long, value_enum, value_delimiter = ',')]
     scenarios: Vec<Scenario>,
+    /// Instead of the scenarios: a mixed load held this many seconds (e.g. 600), sampling memory,
+    /// open file descriptors and p99 latency every `--sample-secs`.
+    #[arg(long, default_value_t = 0)]
+    soak_secs: u64,
+    /// The sampling window of the soak run.
+    #[arg(long, default_value_t = 10)]
+    sample_secs: u64,
     /// Also write the report to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -152,6 +160,8 @@ struct Bench {
     passwords: auth_core::spec::PasswordPolicy,
     rows: Vec<Row>,
     processes: Vec<Process>,
+    /// The soak run's report per database.
+    soak_reports: Vec<(&'static str, String)>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -186,7 +196,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let hash_median = hash_time(&spec.passwords, cli.hash_samples)?;
     eprintln!("argon2id median: {hash_median:?}");
     let mut bench =
-        Bench { cli, cores, hash_median, passwords: spec.passwords.clone(), rows: Vec::new(), processes: Vec::new() };
+        Bench {
+        cli,
+        cores,
+        hash_median,
+        passwords: spec.passwords.clone(),
+        rows: Vec::new(),
+        processes: Vec::new(),
+        soak_reports: Vec::new(),
+    };
     for kind in bench.cli.databases.clone() {
         let database = match kind {
             DatabaseKind::Sqlite => Database::Sqlite,
@@ -200,7 +218,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         result?;
     }
-    let report = bench.report();
+    let report = if bench.soak_reports.is_empty() {
+        bench.report()
+    } else {
+        bench.soak_reports.iter().map(|(database, report)| format!("### Soak on {database}\n\n{report}")).collect()
+    };
     println!("{report}");
     if let Some(out) = &bench.cli.out {
         std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
@@ -330,6 +352,16 @@ impl Bench {
         let users = Arc::new(users);
         let addr = setup.listen;
         let pid = server.pid();
+
+        if self.cli.soak_secs > 0 {
+            let pid = pid.context("the server has exited")?;
+            let total = Duration::from_secs(self.cli.soak_secs);
+            let window = Duration::from_secs(self.cli.sample_secs.max(1));
+            let report = soak::run(addr, pid, &users, &secret, total, window).await?;
+            self.soak_reports.push((name, report));
+            server.stop().await?;
+            return Ok(());
+        }
 
         let mut ceiling_rate = None;
         if self.wants(Scenario::Ceiling) {
