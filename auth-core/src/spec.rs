@@ -572,11 +572,15 @@ impl Spec {
 }
 
 fn parse_error(text: &str, error: &toml::de::Error) -> SpecError {
-    let (line, column) = match error.span() {
-        Some(span) => line_and_column(text, span.start),
-        None => (1, 1),
-    };
-    SpecError::Parse { line, column, message: error.message().trim().to_owned() }
+    let offset = error.span().map(|span| span.start);
+    let (line, column) = offset.map_or((1, 1), |offset| line_and_column(text, offset));
+    let mut message = error.message().trim().to_owned();
+    // The TOML parser says nothing when the text ends right after `=` (`key =` at the end).
+    if message.is_empty() {
+        let at_end = offset.is_none_or(|offset| offset >= text.trim_end().len());
+        message = if at_end { "the text ends where a value was expected" } else { "invalid TOML" }.to_owned();
+    }
+    SpecError::Parse { line, column, message }
 }
 
 /// 1-based line and column (in characters) of a byte offset.

@@ -85,6 +85,20 @@ fn broken_toml_reports_line_and_column() {
     assert!(matches!(err, SpecError::Parse { line: 2, .. }), "{err:?}");
 }
 
+/// Found by the generated spec edits (`tests/core/malformed.rs`): the TOML parser gives no
+/// message when the text ends right after `=`, which left "...column 14: " and nothing else.
+#[test]
+fn a_value_missing_at_the_end_is_explained() {
+    for (text, line, column) in [("spec_version = 1\ndescription =", 2, 14), ("a = ", 1, 5), ("a = { b =", 1, 10)] {
+        let err = Spec::parse(text).unwrap_err();
+        assert_eq!(
+            err,
+            SpecError::Parse { line, column, message: "the text ends where a value was expected".into() },
+            "{text:?}"
+        );
+    }
+}
+
 #[test]
 fn retire_after_shorter_than_token_lifetime_is_refused() {
     let field = invalid_field(with_booking(|s| s.keys.retire_after = Seconds(600)));
