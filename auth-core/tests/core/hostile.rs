@@ -22,26 +22,26 @@ use jsonwebtoken::jwk::JwkSet;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-const NOW: i64 = 1_750_000_000;
-const ISSUER: &str = "http://127.0.0.1:8080";
+pub(crate) const NOW: i64 = 1_750_000_000;
+pub(crate) const ISSUER: &str = "http://127.0.0.1:8080";
 
 fn spec() -> Spec {
     Spec::parse(include_str!("../../../fixtures/specs/booking.toml")).expect("booking spec")
 }
 
-fn verifier() -> AccessTokenVerifier {
+pub(crate) fn verifier() -> AccessTokenVerifier {
     AccessTokenVerifier::from_spec(&spec())
 }
 
 /// A signing key with its kid and the key set that publishes it.
-struct Forge {
-    key: PrivateKey,
-    kid: String,
-    keys: KeySet,
+pub(crate) struct Forge {
+    pub(crate) key: PrivateKey,
+    pub(crate) kid: String,
+    pub(crate) keys: KeySet,
 }
 
 impl Forge {
-    fn new(alg: SigningAlgorithm) -> Self {
+    pub(crate) fn new(alg: SigningAlgorithm) -> Self {
         let key = PrivateKey::generate(alg, &OsEntropy::new()).expect("key");
         let jwk = key.public_jwk().expect("public JWK");
         let kid = jwk.common.key_id.clone().expect("kid");
@@ -49,7 +49,7 @@ impl Forge {
         Self { key, kid, keys }
     }
 
-    fn alg(&self) -> &'static str {
+    pub(crate) fn alg(&self) -> &'static str {
         self.key.algorithm().as_str()
     }
 
@@ -59,7 +59,7 @@ impl Forge {
     }
 
     /// Signs `header_b64.payload_b64` with this key, whatever the segments hold.
-    fn sign_segments(&self, header_b64: &str, payload_b64: &str) -> String {
+    pub(crate) fn sign_segments(&self, header_b64: &str, payload_b64: &str) -> String {
         let input = format!("{header_b64}.{payload_b64}");
         let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &self.key.encoding_key(), jwt_algorithm(self.key.algorithm()))
             .expect("sign");
@@ -75,7 +75,7 @@ impl Forge {
     }
 }
 
-fn encode(json: &Value) -> String {
+pub(crate) fn encode(json: &Value) -> String {
     B64.encode(serde_json::to_vec(json).expect("json"))
 }
 
@@ -98,12 +98,12 @@ fn without(mut value: Value, name: &str) -> Value {
     value
 }
 
-fn eddsa() -> &'static Forge {
+pub(crate) fn eddsa() -> &'static Forge {
     static KEY: LazyLock<Forge> = LazyLock::new(|| Forge::new(SigningAlgorithm::EdDSA));
     &KEY
 }
 
-fn es256() -> &'static Forge {
+pub(crate) fn es256() -> &'static Forge {
     static KEY: LazyLock<Forge> = LazyLock::new(|| Forge::new(SigningAlgorithm::ES256));
     &KEY
 }

@@ -9,6 +9,7 @@ mod support;
 mod authority;
 mod hostile;
 mod keyring;
+mod malformed;
 mod password;
 mod ratelimit;
 mod refresh;
