@@ -40,6 +40,8 @@ pub enum AuditKind {
     KeyRetiring,
     /// A key left the JWKS and its private half was erased.
     KeyRetired,
+    /// A key's private half was sealed again under a new master key.
+    KeyRewrapped,
 }
 
 impl AuditKind {
@@ -61,6 +63,7 @@ impl AuditKind {
             Self::KeyActivated => "key_activated",
             Self::KeyRetiring => "key_retiring",
             Self::KeyRetired => "key_retired",
+            Self::KeyRewrapped => "key_rewrapped",
         }
     }
 

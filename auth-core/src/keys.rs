@@ -175,6 +175,12 @@ impl MasterKey {
         Self::from_bytes(array)
     }
 
+    /// Parses a list of master keys in text form, separated by commas, spaces or line breaks (the
+    /// previous master keys of a master-key rotation). Empty text is an empty list.
+    pub fn parse_list(text: &str) -> Result<Vec<Self>> {
+        text.split(|c: char| c == ',' || c.is_whitespace()).filter(|t| !t.is_empty()).map(Self::from_text).collect()
+    }
+
     /// Generates a master key; returns it with its text form (base64) to store.
     pub fn generate(entropy: &dyn Entropy) -> Result<(Self, Zeroizing<String>)> {
         let mut bytes = Zeroizing::new([0u8; 32]);
@@ -370,15 +376,32 @@ pub struct KeySnapshot {
     pub jwks_json: String,
 }
 
+/// What [`KeyRing::rewrap`] found and did, by kid.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RewrapReport {
+    /// Sealed again under the new master key.
+    pub rewrapped: Vec<String>,
+    /// Already sealed under it (checked to open).
+    pub unchanged: Vec<String>,
+    /// Retired: no private key left to seal.
+    pub retired: Vec<String>,
+}
+
 /// The signing keys of this issuer, loaded from the store and rotated by policy.
 #[derive(Debug)]
 pub struct KeyRing {
     store: Arc<dyn Store>,
     master: MasterKey,
+    /// Master keys that may still have sealed some keys: they open, never seal.
+    previous: Vec<MasterKey>,
     policy: RotationPolicy,
     clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
     snapshot: RwLock<Option<Arc<KeySnapshot>>>,
+    /// The opened private keys of the active and pending keys, by kid. A key once opened is not
+    /// opened again: its kid is the thumbprint of its public half, so the same kid is the same
+    /// key, whichever master key seals it in the database by now.
+    signers: RwLock<HashMap<String, ActiveKey>>,
 }
 
 impl KeyRing {
@@ -391,7 +414,26 @@ impl KeyRing {
         entropy: Arc<dyn Entropy>,
     ) -> Self {
         crypto::install_provider();
-        Self { store, master, policy, clock, entropy, snapshot: RwLock::new(None) }
+        Self {
+            store,
+            master,
+            previous: Vec::new(),
+            policy,
+            clock,
+            entropy,
+            snapshot: RwLock::new(None),
+            signers: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Also opens keys sealed under these master keys (during a master-key rotation, until
+    /// `rewrap` has sealed every key under the current one). New keys are always sealed under the
+    /// current master key.
+    #[must_use]
+    pub fn with_previous_master_keys(mut self, previous: Vec<MasterKey>) -> Self {
+        let current = self.master.id().to_owned();
+        self.previous = previous.into_iter().filter(|k| k.id() != current).collect();
+        self
     }
 
     /// The current snapshot; an error if the ring was never loaded.
@@ -428,27 +470,121 @@ impl KeyRing {
             .iter()
             .find(|r| r.state == KeyState::Active)
             .ok_or_else(|| Error::Key("no active signing key".into()))?;
-        let sealed = active
-            .private_sealed
-            .as_deref()
-            .ok_or_else(|| Error::Key(format!("active key {} has no private key", active.kid)))?;
-        if active.master_key_id != self.master.id() {
-            return Err(Error::MasterKey(format!(
-                "signing keys were sealed with master key {}, but the configured master key is {}",
-                active.master_key_id,
-                self.master.id()
-            )));
+        let mut signers = self.signers.read().map_err(|_| Error::Key("key ring lock poisoned".into()))?.clone();
+        let may_sign = |r: &KeyRecord| matches!(r.state, KeyState::Active | KeyState::Pending);
+        signers.retain(|kid, _| records.iter().any(|r| &r.kid == kid && may_sign(r)));
+        for record in records.iter().filter(|r| may_sign(r)) {
+            if signers.contains_key(&record.kid) {
+                continue;
+            }
+            match self.open_signer(record) {
+                Ok(signer) => {
+                    signers.insert(record.kid.clone(), signer);
+                }
+                // Without the active key nothing can be signed. A pending key that does not open
+                // (sealed under a master key this process lacks) is reported when it activates.
+                Err(e) if record.state == KeyState::Active => return Err(e),
+                Err(_) => {}
+            }
         }
-        let pkcs8 = self.master.open(&active.kid, sealed)?;
-        let key = PrivateKey::from_pkcs8(active.alg, pkcs8.to_vec())?;
-        let active = ActiveKey {
-            kid: active.kid.clone(),
-            encoding: Arc::new(key.encoding_key()),
-            key,
-        };
+        let active = signers
+            .get(&active.kid)
+            .cloned()
+            .ok_or_else(|| Error::Key(format!("active key {} was not opened", active.kid)))?;
+        if let Ok(mut slot) = self.signers.write() {
+            *slot = signers;
+        }
         let keys = KeySet::from_records(&records)?;
         let jwks_json = serde_json::to_string(&keys.jwks()).map_err(|e| Error::Key(format!("JWKS serialization: {e}")))?;
         Ok(KeySnapshot { active, keys, records, jwks_json })
+    }
+
+    /// The configured master key with fingerprint `id`: the current one or a previous one.
+    fn master_with_id(&self, id: &str) -> Option<&MasterKey> {
+        std::iter::once(&self.master).chain(&self.previous).find(|k| k.id() == id)
+    }
+
+    /// Opens a record's private key with the master key that sealed it.
+    fn open_record(&self, record: &KeyRecord) -> Result<Zeroizing<Vec<u8>>> {
+        let sealed = record
+            .private_sealed
+            .as_deref()
+            .ok_or_else(|| Error::Key(format!("key {} has no private key", record.kid)))?;
+        let master = self.master_with_id(&record.master_key_id).ok_or_else(|| {
+            let previous: Vec<&str> = self.previous.iter().map(MasterKey::id).collect();
+            let previous =
+                if previous.is_empty() { String::new() } else { format!(" (previous: {})", previous.join(", ")) };
+            Error::MasterKey(format!(
+                "signing keys were sealed with master key {}, but the configured master key is {}{previous}",
+                record.master_key_id,
+                self.master.id()
+            ))
+        })?;
+        master.open(&record.kid, sealed)
+    }
+
+    fn open_signer(&self, record: &KeyRecord) -> Result<ActiveKey> {
+        let pkcs8 = self.open_record(record)?;
+        let key = PrivateKey::from_pkcs8(record.alg, pkcs8.to_vec())?;
+        Ok(ActiveKey { kid: record.kid.clone(), encoding: Arc::new(key.encoding_key()), key })
+    }
+
+    /// Seals every private key again under `new` (rotation of the master key), in one
+    /// transaction per pass, each change conditional on the key still being sealed as it was read,
+    /// so that a rotation or a retirement running at the same time is never undone. Keys already
+    /// sealed under `new` are checked to open with it and left alone; a run can be repeated, and
+    /// passes repeat until nothing is left under another master key (a replica still running
+    /// with the old key may have generated one meanwhile).
+    ///
+    /// Every key must open with the current or a previous master key of this ring. Processes
+    /// that hold a key in memory keep signing with it; a process started later needs `new`.
+    pub async fn rewrap(&self, new: &MasterKey) -> Result<RewrapReport> {
+        let mut report = RewrapReport::default();
+        for _ in 0..5 {
+            let records = self.store.list_keys().await?;
+            let mut pass = RewrapReport::default();
+            let mut changes = Vec::new();
+            let mut events = Vec::new();
+            let at_ms = self.clock.now_ms();
+            for record in &records {
+                let Some(sealed) = record.private_sealed.as_deref() else {
+                    pass.retired.push(record.kid.clone());
+                    continue;
+                };
+                if record.master_key_id == new.id() {
+                    new.open(&record.kid, sealed)?;
+                    pass.unchanged.push(record.kid.clone());
+                    continue;
+                }
+                let pkcs8 = self.open_record(record)?;
+                let resealed = new.seal(&record.kid, &pkcs8, self.entropy.as_ref())?;
+                if new.open(&record.kid, &resealed)?.as_slice() != pkcs8.as_slice() {
+                    return Err(Error::MasterKey(format!("the key {} did not open after sealing", record.kid)));
+                }
+                let detail = serde_json::json!({ "kid": record.kid, "from": record.master_key_id, "to": new.id() });
+                events.push(AuditEvent::new(at_ms, AuditKind::KeyRewrapped).detail(detail));
+                changes.push(KeyChange::Rewrap {
+                    kid: record.kid.clone(),
+                    from_master_key_id: record.master_key_id.clone(),
+                    sealed: resealed,
+                    master_key_id: new.id().to_owned(),
+                });
+                pass.rewrapped.push(record.kid.clone());
+            }
+            if changes.is_empty() {
+                report.unchanged = pass.unchanged.into_iter().filter(|k| !report.rewrapped.contains(k)).collect();
+                report.retired = pass.retired;
+                return Ok(report);
+            }
+            if self.store.apply_key_changes(&changes).await? {
+                for event in &events {
+                    self.store.append_audit(event).await?;
+                }
+                tracing::info!(keys = ?pass.rewrapped, master_key = new.id(), "signing keys rewrapped");
+                report.rewrapped.extend(pass.rewrapped);
+            }
+        }
+        Err(Error::Key("rewrapping kept losing races with key rotation".into()))
     }
 
     /// Runs the rotation policy now: plans, applies in one transaction, audits, reloads. Safe to
@@ -473,8 +609,8 @@ impl KeyRing {
                 }
                 for step in &steps {
                     if let RotationStep::Retire { kid } = step
-                        && let Some(sealed) = records.iter().find(|r| &r.kid == kid).and_then(|r| r.private_sealed.as_deref())
-                        && let Ok(pkcs8) = self.master.open(kid, sealed)
+                        && let Some(record) = records.iter().find(|r| &r.kid == kid)
+                        && let Ok(pkcs8) = self.open_record(record)
                     {
                         crypto::forget_signing_key(&pkcs8);
                     }

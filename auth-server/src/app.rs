@@ -146,6 +146,23 @@ pub fn load_master_key(config: &ServerConfig, entropy: &dyn Entropy) -> anyhow::
     MasterKey::load_or_create_file(&path, entropy).context("loading the master key")
 }
 
+/// Reads the previous master keys of a master-key rotation: `AUTH_MASTER_KEY_PREVIOUS` (one or
+/// more, base64 or hex, separated by commas or spaces) and the file named by
+/// `AUTH_MASTER_KEY_PREVIOUS_FILE` (one or more, one per line). Signing keys sealed under them
+/// still open; new ones are sealed under the master key. None when neither is set.
+pub fn load_previous_master_keys() -> anyhow::Result<Vec<MasterKey>> {
+    let mut keys = Vec::new();
+    if let Ok(text) = std::env::var("AUTH_MASTER_KEY_PREVIOUS") {
+        keys.extend(MasterKey::parse_list(&text).context("AUTH_MASTER_KEY_PREVIOUS")?);
+    }
+    if let Some(path) = std::env::var_os("AUTH_MASTER_KEY_PREVIOUS_FILE") {
+        let path = PathBuf::from(path);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        keys.extend(MasterKey::parse_list(&text).with_context(|| format!("AUTH_MASTER_KEY_PREVIOUS_FILE {}", path.display()))?);
+    }
+    Ok(keys)
+}
+
 /// Builds the whole service: store, keys (rotated once, so there is a signing key), limiters,
 /// metrics.
 pub async fn build_state(config: ServerConfig) -> anyhow::Result<Arc<AppState>> {
@@ -154,13 +171,10 @@ pub async fn build_state(config: ServerConfig) -> anyhow::Result<Arc<AppState>> 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = open_store(&config).await?;
     let master = load_master_key(&config, entropy.as_ref())?;
-    let keys = Arc::new(KeyRing::new(
-        store.clone(),
-        master,
-        RotationPolicy::from_spec(&spec),
-        clock.clone(),
-        entropy.clone(),
-    ));
+    let keys = Arc::new(
+        KeyRing::new(store.clone(), master, RotationPolicy::from_spec(&spec), clock.clone(), entropy.clone())
+            .with_previous_master_keys(load_previous_master_keys()?),
+    );
     keys.rotate().await.context("loading the signing keys")?;
     let passwords = Arc::new(PasswordHasher::new(&spec.passwords, config.password_workers.max(1))?);
     let metrics = Arc::new(Metrics::new()?);

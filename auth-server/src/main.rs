@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use auth_core::keys::MasterKey;
 use auth_server::app::{self, AppState, ServerConfig};
 use clap::{Args, Parser, Subcommand};
 
@@ -117,6 +118,14 @@ enum KeysCommand {
     List,
     /// Run the rotation policy now.
     Rotate,
+    /// Seal every signing key again under a new master key (rotation of the master key). The new
+    /// key is read from `AUTH_NEW_MASTER_KEY`, else from `--new-master-key-file`, else from
+    /// standard input (base64 or 64 hex digits); the current one is configured as for `serve`.
+    Rewrap {
+        /// A file holding the new master key.
+        #[arg(long, env = "AUTH_NEW_MASTER_KEY_FILE")]
+        new_master_key_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -270,19 +279,50 @@ async fn clients(state: Arc<AppState>, command: ClientsCommand) -> anyhow::Resul
 }
 
 async fn keys(state: Arc<AppState>, command: KeysCommand) -> anyhow::Result<()> {
-    if let KeysCommand::Rotate = command {
-        let steps = state.keys().rotate().await?;
-        println!("applied: {steps:?}");
+    match command {
+        KeysCommand::List => {}
+        KeysCommand::Rotate => {
+            let steps = state.keys().rotate().await?;
+            println!("applied: {steps:?}");
+        }
+        KeysCommand::Rewrap { new_master_key_file } => {
+            let new = new_master_key(new_master_key_file.as_deref())?;
+            let report = state.keys().rewrap(&new).await?;
+            println!(
+                "rewrapped {} key(s) under master key {} ({} already under it, {} retired)",
+                report.rewrapped.len(),
+                new.id(),
+                report.unchanged.len(),
+                report.retired.len()
+            );
+        }
     }
     for key in state.store().list_keys().await? {
         println!(
-            "{}\t{}\t{}\tactivates {}\tdeactivated {}",
+            "{}\t{}\t{}\tactivates {}\tdeactivated {}\tsealed {}",
             key.kid,
             key.alg,
             key.state.as_str(),
             key.activates_at,
-            key.deactivated_at.map_or_else(|| "-".to_owned(), |t| t.to_string())
+            key.deactivated_at.map_or_else(|| "-".to_owned(), |t| t.to_string()),
+            if key.private_sealed.is_some() { key.master_key_id.as_str() } else { "-" }
         );
     }
     Ok(())
+}
+
+/// The new master key of `keys rewrap`: `AUTH_NEW_MASTER_KEY`, else the file, else stdin.
+fn new_master_key(file: Option<&std::path::Path>) -> anyhow::Result<MasterKey> {
+    if let Ok(text) = std::env::var("AUTH_NEW_MASTER_KEY") {
+        return MasterKey::from_text(&text).context("AUTH_NEW_MASTER_KEY");
+    }
+    let text = match file {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        None => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).context("reading the new master key from stdin")?;
+            text
+        }
+    };
+    MasterKey::from_text(&text).context("the new master key")
 }

@@ -134,6 +134,18 @@ pub enum KeyChange {
         /// When.
         at: UnixSeconds,
     },
+    /// The private key, sealed again under another master key (rotation of the master key).
+    /// Applies only while the key still has a private key sealed under `from_master_key_id`.
+    Rewrap {
+        /// The key.
+        kid: String,
+        /// Fingerprint of the master key it is sealed under now.
+        from_master_key_id: String,
+        /// The private key sealed under the new master key.
+        sealed: Vec<u8>,
+        /// Fingerprint of the new master key.
+        master_key_id: String,
+    },
 }
 
 /// A refresh family: one login session (`sid`), across all its rotated refresh tokens.

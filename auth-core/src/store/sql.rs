@@ -306,6 +306,8 @@ const DEACTIVATE_KEY: &str = "UPDATE signing_keys SET state = 'retiring', deacti
 const RETIRE_KEY: &str = "UPDATE signing_keys \
                           SET state = 'retired', retired_at = $2, private_sealed = NULL \
                           WHERE kid = $1 AND state = 'retiring'";
+const REWRAP_KEY: &str = "UPDATE signing_keys SET private_sealed = $3, master_key_id = $4 \
+                          WHERE kid = $1 AND master_key_id = $2 AND private_sealed IS NOT NULL";
 
 /// Applies one key change inside `tx`; `false` if the key was not in the state it expects.
 async fn apply_key_change(
@@ -327,6 +329,11 @@ async fn apply_key_change(
         KeyChange::Activate { kid, at } => sqlx::query(ACTIVATE_KEY).bind(kid).bind(*at),
         KeyChange::Deactivate { kid, at } => sqlx::query(DEACTIVATE_KEY).bind(kid).bind(*at),
         KeyChange::Retire { kid, at } => sqlx::query(RETIRE_KEY).bind(kid).bind(*at),
+        KeyChange::Rewrap { kid, from_master_key_id, sealed, master_key_id } => sqlx::query(REWRAP_KEY)
+            .bind(kid)
+            .bind(from_master_key_id)
+            .bind(sealed.as_slice())
+            .bind(master_key_id),
     };
     Ok(query.execute(&mut **tx).await?.rows_affected() == 1)
 }

@@ -1,5 +1,5 @@
 //! The key ring on a real store: first key, staged rotation through its whole lifecycle, replicas
-//! rotating at the same instant, sealing at rest and a wrong master key.
+//! rotating at the same instant, sealing at rest, a wrong master key and rewrapping under a new one.
 
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ on_both_backends!(
     a_key_goes_through_its_whole_lifecycle,
     replicas_rotating_at_once_converge_on_one_active_key,
     private_keys_are_sealed_and_a_wrong_master_key_is_a_clear_error,
+    rewrap_moves_every_key_to_a_new_master_key_without_losing_one,
 );
 
 const START: i64 = 1_700_000_000;
@@ -143,4 +144,69 @@ async fn private_keys_are_sealed_and_a_wrong_master_key_is_a_clear_error(db: &Te
     let err = wrong.rotate().await.unwrap_err();
     assert!(matches!(err, Error::MasterKey(_)), "{err:?}");
     assert!(err.to_string().contains(master().id()), "the error names the expected master key: {err}");
+}
+
+/// Rewrapping under a new master key: every key with a private half (active, pending, retiring)
+/// is sealed under it and nothing else changes; a ring already running with the old key keeps
+/// signing through reloads and even activates the pending key it had opened; a new ring with the
+/// new key loads, one with only the old key fails naming both, and one with the old key as a
+/// previous key opens a key the old key sealed afterwards.
+async fn rewrap_moves_every_key_to_a_new_master_key_without_losing_one(db: &TestDb) {
+    let store = db.dyn_store();
+    let clock = Arc::new(FixedClock::at_seconds(START));
+    let old = ring(store.clone(), clock.clone(), master());
+    old.rotate().await.unwrap();
+    clock.set_millis((START + 28 * DAY) * 1000);
+    old.rotate().await.unwrap();
+    let before = store.list_keys().await.unwrap();
+    assert_eq!(before.len(), 2, "an active and a pending key");
+
+    let new = MasterKey::from_bytes(&[9u8; 32]).unwrap();
+    let report = old.rewrap(&new).await.unwrap();
+    assert_eq!(report.rewrapped.len(), 2, "{report:?}");
+    let after = store.list_keys().await.unwrap();
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!((&a.kid, a.state, &a.public_jwk), (&b.kid, b.state, &b.public_jwk), "only the sealing changes");
+        assert_eq!(a.master_key_id, new.id());
+        assert_ne!(a.private_sealed, b.private_sealed);
+        let opened = new.open(&a.kid, a.private_sealed.as_deref().unwrap()).unwrap();
+        assert_eq!(opened, master().open(&b.kid, b.private_sealed.as_deref().unwrap()).unwrap());
+        assert!(master().open(&a.kid, a.private_sealed.as_deref().unwrap()).is_err(), "the old key opens nothing");
+    }
+    let audit = store.audit_tail(2).await.unwrap();
+    assert!(audit.iter().all(|e| e.kind == AuditKind::KeyRewrapped), "{audit:?}");
+    // Again: nothing to do.
+    let again = old.rewrap(&new).await.unwrap();
+    assert_eq!((again.rewrapped.len(), again.unchanged.len()), (0, 2), "{again:?}");
+
+    // The running ring reloads and then activates the pending key from memory.
+    old.reload().await.unwrap();
+    clock.set_millis((START + 30 * DAY) * 1000);
+    old.rotate().await.unwrap();
+    let pending = before.iter().find(|k| k.state == KeyState::Pending).unwrap();
+    assert_eq!(old.snapshot().unwrap().active.kid, pending.kid);
+
+    // A restart: the new key works, the old one alone fails and says which keys are involved.
+    let restarted = ring(store.clone(), clock.clone(), MasterKey::from_bytes(&[9u8; 32]).unwrap());
+    restarted.rotate().await.unwrap();
+    assert_eq!(restarted.snapshot().unwrap().active.kid, pending.kid);
+    let err = ring(store.clone(), clock.clone(), master()).rotate().await.unwrap_err();
+    assert!(matches!(err, Error::MasterKey(_)), "{err:?}");
+    assert!(err.to_string().contains(new.id()) && err.to_string().contains(master().id()), "{err}");
+
+    // The old ring (still on the old key) generates the next key, sealed under the old key: a
+    // ring on the new key with the old one as previous opens it, and rewrap moves it over.
+    clock.set_millis((START + 58 * DAY) * 1000);
+    old.rotate().await.unwrap();
+    let third = store.list_keys().await.unwrap().into_iter().find(|k| k.state == KeyState::Pending).unwrap();
+    assert_eq!(third.master_key_id, master().id());
+    clock.set_millis((START + 60 * DAY) * 1000);
+    let switching = ring(store.clone(), clock.clone(), MasterKey::from_bytes(&[9u8; 32]).unwrap())
+        .with_previous_master_keys(MasterKey::parse_list(&format!(" {},", hex::encode([42u8; 32]))).unwrap());
+    switching.rotate().await.unwrap();
+    assert_eq!(switching.snapshot().unwrap().active.kid, third.kid);
+    let report = switching.rewrap(&new).await.unwrap();
+    assert_eq!(report.rewrapped, vec![third.kid.clone()], "{report:?}");
+    let keys = store.list_keys().await.unwrap();
+    assert!(keys.iter().filter(|k| k.private_sealed.is_some()).all(|k| k.master_key_id == new.id()), "{keys:?}");
 }

@@ -1,7 +1,8 @@
 //! Real `auth-server` processes for the tests that need more than one process or a dependency
-//! that goes away: a [`Deployment`] is one service's shared state (its own PostgreSQL schema,
-//! Redis key prefix, master key, spec file and working directory); a [`Server`] is one replica
-//! of it, started from the built binary on a port the kernel picks.
+//! that goes away: a [`Deployment`] is one service's shared state (its own PostgreSQL schema, or
+//! a SQLite file, Redis key prefix, master key, spec file and working directory); a [`Server`] is
+//! one replica of it, started from the built binary on a port the kernel picks, its standard
+//! output and error kept as its log.
 //!
 //! PostgreSQL comes from `AUTH_TEST_DATABASE_URL` and Redis from `AUTH_TEST_REDIS_URL`. When one a
 //! test needs is unset the test is skipped with a note, unless `CI` is set: then it fails.
@@ -120,6 +121,7 @@ pub struct Deployment {
     admin_url: String,
     schema: String,
     replicas: AtomicU64,
+    env: Vec<(String, String)>,
 }
 
 impl Deployment {
@@ -147,7 +149,44 @@ impl Deployment {
             admin_url: backing.database_url.clone(),
             schema,
             replicas: AtomicU64::new(0),
+            env: Vec::new(),
         }
+    }
+
+    /// A deployment on a SQLite file in its own directory (one machine: the file is shared by
+    /// the operator commands and the servers it starts), with no Redis.
+    pub fn sqlite(spec: &str) -> Self {
+        let suffix = unique_suffix();
+        let dir = std::env::temp_dir().join(format!("auth-server-test-{suffix}"));
+        std::fs::create_dir_all(&dir).expect("create the test directory");
+        let spec_path = dir.join("auth.toml");
+        std::fs::write(&spec_path, spec).expect("write the spec");
+        Self {
+            database_url: format!("sqlite://{}?mode=rwc", dir.join("auth.db").display()),
+            redis_url: None,
+            redis_prefix: format!("auth:test:{suffix}:"),
+            spec_path,
+            spec_text: spec.to_owned(),
+            master_key: hex_of(&suffix),
+            dir,
+            admin_url: String::new(),
+            schema: String::new(),
+            replicas: AtomicU64::new(0),
+            env: Vec::new(),
+        }
+    }
+
+    /// The master key every process gets in `AUTH_MASTER_KEY` (64 hex digits), unless
+    /// [`Deployment::set_env`] replaces it.
+    pub fn master_key(&self) -> &str {
+        &self.master_key
+    }
+
+    /// Sets a variable for the processes started from now on (e.g. `RUST_LOG`, `AUTH_MASTER_KEY`);
+    /// it wins over the deployment's own.
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.retain(|(n, _)| n != name);
+        self.env.push((name.to_owned(), value.to_owned()));
     }
 
     /// The spec, parsed.
@@ -184,6 +223,7 @@ impl Deployment {
         if let Some(redis) = &self.redis_url {
             command.arg("--redis-url").arg(redis);
         }
+        command.envs(self.env.iter().map(|(n, v)| (n, v)));
         command
     }
 
@@ -206,7 +246,7 @@ impl Deployment {
     pub async fn try_cli(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
         use tokio::io::AsyncWriteExt as _;
         let mut command = tokio::process::Command::from(self.command(&self.database_url, "cli"));
-        command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         let mut child = command.spawn().expect("spawn auth-server");
         if let Some(mut pipe) = child.stdin.take() {
             pipe.write_all(stdin.unwrap_or("").as_bytes()).await.expect("write to auth-server's stdin");
@@ -248,7 +288,7 @@ impl Deployment {
             .arg("127.0.0.1:0")
             .args(extra)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         Server::spawn(name, command).await
     }
@@ -257,6 +297,9 @@ impl Deployment {
 impl Drop for Deployment {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        if self.schema.is_empty() {
+            return;
+        }
         // Drop runs inside the test's runtime, which cannot be blocked on: use a thread with a
         // runtime of its own.
         let (url, schema) = (self.admin_url.clone(), self.schema.clone());
@@ -301,16 +344,23 @@ impl Server {
     async fn spawn(name: String, mut command: std::process::Command) -> Self {
         let mut child = command.spawn().expect("spawn auth-server serve");
         let log = Arc::new(Mutex::new(Vec::new()));
+        // Standard error and (when piped) standard output, line by line into one log.
         let stderr = child.stderr.take().expect("stderr is piped");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(mut log) = sink.lock() {
-                    log.push(strip_ansi(&line));
+        let outputs: Vec<Box<dyn std::io::Read + Send>> = match child.stdout.take() {
+            Some(stdout) => vec![Box::new(stderr), Box::new(stdout)],
+            None => vec![Box::new(stderr)],
+        };
+        for output in outputs {
+            let sink = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(output).lines() {
+                    let Ok(line) = line else { break };
+                    if let Ok(mut log) = sink.lock() {
+                        log.push(strip_ansi(&line));
+                    }
                 }
-            }
-        });
+            });
+        }
         let started = Instant::now();
         let addr = loop {
             let found = log.lock().ok().and_then(|lines| lines.iter().find_map(|l| listen_addr(l)));
