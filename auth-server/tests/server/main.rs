@@ -23,5 +23,6 @@ mod races;
 mod replicas;
 mod revocation;
 mod schemathesis;
+mod secret_logs;
 mod secrets;
 mod signup;
