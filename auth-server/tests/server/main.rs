@@ -16,6 +16,7 @@ mod discovery;
 mod faults;
 mod grants;
 mod limits;
+mod malformed_bodies;
 mod master_key;
 mod ops;
 mod process;
