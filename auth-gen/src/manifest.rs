@@ -244,6 +244,6 @@ pub fn api_changes(old: &Api, new: &Api) -> Vec<ApiChange> {
     if old.algorithm != new.algorithm {
         push(Class::Breaking, format!("algorithm changed from {} to {}", old.algorithm, new.algorithm));
     }
-    changes.sort_by(|a, b| a.class.cmp(&b.class));
+    changes.sort_by_key(|c| c.class);
     changes
 }

@@ -51,14 +51,14 @@ async fn sessions(deployment: &Deployment, server: &Server, client: &reqwest::Cl
 /// Refreshes every session in a loop until `stop`, each with the last successor it received.
 /// Returns each session's last token and the statuses seen (a transport error counts as 0).
 fn refresh_burst(
-    client: reqwest::Client,
-    server_url: String,
+    client: &reqwest::Client,
+    server_url: &str,
     tokens: Vec<String>,
-    stop: Arc<AtomicBool>,
+    stop: &Arc<AtomicBool>,
 ) -> JoinSet<(usize, String, BTreeMap<u16, usize>)> {
     let mut tasks = JoinSet::new();
     for (i, mut token) in tokens.into_iter().enumerate() {
-        let (client, url, stop) = (client.clone(), server_url.clone(), stop.clone());
+        let (client, url, stop) = (client.clone(), server_url.to_owned(), stop.clone());
         tasks.spawn(async move {
             let mut statuses = BTreeMap::new();
             while !stop.load(Ordering::Relaxed) {
@@ -123,7 +123,7 @@ async fn sigkill_during_a_refresh_burst_loses_no_session() {
     let tokens = sessions(&deployment, &server, &client).await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let mut burst = refresh_burst(client.clone(), server.url(""), tokens, stop.clone());
+    let mut burst = refresh_burst(&client, &server.url(""), tokens, &stop);
     // Let refreshes flow, then kill the process mid-flight.
     let store = deployment.store().await;
     eventually("refreshes are flowing", Duration::from_secs(30), || async {
@@ -225,7 +225,7 @@ async fn database_cut_under_load_answers_503_and_loses_nothing() {
     let tokens = sessions(&deployment, &server, &client).await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let mut burst = refresh_burst(client.clone(), server.url(""), tokens, stop.clone());
+    let mut burst = refresh_burst(&client, &server.url(""), tokens, &stop);
     tokio::time::sleep(Duration::from_millis(700)).await;
     proxy.cut().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
