@@ -379,6 +379,25 @@ fn the_honest_case_verifies() {
     }
 }
 
+/// Found by the `token_structured` fuzz target, whose oracle read the header as a `Value` and so
+/// refused what the verifier had accepted: a header member nobody reads is skipped unparsed, so a
+/// number beyond `f64` there (valid JSON: RFC 8259 sets no limit) does not refuse the token. In
+/// the payload, where every member is kept, it cannot be represented: `token.malformed`.
+#[test]
+fn numbers_beyond_f64_are_skipped_in_headers_and_malformed_in_payloads() {
+    let forge = eddsa();
+    let header = format!(r#"{{"alg":"EdDSA","kid":"{}","typ":"at+jwt","x":[1E999999,-1e400]}}"#, forge.kid);
+    let claims = json!({
+        "iss": crate::hostile::ISSUER, "sub": "user-1", "aud": "booking-api", "exp": AT + 900, "iat": AT,
+        "jti": "jti-1", "client_id": "booking-web", "scope": "bookings:read"
+    });
+    let token = forge.sign_segments(&B64.encode(&header), &encode(&claims));
+    assert!(verifier().verify(&token, &forge.keys, AT).is_ok(), "{token}");
+    let huge = claims.to_string().replacen('{', r#"{"x":1E999999,"#, 1);
+    let token = forge.sign_segments(&B64.encode(&header), &B64.encode(huge));
+    assert_eq!(verifier().verify(&token, &forge.keys, AT).map(|c| c.jti), Err(TokenError::Malformed));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Specs
 
