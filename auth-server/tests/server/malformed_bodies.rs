@@ -205,6 +205,10 @@ fn broken_form(request: &FormRequest, defect: &FormDefect, noise: &FormNoise) ->
     }
     params.extend(noise.unknown.iter().map(|(n, v)| (n.clone(), v.clone())));
     for index in &noise.order {
+        // A defect may have left no parameter to reorder (`Index` needs a non-empty collection).
+        if params.is_empty() {
+            break;
+        }
         let at = index.index(params.len());
         let param = params.remove(at);
         params.push(param);
@@ -361,6 +365,9 @@ fn broken_sign_up(defect: &JsonDefect, noise: &JsonNoise) -> (Vec<u8>, &'static 
         _ => {}
     }
     for index in &noise.order {
+        if members.is_empty() {
+            break;
+        }
         let at = index.index(members.len());
         let member = members.remove(at);
         members.push(member);
