@@ -530,8 +530,14 @@ impl<T> From<Option<T>> for Typed<T> {
     }
 }
 
+/// Decodes one base64url segment that must hold a JSON object: the header (RFC 7515 section 4)
+/// and the claims (RFC 7519 section 7.2). serde's derived structs also read an array of their
+/// fields in order, so anything but an object is refused before serde sees it.
 fn decode_json<T: DeserializeOwned>(segment: &str) -> Result<T, TokenError> {
     let bytes = B64.decode(segment).map_err(|_| TokenError::Malformed)?;
+    if bytes.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')) != Some(&b'{') {
+        return Err(TokenError::Malformed);
+    }
     serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
 }
 

@@ -377,6 +377,19 @@ fn header_that_is_not_json() {
     rejects(&token, &forge.keys, TokenError::Malformed);
 }
 
+/// The header's members as a JSON array, in the order the verifier reads them: not a JWS header
+/// (RFC 7515 section 4: a JSON object), although serde's derived structs read such arrays. Signed
+/// by the real key, so only the shape is wrong.
+#[test]
+fn header_that_is_an_array() {
+    let forge = eddsa();
+    for header in [json!([forge.alg(), forge.kid, "at+jwt"]), json!([forge.alg(), forge.kid, "at+jwt", null])] {
+        rejects(&forge.sign(&header, &claims()), &forge.keys, TokenError::Malformed);
+    }
+    let header = format!(" \n[\"{}\",\"{}\",\"at+jwt\"]", forge.alg(), forge.kid);
+    rejects(&forge.sign_segments(&B64.encode(header), &encode(&claims())), &forge.keys, TokenError::Malformed);
+}
+
 #[test]
 fn header_and_payload_that_are_not_utf8() {
     let forge = eddsa();

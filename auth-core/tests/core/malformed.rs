@@ -190,6 +190,8 @@ enum Encoding {
     PaddedHeader,
     /// A fourth segment.
     FourSegments,
+    /// The header's member values as a JSON array, in the order alg, kid, typ, crit.
+    HeaderAsArray,
 }
 
 #[derive(Debug, Clone)]
@@ -235,7 +237,12 @@ impl TokenCase {
             map.extend(extra.iter().cloned());
             encode(&Value::Object(map))
         };
-        let mut header = object(&self.header, &self.ignored);
+        let mut header = match self.encoding {
+            Encoding::HeaderAsArray => {
+                encode(&Value::Array(self.header.iter().map(|(_, (value, _))| value.clone().unwrap_or(Value::Null)).collect()))
+            }
+            _ => object(&self.header, &self.ignored),
+        };
         if matches!(self.encoding, Encoding::PaddedHeader) {
             header.push_str("==");
         }
@@ -300,6 +307,7 @@ fn token_case(forge: &'static Forge) -> impl Strategy<Value = TokenCase> {
         HONEST => Just(Encoding::Compact),
         1 => Just(Encoding::PaddedHeader),
         1 => Just(Encoding::FourSegments),
+        1 => Just(Encoding::HeaderAsArray),
     ];
     (header, ignored, claims, signature, encoding).prop_map(move |(header, ignored, claims, signature, encoding)| TokenCase {
         forge_alg: forge.alg(),
