@@ -437,6 +437,8 @@ pub struct HeaderRecipe {
     pub extra: Vec<(Name, JsonIsh)>,
     /// A whole other header instead.
     pub whole: Option<JsonIsh>,
+    /// The members' values as a JSON array, in order (serde's derived structs read such arrays).
+    pub positional: bool,
 }
 
 /// The payload: the honest claims in order `iss sub aud exp nbf iat jti client_id scope sid
@@ -540,7 +542,14 @@ impl TokenRecipe {
     pub fn honest(key: KeyChoice) -> Self {
         Self {
             key,
-            header: HeaderRecipe { alg: Member::Honest, kid: KidChoice::Honest, typ: Member::Honest, extra: vec![], whole: None },
+            header: HeaderRecipe {
+                alg: Member::Honest,
+                kid: KidChoice::Honest,
+                typ: Member::Honest,
+                extra: vec![],
+                whole: None,
+                positional: false,
+            },
             payload: PayloadRecipe { claims: std::array::from_fn(|_| Member::Honest), extra: vec![], whole: None },
             signature: SignatureRecipe::Honest,
             encoding: EncodingRecipe::Plain,
@@ -618,7 +627,7 @@ impl TokenRecipe {
             whole.write(now, words, &mut out);
             return out;
         }
-        let mut members = Members::new(now, words, &mut out);
+        let mut members = Members::new(now, words, &mut out, self.header.positional);
         members.member("alg", &self.header.alg, |out| write_string(signer.alg(), out));
         match &self.header.kid {
             KidChoice::Honest => members.member("kid", &Member::Honest, |out| write_string(&signer.kid, out)),
@@ -643,7 +652,7 @@ impl TokenRecipe {
             whole.write(now, words, &mut out);
             return out;
         }
-        let mut members = Members::new(now, words, &mut out);
+        let mut members = Members::new(now, words, &mut out, false);
         for ((name, honest), member) in HONEST_CLAIMS.iter().zip(&self.payload.claims) {
             members.member(name, member, |out| match honest {
                 HonestValue::Str(s) => write_string(s, out),
@@ -665,18 +674,19 @@ fn insert(segment: &mut String, at: u16, c: char) {
     segment.insert(at, c);
 }
 
-/// Writes the members of one JSON object.
+/// Writes the members of one JSON object, or (positional) their values as an array.
 struct Members<'a> {
     now: i64,
     words: &'a [&'a str],
     out: &'a mut String,
     first: bool,
+    positional: bool,
 }
 
 impl<'a> Members<'a> {
-    fn new(now: i64, words: &'a [&'a str], out: &'a mut String) -> Self {
-        out.push('{');
-        Self { now, words, out, first: true }
+    fn new(now: i64, words: &'a [&'a str], out: &'a mut String, positional: bool) -> Self {
+        out.push(if positional { '[' } else { '{' });
+        Self { now, words, out, first: true, positional }
     }
 
     fn name(&mut self, name: &str) {
@@ -684,8 +694,10 @@ impl<'a> Members<'a> {
             self.out.push(',');
         }
         self.first = false;
-        write_string(name, self.out);
-        self.out.push(':');
+        if !self.positional {
+            write_string(name, self.out);
+            self.out.push(':');
+        }
     }
 
     fn member(&mut self, name: &str, member: &Member, honest: impl Fn(&mut String)) {
@@ -716,7 +728,7 @@ impl<'a> Members<'a> {
     }
 
     fn close(self) {
-        self.out.push('}');
+        self.out.push(if self.positional { ']' } else { '}' });
     }
 }
 
