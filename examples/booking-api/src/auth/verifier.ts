@@ -249,13 +249,9 @@ function parseHeader(text: string): Header {
     fail("token.malformed");
   }
   let fields: { alg?: unknown; kid?: unknown; typ?: unknown; crit?: unknown };
-  if (Array.isArray(value)) {
-    // serde's derived Deserialize, which auth-core reads the header with, also takes the fields as
-    // a sequence in declaration order: [alg, kid?, typ?, crit?].
-    if (value.length < 1 || value.length > 4) fail("token.malformed");
-    fields = { alg: value[0], kid: value[1], typ: value[2], crit: value[3] };
-  } else if (typeof value === "object" && value !== null) {
-    // ... and refuses a repeated field, or a name that is not valid text. Headers are few and
+  // A header is a JSON object (RFC 7515 section 4); an array is refused, as auth-core refuses it.
+  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+    // auth-core refuses a repeated field, or a name that is not valid text. Headers are few and
     // cached, so this scan is rare.
     const seen = new Set<string>();
     for (const name of memberNames(json)) {
