@@ -80,13 +80,17 @@ pub fn build_typescript(work: &Path, spec: &Path, suites: &Path) {
     run("tsc --strict", Command::new(tsc).arg("-p").arg(work));
 }
 
+/// The TypeScript module of `spec`, written into `dir` as `auth-gen generate` writes it.
+fn write_module(spec: &Path, dir: &Path) -> Result<(), String> {
+    let generated = generate(spec, Target::Typescript).map_err(|e| format!("{}: {e}", spec.display()))?;
+    let changes = compare(dir, &generated).map_err(|e| format!("{}: {e}", dir.display()))?;
+    write(dir, &generated, &changes).map_err(|e| format!("{}: {e}", dir.display()))
+}
+
 /// The first half of [`build_typescript`]: the module of `spec` in `<work>/gen`, the suites in
 /// `<work>/tests` and their tsconfig in `<work>`; nothing compiled yet.
 pub fn prepare_typescript(work: &Path, spec: &Path, suites: &Path) -> Result<(), String> {
-    let generated = generate(spec, Target::Typescript).map_err(|e| format!("{}: {e}", spec.display()))?;
-    let gen_dir = work.join("gen");
-    let changes = compare(&gen_dir, &generated).map_err(|e| format!("{}: {e}", gen_dir.display()))?;
-    write(&gen_dir, &generated, &changes).map_err(|e| format!("{}: {e}", gen_dir.display()))?;
+    write_module(spec, &work.join("gen"))?;
     let tests_dir = work.join("tests");
     std::fs::create_dir_all(&tests_dir).unwrap();
     for entry in std::fs::read_dir(suites).unwrap() {
@@ -128,9 +132,7 @@ fn every_fixture_spec_generates_typescript_that_type_checks() {
     }
     for (name, spec) in crate::support::fixture_specs() {
         let work = scratch_dir(&format!("ts-check-{name}"));
-        let generated = generate(&spec, Target::Typescript).unwrap();
-        let changes = compare(&work.join("gen"), &generated).unwrap();
-        write(&work.join("gen"), &generated, &changes).unwrap();
+        write_module(&spec, &work.join("gen")).unwrap();
         std::fs::write(
             work.join("tsconfig.json"),
             r#"{ "compilerOptions": { "strict": true, "noEmit": true, "target": "ES2022", "module": "NodeNext",

@@ -5,6 +5,7 @@
 import { createHmac, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { AuthError, type AccessTokenVerifier } from "../gen/index.js";
 
 export function b64url(value: string | Buffer | object): string {
   const bytes = Buffer.isBuffer(value) ? value : Buffer.from(typeof value === "string" ? value : JSON.stringify(value));
@@ -146,4 +147,15 @@ export class TestClock {
   offset = 0;
   readonly now = (): number => Date.now() / 1000 + this.offset;
   readonly nowMs = (): number => Date.now() + this.offset * 1000;
+}
+
+/** What `verifier` answers for `token`: "ok", or the AuthError's code (anything else is thrown). */
+export async function codeOf(verifier: AccessTokenVerifier, token: string): Promise<string> {
+  try {
+    await verifier.verify(token);
+    return "ok";
+  } catch (error) {
+    if (!(error instanceof AuthError)) throw error;
+    return error.code;
+  }
 }

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { AccessTokenVerifier, AuthError } from "../gen/index.js";
-import { b64url, CountingFetch, decode, TestClock } from "./forge.js";
+import { b64url, codeOf, CountingFetch, decode, TestClock } from "./forge.js";
 import { AuthServer, type TokenAnswer } from "./server.js";
 
 let server: AuthServer;
@@ -20,16 +20,6 @@ before(async () => {
 after(async () => {
   await server?.stop();
 });
-
-async function codeOf(verifier: AccessTokenVerifier, token: string): Promise<string> {
-  try {
-    await verifier.verify(token);
-    return "ok";
-  } catch (error) {
-    if (!(error instanceof AuthError)) throw error;
-    return error.code;
-  }
-}
 
 /** The user's token with another kid: a key the verifier has never seen. */
 function withKid(kid: string): string {

@@ -7,19 +7,9 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { AccessTokenVerifier, Auth, AuthError, type GuardOutcome } from "../gen/index.js";
-import { CountingFetch, decode, TestClock } from "./forge.js";
+import { AccessTokenVerifier, Auth, type GuardOutcome } from "../gen/index.js";
+import { codeOf, CountingFetch, decode, TestClock } from "./forge.js";
 import { AuthServer } from "./server.js";
-
-async function codeOf(verifier: AccessTokenVerifier, token: string): Promise<string> {
-  try {
-    await verifier.verify(token);
-    return "ok";
-  } catch (error) {
-    if (!(error instanceof AuthError)) throw error;
-    return error.code;
-  }
-}
 
 const kidOf = (token: string) => decode(token).header.kid as string;
 

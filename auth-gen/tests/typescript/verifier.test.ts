@@ -4,8 +4,8 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { AccessTokenVerifier, AuthError, ISSUER, type AccessClaims } from "../gen/index.js";
-import { b64url, decode, ed25519Key, es256Key, forge, JwksServer, signParts, type TestKey } from "./forge.js";
+import { AccessTokenVerifier, ISSUER, type AccessClaims } from "../gen/index.js";
+import { b64url, codeOf, decode, ed25519Key, es256Key, forge, JwksServer, signParts, type TestKey } from "./forge.js";
 import { AuthServer, type TokenAnswer } from "./server.js";
 
 let server: AuthServer;
@@ -20,16 +20,6 @@ before(async () => {
 after(async () => {
   await server?.stop();
 });
-
-async function codeOf(verifier: AccessTokenVerifier, token: string): Promise<string> {
-  try {
-    await verifier.verify(token);
-    return "ok";
-  } catch (error) {
-    if (!(error instanceof AuthError)) throw error;
-    return error.code;
-  }
-}
 
 describe("tokens of the server", () => {
   test("a user token verifies, with typed claims", async () => {

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::support::{
     BACKEND, Options, PASSWORD, Server, TestDb, Tokens, WEB, assert_oauth_error, assert_problem,
-    header, metric_value, read_json,
+    header, metric_value, read_json, send_together,
 };
 
 on_both_backends!(
@@ -274,26 +274,10 @@ async fn concurrent_refreshes_of_one_token_share_one_successor(db: TestDb) {
     server.sign_up("alice").await;
     let first = server.login("alice").await;
     // A client whose tabs all refresh at once: every request is released together.
-    let start = std::sync::Arc::new(tokio::sync::Barrier::new(RACERS));
-    let mut tasks = Vec::new();
-    for _ in 0..RACERS {
-        let request = server.form_request(
-            "/oauth/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("client_id", WEB),
-                ("refresh_token", &first.refresh),
-            ],
-        );
-        let start = start.clone();
-        tasks.push(tokio::spawn(async move {
-            start.wait().await;
-            read_json(request.send().await.unwrap()).await
-        }));
-    }
+    let form = [("grant_type", "refresh_token"), ("client_id", WEB), ("refresh_token", first.refresh.as_str())];
+    let requests = (0..RACERS).map(|_| server.form_request("/oauth/token", &form)).collect();
     let mut successors = Vec::new();
-    for task in tasks {
-        let (status, _, body) = task.await.unwrap();
+    for (status, _, body) in send_together(requests).await {
         assert_eq!(
             status,
             StatusCode::OK,

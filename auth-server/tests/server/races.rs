@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::sync::Barrier;
 
 use crate::support::{
-    Options, Server, TestDb, Tokens, WEB, assert_problem, header, metric_value, read_json,
+    Options, Server, TestDb, Tokens, WEB, assert_problem, header, metric_value, read_json, send_together,
 };
 
 on_both_backends!(
@@ -43,27 +43,11 @@ async fn hundred_concurrent_refreshes_of_one_token_share_one_successor(db: TestD
     let secret = server.register_backend().await;
     let user_id = server.sign_up("alice").await;
     let first = server.login("alice").await;
-    let start = Arc::new(Barrier::new(RACERS));
-    let mut tasks = Vec::new();
-    for _ in 0..RACERS {
-        let request = server.form_request(
-            "/oauth/token",
-            &[
-                ("grant_type", "refresh_token"),
-                ("client_id", WEB),
-                ("refresh_token", &first.refresh),
-            ],
-        );
-        let start = start.clone();
-        tasks.push(tokio::spawn(async move {
-            start.wait().await;
-            read_json(request.send().await.unwrap()).await
-        }));
-    }
+    let form = [("grant_type", "refresh_token"), ("client_id", WEB), ("refresh_token", first.refresh.as_str())];
+    let requests = (0..RACERS).map(|_| server.form_request("/oauth/token", &form)).collect();
     let mut successors = Vec::new();
     let mut sids = Vec::new();
-    for task in tasks {
-        let (status, headers, body) = task.await.unwrap();
+    for (status, headers, body) in send_together(requests).await {
         assert_eq!(
             status,
             StatusCode::OK,
@@ -133,24 +117,18 @@ async fn concurrent_sign_ups_of_one_name_create_one_account(db: TestDb) {
     const SPELLINGS: [&str; 5] = ["zo\u{eb}", "ZO\u{cb}", "zoe\u{308}", "\u{ff3a}\u{ff4f}\u{eb}", " Zo\u{eb} "];
     const RACERS: usize = 20;
     let server = Server::start(db).await;
-    let start = Arc::new(Barrier::new(RACERS));
-    let mut tasks = Vec::new();
-    for i in 0..RACERS {
-        let body = json!({
-            "username": SPELLINGS[i % SPELLINGS.len()],
-            "password": format!("password number {i:02}"),
-            "tenant_id": "t-1",
-        });
-        let request = server.http.post(server.url("/v1/users")).json(&body);
-        let start = start.clone();
-        tasks.push(tokio::spawn(async move {
-            start.wait().await;
-            read_json(request.send().await.unwrap()).await
-        }));
-    }
+    let requests = (0..RACERS)
+        .map(|i| {
+            let body = json!({
+                "username": SPELLINGS[i % SPELLINGS.len()],
+                "password": format!("password number {i:02}"),
+                "tenant_id": "t-1",
+            });
+            server.http.post(server.url("/v1/users")).json(&body)
+        })
+        .collect();
     let mut winners = Vec::new();
-    for (i, task) in tasks.into_iter().enumerate() {
-        let (status, headers, body) = task.await.unwrap();
+    for (i, (status, headers, body)) in send_together(requests).await.into_iter().enumerate() {
         if status == StatusCode::CREATED {
             assert_eq!(body["username"], "zo\u{eb}", "{body}");
             winners.push((i, body));

@@ -471,6 +471,27 @@ pub async fn read_json(response: reqwest::Response) -> (StatusCode, HeaderMap, V
     (status, headers, body)
 }
 
+/// Sends `requests` all at once (each task waits at a barrier until every one is ready) and
+/// returns their answers, read with [`read_json`], in the order of `requests`.
+pub async fn send_together(requests: Vec<reqwest::RequestBuilder>) -> Vec<(StatusCode, HeaderMap, Value)> {
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(requests.len()));
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|request| {
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                read_json(request.send().await.expect("send")).await
+            })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        answers.push(task.await.expect("a request task"));
+    }
+    answers
+}
+
 /// A header's value as text (empty when absent).
 pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
     headers
