@@ -27,6 +27,23 @@ use crate::{Error, Result};
 /// The `typ` header of access tokens (RFC 9068 section 2.1).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
+/// The token of an `Authorization: Bearer <token>` header value (RFC 6750 section 2.1), read as
+/// the server and the generated modules read it: no header, another scheme or an empty token is
+/// `token.missing`; a value that is not visible ASCII (tab allowed) or has no space is
+/// `token.malformed`. The scheme is case-insensitive; the token is trimmed.
+pub fn bearer_token(authorization: Option<&[u8]>) -> Result<&str, &'static str> {
+    let bytes = authorization.ok_or("token.missing")?;
+    if !bytes.iter().all(|b| *b == b'\t' || (0x20..0x7f).contains(b)) {
+        return Err("token.malformed");
+    }
+    let value = std::str::from_utf8(bytes).map_err(|_| "token.malformed")?;
+    let (scheme, token) = value.split_once(' ').ok_or("token.malformed")?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err("token.missing");
+    }
+    Ok(token.trim())
+}
+
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 

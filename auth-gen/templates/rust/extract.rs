@@ -86,14 +86,8 @@ where
 
 /// The bearer token of `Authorization: Bearer ...`, with the server's codes when absent or bad.
 fn bearer(headers: &HeaderMap) -> Result<&str, AuthRejection> {
-    let missing = AuthRejection::InvalidToken("token.missing");
-    let value = headers.get(header::AUTHORIZATION).ok_or(missing.clone())?;
-    let value = value.to_str().map_err(|_| AuthRejection::InvalidToken("token.malformed"))?;
-    let (scheme, token) = value.split_once(' ').ok_or(AuthRejection::InvalidToken("token.malformed"))?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(missing);
-    }
-    Ok(token.trim())
+    auth_core::tokens::bearer_token(headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes))
+        .map_err(AuthRejection::InvalidToken)
 }
 
 /// Why [`Authorized`] refused a request.

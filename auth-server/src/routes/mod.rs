@@ -92,16 +92,8 @@ fn percent_decode(raw: &[u8]) -> Option<String> {
 
 /// The bearer token of `Authorization: Bearer ...`.
 pub fn bearer(headers: &HeaderMap) -> Result<&str, Problem> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| Problem::invalid_token("token.missing"))?
-        .to_str()
-        .map_err(|_| Problem::invalid_token("token.malformed"))?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(|| Problem::invalid_token("token.malformed"))?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(Problem::invalid_token("token.missing"));
-    }
-    Ok(token.trim())
+    auth_core::tokens::bearer_token(headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes))
+        .map_err(Problem::invalid_token)
 }
 
 /// Authenticates a bearer request: verifies the token, checks that its session is still live,
