@@ -287,9 +287,12 @@ impl Authority {
         Self::check_grant(client_spec, GrantType::RefreshToken)?;
         let rotation = self.refresh.rotate(refresh_token, client.id).await?;
         let family = &rotation.family;
-        let user_id = family.user_id.as_deref().ok_or(Error::Refresh(RefreshError::Unknown))?;
-        let user = self.store.user_by_id(user_id).await?;
-        let user = match user {
+        if family.user_id.is_none() {
+            return Err(Error::Refresh(RefreshError::Unknown));
+        }
+        // Read with the token: a user disabled after that read had its sessions revoked, which
+        // the rotation's condition on the family sees.
+        let user = match rotation.user {
             Some(user) if !user.disabled => user,
             _ => {
                 self.refresh.revoke_family(&family.id, "user_disabled").await?;

@@ -28,7 +28,7 @@ use crate::clock::{Clock, UnixMillis, UnixSeconds};
 use crate::error::RefreshError;
 use crate::random::{Entropy, random_id};
 use crate::spec::TokenPolicy;
-use crate::store::{FamilyRecord, RefreshTokenRecord, Store};
+use crate::store::{FamilyRecord, RefreshTokenRecord, RefreshTokenView, Store, UserRecord};
 use crate::{Error, Result};
 
 /// Random bytes in a refresh token (256 bits).
@@ -128,10 +128,12 @@ impl RefreshSecret {
 }
 
 /// The outcome of a successful refresh.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rotation {
     /// The session the token belongs to.
     pub family: FamilyRecord,
+    /// The session's user as stored when the token was read (`None` for client-only sessions).
+    pub user: Option<UserRecord>,
     /// The successor refresh token, to hand to the client.
     pub refresh_token: String,
     /// `true` when the presented token had already been rotated within the reuse grace and this
@@ -192,7 +194,7 @@ impl RefreshFamilies {
         let hash = presented.hash();
         let now_ms = self.clock.now_ms();
         let now = now_ms.div_euclid(1000);
-        let (record, family) =
+        let RefreshTokenView { token: record, family, user } =
             self.store.refresh_token(&hash).await?.ok_or(RefreshError::Unknown)?;
         check_usable(&record, &family, client_id, now)?;
 
@@ -202,21 +204,20 @@ impl RefreshFamilies {
             let successor = RefreshSecret::generate(self.entropy.as_ref())?;
             let sealed = presented.seal_successor(&successor, self.entropy.as_ref())?;
             let next = self.token_record(&successor, &family, now);
-            if self.store.rotate_refresh(&hash, now, &sealed, &next).await? {
-                self.audit(now_ms, AuditKind::RefreshRotated, &family, serde_json::Value::Null)
-                    .await?;
-                return Ok(Rotation { family, refresh_token: successor.encode(), retried: false });
+            let event = family_event(now_ms, AuditKind::RefreshRotated, &family, serde_json::Value::Null);
+            if self.store.rotate_refresh(&hash, now, &sealed, &next, &event).await? {
+                let refresh_token = successor.encode();
+                return Ok(Rotation { family, user, refresh_token, retried: false });
             }
             // Another rotation of this token won the race, or the family was revoked meanwhile:
             // answer from what the database now holds.
-            let (record, family) =
-                self.store.refresh_token(&hash).await?.ok_or(RefreshError::Unknown)?;
-            if family.revoked_at.is_some() {
+            let view = self.store.refresh_token(&hash).await?.ok_or(RefreshError::Unknown)?;
+            if view.family.revoked_at.is_some() {
                 return Err(RefreshError::Revoked.into());
             }
-            record
+            view.token
         };
-        self.answer_reuse(&presented, record, family, now_ms).await
+        self.answer_reuse(&presented, record, family, user, now_ms).await
     }
 
     /// A used token came back: the same successor within the grace, revocation after it.
@@ -225,6 +226,7 @@ impl RefreshFamilies {
         presented: &RefreshSecret,
         record: RefreshTokenRecord,
         family: FamilyRecord,
+        user: Option<UserRecord>,
         now_ms: UnixMillis,
     ) -> Result<Rotation> {
         let now = now_ms.div_euclid(1000);
@@ -248,7 +250,7 @@ impl RefreshFamilies {
                 })?;
             let detail = serde_json::json!({ "used_at": used_at });
             self.audit(now_ms, AuditKind::RefreshRetried, &family, detail).await?;
-            return Ok(Rotation { family, refresh_token: successor.encode(), retried: true });
+            return Ok(Rotation { family, user, refresh_token: successor.encode(), retried: true });
         }
         self.store.revoke_family(&family.id, now, REASON_REUSE_DETECTED).await?;
         let detail = serde_json::json!({ "used_at": used_at, "reason": REASON_REUSE_DETECTED });
@@ -271,14 +273,17 @@ impl RefreshFamilies {
     /// The session of `token`, if it is a token this service issued.
     pub async fn family_of(&self, token: &str) -> Result<Option<FamilyRecord>> {
         let Some(secret) = RefreshSecret::parse(token) else { return Ok(None) };
-        Ok(self.store.refresh_token(&secret.hash()).await?.map(|(_, family)| family))
+        Ok(self.store.refresh_token(&secret.hash()).await?.map(|view| view.family))
     }
 
     /// The token's record and session if `token` is live: issued here, not yet rotated, its
     /// session unrevoked and unexpired at `now` (RFC 7662 `active`).
     pub async fn inspect(&self, token: &str) -> Result<Option<(RefreshTokenRecord, FamilyRecord)>> {
         let Some(secret) = RefreshSecret::parse(token) else { return Ok(None) };
-        let Some((record, family)) = self.store.refresh_token(&secret.hash()).await? else { return Ok(None) };
+        let Some(RefreshTokenView { token: record, family, .. }) = self.store.refresh_token(&secret.hash()).await?
+        else {
+            return Ok(None);
+        };
         let now = self.clock.now();
         let live = record.used_at.is_none()
             && family.revoked_at.is_none()
@@ -346,13 +351,17 @@ impl RefreshFamilies {
         family: &FamilyRecord,
         detail: serde_json::Value,
     ) -> Result<()> {
-        let mut event =
-            AuditEvent::new(at, kind).client(family.client_id.as_str()).session(family.id.as_str());
-        if let Some(user) = &family.user_id {
-            event = event.user(user.as_str());
-        }
-        self.store.append_audit(&event.detail(detail)).await
+        self.store.append_audit(&family_event(at, kind, family, detail)).await
     }
+}
+
+/// An audit event about a session: its client, id and user.
+fn family_event(at: UnixMillis, kind: AuditKind, family: &FamilyRecord, detail: serde_json::Value) -> AuditEvent {
+    let mut event = AuditEvent::new(at, kind).client(family.client_id.as_str()).session(family.id.as_str());
+    if let Some(user) = &family.user_id {
+        event = event.user(user.as_str());
+    }
+    event.detail(detail)
 }
 
 /// The checks that come before rotation, in the order the refusals are reported.

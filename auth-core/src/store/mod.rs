@@ -189,6 +189,17 @@ pub struct RefreshTokenRecord {
     pub successor_sealed: Option<Vec<u8>>,
 }
 
+/// A refresh token read with its session and the session's user, in one query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefreshTokenView {
+    /// The token.
+    pub token: RefreshTokenRecord,
+    /// Its family (session).
+    pub family: FamilyRecord,
+    /// The family's user; `None` for client-only sessions.
+    pub user: Option<UserRecord>,
+}
+
 /// Storage of users, clients, keys, refresh families and audit events.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -227,17 +238,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Stores a new family with its first refresh token.
     async fn create_family(&self, family: &FamilyRecord, first: &RefreshTokenRecord) -> Result<()>;
-    /// A refresh token and its family, by the token's hash.
-    async fn refresh_token(&self, hash: &[u8]) -> Result<Option<(RefreshTokenRecord, FamilyRecord)>>;
-    /// Marks `parent_hash` used at `used_at` with `successor` as its successor and stores the
-    /// successor, atomically and only if the parent was unused and its family is not revoked.
-    /// `true` if this call won.
+    /// A refresh token, its family and the family's user, by the token's hash.
+    async fn refresh_token(&self, hash: &[u8]) -> Result<Option<RefreshTokenView>>;
+    /// Marks `parent_hash` used at `used_at` with `successor` as its successor, stores the
+    /// successor and appends `event`, atomically and only if the parent was unused and its family
+    /// is not revoked. `true` if this call won; when it did not, nothing is written.
     async fn rotate_refresh(
         &self,
         parent_hash: &[u8],
         used_at: UnixSeconds,
         successor_sealed: &[u8],
         successor: &RefreshTokenRecord,
+        event: &AuditEvent,
     ) -> Result<bool>;
     /// A family by id.
     async fn family(&self, id: &str) -> Result<Option<FamilyRecord>>;

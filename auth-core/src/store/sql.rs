@@ -3,8 +3,10 @@
 //!
 //! Every query is written once, in the SQL both dialects share: `$N` placeholders (SQLite binds
 //! `$N` to position N), BIGINT Unix timestamps, TEXT for JSON, and booleans read back through
-//! `CAST(... AS INTEGER)` (the `Any` driver cannot decode a SQLite column declared BOOLEAN). Only
-//! the migrations differ per dialect, and only in column types.
+//! `CAST(... AS INTEGER)` (the `Any` driver cannot decode a SQLite column declared BOOLEAN). The
+//! migrations differ per dialect in column types; one query differs: PostgreSQL rotates a refresh
+//! token in a single statement (a data-modifying CTE, which SQLite lacks), one round trip where a
+//! transaction would take four.
 //!
 //! The invariants that several replicas could race on are enforced by the database, not by reads
 //! before writes: partial unique indexes allow one `active` and one `pending` key, key transitions
@@ -24,8 +26,8 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::{AnyPool, Executor, Row};
 
 use super::{
-    ClientRecord, FamilyRecord, KeyChange, KeyRecord, KeyState, RefreshTokenRecord, Store,
-    UserRecord,
+    ClientRecord, FamilyRecord, KeyChange, KeyRecord, KeyState, RefreshTokenRecord,
+    RefreshTokenView, Store, UserRecord,
 };
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::UnixSeconds;
@@ -204,9 +206,43 @@ macro_rules! family_columns {
     };
 }
 
+/// The names a query gives the user columns: plain in the users queries, prefixed where a user
+/// is joined to other tables whose columns share the names.
+struct UserColumns {
+    id: &'static str,
+    username: &'static str,
+    password_hash: &'static str,
+    claims: &'static str,
+    disabled: &'static str,
+    created_at: &'static str,
+}
+
+const USER: UserColumns = UserColumns {
+    id: "id",
+    username: "username",
+    password_hash: "password_hash",
+    claims: "claims",
+    disabled: "disabled",
+    created_at: "created_at",
+};
+
+/// The user columns of [`REFRESH_TOKEN_VIEW`].
+const JOINED_USER: UserColumns = UserColumns {
+    id: "u_id",
+    username: "u_username",
+    password_hash: "u_password_hash",
+    claims: "u_claims",
+    disabled: "u_disabled",
+    created_at: "u_created_at",
+};
+
 fn user_from_row(row: &AnyRow) -> Result<UserRecord> {
-    let id: String = row.try_get("id")?;
-    let claims_text: String = row.try_get("claims")?;
+    user_from_columns(row, &USER)
+}
+
+fn user_from_columns(row: &AnyRow, columns: &UserColumns) -> Result<UserRecord> {
+    let id: String = row.try_get(columns.id)?;
+    let claims_text: String = row.try_get(columns.claims)?;
     let claims = match serde_json::from_str::<serde_json::Value>(&claims_text) {
         Ok(serde_json::Value::Object(map)) => map,
         Ok(_) => {
@@ -217,11 +253,11 @@ fn user_from_row(row: &AnyRow) -> Result<UserRecord> {
         }
     };
     Ok(UserRecord {
-        username: row.try_get("username")?,
-        password_hash: row.try_get("password_hash")?,
+        username: row.try_get(columns.username)?,
+        password_hash: row.try_get(columns.password_hash)?,
         claims,
-        disabled: row.try_get::<i64, _>("disabled")? != 0,
-        created_at: row.try_get("created_at")?,
+        disabled: row.try_get::<i64, _>(columns.disabled)? != 0,
+        created_at: row.try_get(columns.created_at)?,
         id,
     })
 }
@@ -308,6 +344,46 @@ const RETIRE_KEY: &str = "UPDATE signing_keys \
                           WHERE kid = $1 AND state = 'retiring'";
 const REWRAP_KEY: &str = "UPDATE signing_keys SET private_sealed = $3, master_key_id = $4 \
                           WHERE kid = $1 AND master_key_id = $2 AND private_sealed IS NOT NULL";
+
+/// A refresh token with its family and the family's user (if any), by the token's hash.
+const REFRESH_TOKEN_VIEW: &str = concat!(
+    "SELECT t.hash AS token_hash, t.family_id AS token_family_id, ",
+    "t.created_at AS token_created_at, t.idle_expires_at AS token_idle_expires_at, ",
+    "t.used_at AS token_used_at, t.successor_hash AS token_successor_hash, ",
+    "t.successor_sealed AS token_successor_sealed, ",
+    "f.id, f.user_id, f.client_id, f.scope, f.created_at, f.absolute_expires_at, ",
+    "f.revoked_at, f.revoked_reason, ",
+    "u.id AS u_id, u.username AS u_username, u.password_hash AS u_password_hash, ",
+    "u.claims AS u_claims, CAST(u.disabled AS INTEGER) AS u_disabled, u.created_at AS u_created_at ",
+    "FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id ",
+    "LEFT JOIN users u ON u.id = f.user_id WHERE t.hash = $1"
+);
+
+/// Marks a refresh token used, if it is unused and its family unrevoked. The database locks the
+/// row, so of concurrent rotations of one parent only the first matches; the others find it used.
+macro_rules! mark_refresh_used {
+    () => {
+        "UPDATE refresh_tokens SET used_at = $2, successor_hash = $3, successor_sealed = $4 \
+         WHERE hash = $1 AND used_at IS NULL AND EXISTS (SELECT 1 FROM refresh_families f \
+         WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL)"
+    };
+}
+const MARK_REFRESH_USED: &str = mark_refresh_used!();
+
+/// The whole rotation in one PostgreSQL statement (SQLite has no data-modifying CTEs, and runs
+/// the same three writes in a transaction): [`MARK_REFRESH_USED`], then the successor and the
+/// audit event only for the row it marked. Answers 1 if this call won, 0 if not.
+/// The successor is new: unused, so its own successor columns stay NULL.
+const ROTATE_REFRESH_POSTGRES: &str = concat!(
+    "WITH parent AS (",
+    mark_refresh_used!(),
+    " RETURNING family_id), ",
+    "successor AS (INSERT INTO refresh_tokens (hash, family_id, created_at, idle_expires_at) ",
+    "SELECT $3, family_id, $5, $6 FROM parent), ",
+    "event AS (INSERT INTO audit_events (at, kind, user_id, client_id, session_id, detail) ",
+    "SELECT $7, $8, $9, $10, $11, $12 FROM parent) ",
+    "SELECT COUNT(*) FROM parent"
+);
 
 /// Applies one key change inside `tx`; `false` if the key was not in the state it expects.
 async fn apply_key_change(
@@ -519,22 +595,8 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn refresh_token(
-        &self,
-        hash: &[u8],
-    ) -> Result<Option<(RefreshTokenRecord, FamilyRecord)>> {
-        let row = sqlx::query(concat!(
-            "SELECT t.hash AS token_hash, t.family_id AS token_family_id, ",
-            "t.created_at AS token_created_at, t.idle_expires_at AS token_idle_expires_at, ",
-            "t.used_at AS token_used_at, t.successor_hash AS token_successor_hash, ",
-            "t.successor_sealed AS token_successor_sealed, ",
-            "f.id, f.user_id, f.client_id, f.scope, f.created_at, f.absolute_expires_at, ",
-            "f.revoked_at, f.revoked_reason ",
-            "FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id WHERE t.hash = $1"
-        ))
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await?;
+    async fn refresh_token(&self, hash: &[u8]) -> Result<Option<RefreshTokenView>> {
+        let row = sqlx::query(REFRESH_TOKEN_VIEW).bind(hash).fetch_optional(&self.pool).await?;
         let Some(row) = row else { return Ok(None) };
         let token = RefreshTokenRecord {
             hash: row.try_get("token_hash")?,
@@ -545,7 +607,12 @@ impl Store for SqlStore {
             successor_hash: row.try_get("token_successor_hash")?,
             successor_sealed: row.try_get("token_successor_sealed")?,
         };
-        Ok(Some((token, family_from_row(&row)?)))
+        let user_id: Option<String> = row.try_get(JOINED_USER.id)?;
+        let user = match user_id {
+            Some(_) => Some(user_from_columns(&row, &JOINED_USER)?),
+            None => None,
+        };
+        Ok(Some(RefreshTokenView { token, family: family_from_row(&row)?, user }))
     }
 
     async fn rotate_refresh(
@@ -554,28 +621,47 @@ impl Store for SqlStore {
         used_at: UnixSeconds,
         successor_sealed: &[u8],
         successor: &RefreshTokenRecord,
+        event: &AuditEvent,
     ) -> Result<bool> {
+        if self.dialect == Dialect::Postgres {
+            // One statement, hence one round trip and one implicit transaction: the conditional
+            // update, the successor and the audit event either all happen or none does.
+            let rotated: i64 = sqlx::query_scalar(ROTATE_REFRESH_POSTGRES)
+                .bind(parent_hash)
+                .bind(used_at)
+                .bind(successor.hash.as_slice())
+                .bind(successor_sealed)
+                .bind(successor.created_at)
+                .bind(successor.idle_expires_at)
+                .bind(event.at)
+                .bind(event.kind.as_str())
+                .bind(event.user_id.as_deref())
+                .bind(event.client_id.as_deref())
+                .bind(event.session_id.as_deref())
+                .bind(event.detail.to_string())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| conflict_or(e, || "refresh token hash".to_owned()))?;
+            return Ok(rotated == 1);
+        }
         let mut tx = self.pool.begin().await?;
         // The first statement writes: SQLite takes its write lock here (waiting on busy_timeout),
-        // PostgreSQL locks the row; a concurrent rotation of the same parent then finds it used.
-        // The family condition keeps a revocation that races with a refresh from being followed
-        // by a fresh token of the revoked session.
-        let marked = sqlx::query(
-            "UPDATE refresh_tokens SET used_at = $2, successor_hash = $3, successor_sealed = $4 \
-             WHERE hash = $1 AND used_at IS NULL AND EXISTS (SELECT 1 FROM refresh_families f \
-             WHERE f.id = refresh_tokens.family_id AND f.revoked_at IS NULL)",
-        )
-        .bind(parent_hash)
-        .bind(used_at)
-        .bind(successor.hash.as_slice())
-        .bind(successor_sealed)
-        .execute(&mut *tx)
-        .await?;
+        // so a concurrent rotation of the same parent then finds it used. The family condition
+        // keeps a revocation that races with a refresh from being followed by a fresh token of
+        // the revoked session.
+        let marked = sqlx::query(MARK_REFRESH_USED)
+            .bind(parent_hash)
+            .bind(used_at)
+            .bind(successor.hash.as_slice())
+            .bind(successor_sealed)
+            .execute(&mut *tx)
+            .await?;
         if marked.rows_affected() != 1 {
             tx.rollback().await?;
             return Ok(false);
         }
         insert_refresh_token(&mut tx, successor).await?;
+        insert_audit(&mut *tx, event).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -642,19 +728,7 @@ impl Store for SqlStore {
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (at, kind, user_id, client_id, session_id, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(event.at)
-        .bind(event.kind.as_str())
-        .bind(event.user_id.as_deref())
-        .bind(event.client_id.as_deref())
-        .bind(event.session_id.as_deref())
-        .bind(event.detail.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        insert_audit(&self.pool, event).await
     }
 
     async fn audit_tail(&self, limit: u32) -> Result<Vec<AuditEvent>> {
@@ -669,6 +743,22 @@ impl Store for SqlStore {
         .map(audit_from_row)
         .collect()
     }
+}
+
+async fn insert_audit<'e>(executor: impl Executor<'e, Database = sqlx::Any>, event: &AuditEvent) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (at, kind, user_id, client_id, session_id, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(event.at)
+    .bind(event.kind.as_str())
+    .bind(event.user_id.as_deref())
+    .bind(event.client_id.as_deref())
+    .bind(event.session_id.as_deref())
+    .bind(event.detail.to_string())
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 async fn insert_refresh_token(

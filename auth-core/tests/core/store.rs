@@ -8,7 +8,7 @@ use auth_core::audit::{AuditEvent, AuditKind};
 use auth_core::spec::SigningAlgorithm;
 use auth_core::store::{
     ClientRecord, Dialect, FamilyRecord, KeyChange, KeyRecord, KeyState, RefreshTokenRecord,
-    SqlStore, Store,
+    RefreshTokenView, SqlStore, Store, UserRecord,
 };
 
 use crate::support::{TestDb, user};
@@ -67,6 +67,24 @@ fn token(hash_byte: u8, family_id: &str, created_at: i64) -> RefreshTokenRecord 
         successor_hash: None,
         successor_sealed: None,
     }
+}
+
+/// The audit event a rotation of a token of session `sid` writes, marked with `n`.
+fn rotated(sid: &str, n: u8) -> AuditEvent {
+    AuditEvent::new(1_000 + i64::from(n), AuditKind::RefreshRotated)
+        .session(sid)
+        .detail(serde_json::json!({ "n": n }))
+}
+
+/// The `n` marks of the rotation events in the audit log, oldest first.
+async fn rotation_marks(store: &SqlStore) -> Vec<u64> {
+    let mut events = store.audit_tail(1_000).await.unwrap();
+    events.reverse();
+    events
+        .iter()
+        .filter(|e| e.kind == AuditKind::RefreshRotated)
+        .map(|e| e.detail["n"].as_u64().unwrap())
+        .collect()
 }
 
 async fn insert_key(store: &SqlStore, key: KeyRecord) -> bool {
@@ -269,14 +287,23 @@ async fn families_and_tokens_round_trip(db: &TestDb) {
     store.create_family(&fam, &first).await.unwrap();
     assert_eq!(store.family("s1").await.unwrap(), Some(fam.clone()));
     assert_eq!(store.family("s9").await.unwrap(), None);
-    assert_eq!(store.refresh_token(&[1; 32]).await.unwrap(), Some((first.clone(), fam.clone())));
+    let alice = user("u1", "alice", 1);
+    let view = RefreshTokenView { token: first.clone(), family: fam.clone(), user: Some(alice.clone()) };
+    assert_eq!(store.refresh_token(&[1; 32]).await.unwrap(), Some(view), "read with its user");
     assert_eq!(store.refresh_token(&[2; 32]).await.unwrap(), None);
 
     // A family without a user (client-only session).
     let mut anonymous = family("s2", "u1", 11);
     anonymous.user_id = None;
     store.create_family(&anonymous, &token(3, "s2", 11)).await.unwrap();
-    assert_eq!(store.family("s2").await.unwrap(), Some(anonymous));
+    assert_eq!(store.family("s2").await.unwrap(), Some(anonymous.clone()));
+    let view = RefreshTokenView { token: token(3, "s2", 11), family: anonymous, user: None };
+    assert_eq!(store.refresh_token(&[3; 32]).await.unwrap(), Some(view));
+
+    // The user as stored now, not as when the session began.
+    store.set_user_disabled("u1", true).await.unwrap();
+    let view = store.refresh_token(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!(view.user, Some(UserRecord { disabled: true, ..alice }));
 
     let again = store.create_family(&fam, &token(4, "s1", 12)).await;
     assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
@@ -292,21 +319,25 @@ async fn a_token_rotates_once(db: &TestDb) {
     store.create_user(&user("u1", "alice", 1)).await.unwrap();
     store.create_family(&family("s1", "u1", 10), &token(1, "s1", 10)).await.unwrap();
 
-    assert!(store.rotate_refresh(&[1; 32], 20, b"sealed-2", &token(2, "s1", 20)).await.unwrap());
-    assert!(!store.rotate_refresh(&[1; 32], 21, b"sealed-3", &token(3, "s1", 21)).await.unwrap());
-    assert!(!store.rotate_refresh(&[9; 32], 21, b"sealed-9", &token(9, "s1", 21)).await.unwrap());
+    assert!(store.rotate_refresh(&[1; 32], 20, b"sealed-2", &token(2, "s1", 20), &rotated("s1", 2)).await.unwrap());
+    assert!(!store.rotate_refresh(&[1; 32], 21, b"sealed-3", &token(3, "s1", 21), &rotated("s1", 3)).await.unwrap());
+    assert!(!store.rotate_refresh(&[9; 32], 21, b"sealed-9", &token(9, "s1", 21), &rotated("s1", 9)).await.unwrap());
 
-    let (parent, _) = store.refresh_token(&[1; 32]).await.unwrap().unwrap();
+    let parent = store.refresh_token(&[1; 32]).await.unwrap().unwrap().token;
     assert_eq!(parent.used_at, Some(20));
     assert_eq!(parent.successor_hash, Some(vec![2; 32]));
     assert_eq!(parent.successor_sealed, Some(b"sealed-2".to_vec()));
-    assert_eq!(store.refresh_token(&[2; 32]).await.unwrap().unwrap().0, token(2, "s1", 20));
+    assert_eq!(store.refresh_token(&[2; 32]).await.unwrap().unwrap().token, token(2, "s1", 20));
     assert_eq!(store.refresh_token(&[3; 32]).await.unwrap(), None, "the loser stored nothing");
+    assert_eq!(rotation_marks(store).await, vec![2], "only the winner's event");
+    let event = &store.audit_tail(1).await.unwrap()[0];
+    assert_eq!((event.at, event.session_id.as_deref()), (1_002, Some("s1")));
 
     // A revoked family's tokens do not rotate.
     assert!(store.revoke_family("s1", 30, "logout").await.unwrap());
-    assert!(!store.rotate_refresh(&[2; 32], 31, b"sealed-4", &token(4, "s1", 31)).await.unwrap());
-    assert_eq!(store.refresh_token(&[2; 32]).await.unwrap().unwrap().0.used_at, None);
+    assert!(!store.rotate_refresh(&[2; 32], 31, b"sealed-4", &token(4, "s1", 31), &rotated("s1", 4)).await.unwrap());
+    assert_eq!(store.refresh_token(&[2; 32]).await.unwrap().unwrap().token.used_at, None);
+    assert_eq!(rotation_marks(store).await, vec![2]);
 }
 
 async fn concurrent_rotations_have_one_winner(db: &TestDb) {
@@ -318,7 +349,7 @@ async fn concurrent_rotations_have_one_winner(db: &TestDb) {
             let (store, start) = (db.store.clone(), start.clone());
             tokio::spawn(async move {
                 start.wait().await;
-                let won = store.rotate_refresh(&[0; 32], 20, &[i], &token(i, "s1", 20)).await;
+                let won = store.rotate_refresh(&[0; 32], 20, &[i], &token(i, "s1", 20), &rotated("s1", i)).await;
                 (i, won)
             })
         })
@@ -331,8 +362,9 @@ async fn concurrent_rotations_have_one_winner(db: &TestDb) {
         }
     }
     assert_eq!(winners.len(), 1, "on {}: {winners:?}", db.backend());
-    let (parent, _) = db.store.refresh_token(&[0; 32]).await.unwrap().unwrap();
+    let parent = db.store.refresh_token(&[0; 32]).await.unwrap().unwrap().token;
     assert_eq!(parent.successor_hash, Some(vec![winners[0]; 32]));
+    assert_eq!(rotation_marks(&db.store).await, vec![u64::from(winners[0])], "one event, the winner's");
     assert_eq!(parent.successor_sealed, Some(vec![winners[0]]));
     for i in 1..=32u8 {
         let stored = db.store.refresh_token(&[i; 32]).await.unwrap().is_some();
