@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq as _;
@@ -16,9 +17,13 @@ use crate::keys::KeyRing;
 use crate::password::PasswordHasher;
 use crate::random::{Entropy, random_32, random_id};
 use crate::refresh::RefreshFamilies;
+use crate::sessions::SessionLiveness;
 use crate::spec::{ClientSpec, GrantType, Spec};
 use crate::store::{ClientRecord, Store, UserRecord};
-use crate::tokens::{AccessClaims, AccessTokenIssuer, AccessTokenVerifier, IssuedToken, TokenSubject};
+use crate::tokens::{
+    AccessClaims, AccessTokenIssuer, AccessTokenVerifier, IssuedToken, TokenSubject, VERIFIED_TOKENS_CAPACITY,
+    VerifiedTokens,
+};
 use crate::{Error, Result};
 
 /// Longest accepted username, in characters (Unicode scalar values) as sent, before normalization.
@@ -69,7 +74,7 @@ pub struct Authority {
     passwords: Arc<PasswordHasher>,
     refresh: RefreshFamilies,
     issuer: AccessTokenIssuer,
-    verifier: AccessTokenVerifier,
+    verifier: VerifiedTokens,
     /// Stored secret hashes of confidential clients, by id, once read from the store. A client's
     /// record never changes after registration (the store only inserts clients) and only clients
     /// of the spec are looked up, so this stays small and never goes stale; a client not yet
@@ -91,7 +96,7 @@ impl Authority {
         let refresh = RefreshFamilies::new(store.clone(), clock.clone(), entropy.clone(), spec.tokens.clone());
         Self {
             issuer: AccessTokenIssuer::from_spec(&spec),
-            verifier: AccessTokenVerifier::from_spec(&spec),
+            verifier: VerifiedTokens::new(AccessTokenVerifier::from_spec(&spec), VERIFIED_TOKENS_CAPACITY),
             spec,
             store,
             clock,
@@ -101,6 +106,25 @@ impl Authority {
             refresh,
             client_secrets: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Caches session liveness: a live session is trusted for at most `ttl` after it was read, and
+    /// revocations forget it at once (see [`SessionLiveness`]). Takes effect once
+    /// [`SessionLiveness::follow`] runs on [`Authority::session_liveness`].
+    pub fn with_session_cache(mut self, ttl: Duration) -> Self {
+        let liveness = SessionLiveness::new(self.store.clone(), self.clock.clone(), ttl);
+        self.refresh = self.refresh.with_liveness(Arc::new(liveness));
+        self
+    }
+
+    /// The session liveness checks (to spawn [`SessionLiveness::follow`]).
+    pub fn session_liveness(&self) -> &Arc<SessionLiveness> {
+        self.refresh.liveness()
+    }
+
+    /// Whether session `sid` exists and is not revoked.
+    pub async fn session_is_live(&self, sid: &str) -> Result<bool> {
+        self.refresh.is_live(sid).await
     }
 
     /// The spec in force.
@@ -356,11 +380,10 @@ impl Authority {
     pub async fn introspect(&self, token: &str) -> Result<Option<Introspection>> {
         if token.contains('.') {
             let Ok(claims) = self.verify_access_token(token) else { return Ok(None) };
-            if let Some(sid) = &claims.sid {
-                let live = self.store.family(sid).await?.is_some_and(|f| f.revoked_at.is_none());
-                if !live {
-                    return Ok(None);
-                }
+            if let Some(sid) = &claims.sid
+                && !self.refresh.is_live(sid).await?
+            {
+                return Ok(None);
             }
             return Ok(Some(Introspection::Access(claims)));
         }

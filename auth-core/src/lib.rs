@@ -23,6 +23,7 @@ pub mod password;
 pub mod random;
 pub mod ratelimit;
 pub mod refresh;
+pub mod sessions;
 pub mod spec;
 pub mod store;
 pub mod tokens;

@@ -27,6 +27,7 @@ use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::{Clock, UnixMillis, UnixSeconds};
 use crate::error::RefreshError;
 use crate::random::{Entropy, random_id};
+use crate::sessions::SessionLiveness;
 use crate::spec::TokenPolicy;
 use crate::store::{FamilyRecord, RefreshTokenRecord, RefreshTokenView, Store, UserRecord};
 use crate::{Error, Result};
@@ -141,13 +142,16 @@ pub struct Rotation {
     pub retried: bool,
 }
 
-/// The refresh-token rules on top of a [`Store`]: issue, rotate, detect reuse, revoke.
+/// The refresh-token rules on top of a [`Store`]: issue, rotate, detect reuse, revoke; and
+/// whether a session is live, through a [`SessionLiveness`] that learns of every revocation made
+/// here.
 #[derive(Debug, Clone)]
 pub struct RefreshFamilies {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
     policy: TokenPolicy,
+    liveness: Arc<SessionLiveness>,
 }
 
 impl RefreshFamilies {
@@ -158,7 +162,24 @@ impl RefreshFamilies {
         entropy: Arc<dyn Entropy>,
         policy: TokenPolicy,
     ) -> Self {
-        Self { store, clock, entropy, policy }
+        let liveness = Arc::new(SessionLiveness::uncached(store.clone(), clock.clone()));
+        Self { store, clock, entropy, policy, liveness }
+    }
+
+    /// Checks session liveness through `liveness` (which must read the same store).
+    pub fn with_liveness(mut self, liveness: Arc<SessionLiveness>) -> Self {
+        self.liveness = liveness;
+        self
+    }
+
+    /// The session liveness checks.
+    pub fn liveness(&self) -> &Arc<SessionLiveness> {
+        &self.liveness
+    }
+
+    /// Whether session `sid` exists and is not revoked.
+    pub async fn is_live(&self, sid: &str) -> Result<bool> {
+        self.liveness.is_live(sid).await
     }
 
     /// Starts a session: a new family and its first refresh token.
@@ -253,6 +274,7 @@ impl RefreshFamilies {
             return Ok(Rotation { family, user, refresh_token: successor.encode(), retried: true });
         }
         self.store.revoke_family(&family.id, now, REASON_REUSE_DETECTED).await?;
+        self.liveness.forget(&family.id);
         let detail = serde_json::json!({ "used_at": used_at, "reason": REASON_REUSE_DETECTED });
         self.audit(now_ms, AuditKind::RefreshReuseDetected, &family, detail).await?;
         Err(RefreshError::Reused.into())
@@ -295,7 +317,9 @@ impl RefreshFamilies {
     /// Ends session `sid` for `reason`; `false` if it was already revoked or does not exist.
     pub async fn revoke_family(&self, sid: &str, reason: &str) -> Result<bool> {
         let now_ms = self.clock.now_ms();
-        if !self.store.revoke_family(sid, now_ms.div_euclid(1000), reason).await? {
+        let revoked = self.store.revoke_family(sid, now_ms.div_euclid(1000), reason).await?;
+        self.liveness.forget(sid);
+        if !revoked {
             return Ok(false);
         }
         let detail = serde_json::json!({ "reason": reason });
@@ -314,6 +338,7 @@ impl RefreshFamilies {
         let now_ms = self.clock.now_ms();
         let count =
             self.store.revoke_user_families(user_id, now_ms.div_euclid(1000), reason).await?;
+        self.liveness.forget_user(user_id);
         let event = AuditEvent::new(now_ms, AuditKind::SessionRevoked)
             .user(user_id)
             .detail(serde_json::json!({ "reason": reason, "sessions": count }));

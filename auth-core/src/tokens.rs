@@ -232,6 +232,12 @@ impl AccessTokenVerifier {
 
     /// Verifies `token` against `keys` at `now`.
     pub fn verify(&self, token: &str, keys: &KeySet, now: UnixSeconds) -> Result<AccessClaims, TokenError> {
+        self.verify_with_key(token, keys, now).map(|verified| verified.claims)
+    }
+
+    /// [`AccessTokenVerifier::verify`], also answering which key signed the token and from when
+    /// it is valid: what a cache of verified tokens must check again on each use.
+    fn verify_with_key(&self, token: &str, keys: &KeySet, now: UnixSeconds) -> Result<Verified, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
         }
@@ -246,10 +252,10 @@ impl AccessTokenVerifier {
             return Err(TokenError::Malformed);
         }
         let alg = SigningAlgorithm::parse(&header.alg).ok_or(TokenError::UnsupportedAlgorithm)?;
-        let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
-        let key = match keys.get(kid) {
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let key = match keys.get(&kid) {
             Some(key) => key,
-            None if keys.is_retired(kid) => return Err(TokenError::KeyRetired),
+            None if keys.is_retired(&kid) => return Err(TokenError::KeyRetired),
             None => return Err(TokenError::UnknownKey),
         };
         if key.alg != alg {
@@ -265,10 +271,23 @@ impl AccessTokenVerifier {
             return Err(TokenError::WrongType);
         }
         let claims: RawClaims = decode_json(payload_b64)?;
-        self.check_claims(claims, now)
+        let (claims, not_before) = self.check_claims(claims, now)?;
+        Ok(Verified { claims, not_before, kid, alg })
     }
 
-    fn check_claims(&self, raw: RawClaims, now: UnixSeconds) -> Result<AccessClaims, TokenError> {
+    /// The time checks, on claims otherwise valid: `exp`, then `nbf` (or `iat`), with the leeway.
+    fn check_times(&self, exp: UnixSeconds, not_before: UnixSeconds, now: UnixSeconds) -> Result<(), TokenError> {
+        if now > exp.saturating_add(self.leeway) {
+            return Err(TokenError::Expired);
+        }
+        if not_before > now.saturating_add(self.leeway) {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(())
+    }
+
+    /// The claims, checked; with the instant they are valid from (`nbf`, never before `iat`).
+    fn check_claims(&self, raw: RawClaims, now: UnixSeconds) -> Result<(AccessClaims, UnixSeconds), TokenError> {
         // Precedence of the codes: an absent standard claim, then a bad `nbf`, then the spec's
         // custom claims, then the types of the standard claims.
         let (Some(iss), Some(sub), Some(aud), Some(exp), Some(iat), Some(jti), Some(client_id), Some(scope)) =
@@ -299,21 +318,25 @@ impl AccessTokenVerifier {
             sid: raw.sid.map(Typed::valid).transpose()?.flatten(),
             custom: raw.custom,
         };
-        if now > claims.exp.saturating_add(self.leeway) {
-            return Err(TokenError::Expired);
-        }
         let not_before = nbf.unwrap_or(claims.iat).max(claims.iat);
-        if not_before > now.saturating_add(self.leeway) {
-            return Err(TokenError::NotYetValid);
-        }
+        self.check_times(claims.exp, not_before, now)?;
         if claims.iss != self.issuer {
             return Err(TokenError::WrongIssuer);
         }
         if !claims.aud.0.iter().any(|a| self.audiences.contains(a)) {
             return Err(TokenError::WrongAudience);
         }
-        Ok(claims)
+        Ok((claims, not_before))
     }
+}
+
+/// A token that verified: its claims, when it becomes valid, and the key that signed it.
+#[derive(Debug, Clone)]
+struct Verified {
+    claims: AccessClaims,
+    not_before: UnixSeconds,
+    kid: String,
+    alg: SigningAlgorithm,
 }
 
 fn is_access_token_typ(typ: &str) -> bool {
@@ -557,6 +580,9 @@ fn decode_json<T: DeserializeOwned>(segment: &str) -> Result<T, TokenError> {
     }
     serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
 }
+
+mod cache;
+pub use cache::{DEFAULT_CAPACITY as VERIFIED_TOKENS_CAPACITY, VerifiedTokens};
 
 #[cfg(test)]
 mod tests;

@@ -53,6 +53,10 @@ pub struct ServerConfig {
     pub login_attempts: RateLimitSpec,
     /// How often rotation runs and other replicas' key changes are picked up.
     pub key_refresh: Duration,
+    /// How long a session read as live is trusted without reading it again, for introspection
+    /// and bearer endpoints (revocations are seen at once, see `auth_core::sessions`); zero reads
+    /// the database on every request.
+    pub session_cache: Duration,
 }
 
 impl ServerConfig {
@@ -70,6 +74,7 @@ impl ServerConfig {
             per_ip_period: Duration::from_millis(100),
             login_attempts: RateLimitSpec { burst: 5, per: Seconds(60) },
             key_refresh: Duration::from_secs(30),
+            session_cache: Duration::from_secs(2),
         }
     }
 
@@ -187,7 +192,10 @@ pub async fn build_state(config: ServerConfig) -> anyhow::Result<Arc<AppState>> 
         None => (Arc::new(MemoryLimiter::new()), None),
     };
     let limiter = ScopeLimiter::new(&spec, backend.clone(), clock.clone());
-    let authority = Arc::new(Authority::new(spec.clone(), store, clock.clone(), entropy, keys, passwords));
+    let authority = Arc::new(
+        Authority::new(spec.clone(), store, clock.clone(), entropy, keys, passwords)
+            .with_session_cache(config.session_cache),
+    );
     let published = routes::wellknown::Published::new(&spec);
     Ok(Arc::new(AppState {
         authority,
@@ -269,10 +277,13 @@ async fn oauth_never_cached(request: axum::extract::Request, next: axum::middlew
 }
 
 /// Rotates keys (and picks up other replicas' rotations) every `key_refresh`; mirrors the
-/// rate-limit backend's health into metrics. Errors are logged and retried, never fatal: the
-/// ring keeps its last good snapshot.
+/// rate-limit backend's health into metrics; follows the sessions other processes revoke.
+/// Errors are logged and retried, never fatal: the ring keeps its last good snapshot.
 pub fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    // Owned by the task below, so aborting that task ends this one too.
+    let follow = AbortOnDrop(tokio::spawn(state.authority.session_liveness().clone().follow()));
     tokio::spawn(async move {
+        let _follow = follow;
         let mut tick = tokio::time::interval(state.config.key_refresh);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -297,6 +308,15 @@ pub fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
             }
         }
     })
+}
+
+/// Aborts a task when dropped (with the task that holds it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.

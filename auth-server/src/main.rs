@@ -48,6 +48,10 @@ struct CommonArgs {
     /// Seconds between key-rotation runs (and pick-up of other replicas' rotations).
     #[arg(long, env = "AUTH_KEY_REFRESH_SECS", default_value_t = 30, global = true)]
     key_refresh_secs: u64,
+    /// Seconds a session read as live is trusted by introspection and bearer endpoints before it
+    /// is read again; revocations are seen at once whatever this is (0: read every time).
+    #[arg(long, env = "AUTH_SESSION_CACHE_SECS", default_value_t = 2, global = true)]
+    session_cache_secs: u64,
     /// Login attempts allowed per account per minute (burst; refills evenly).
     #[arg(long, env = "AUTH_LOGIN_ATTEMPTS", default_value_t = 5, global = true)]
     login_attempts: u32,
@@ -145,6 +149,7 @@ fn config(common: &CommonArgs) -> ServerConfig {
     config.redis_url = common.redis_url.clone();
     config.redis_prefix = common.redis_prefix.clone();
     config.key_refresh = Duration::from_secs(common.key_refresh_secs.max(1));
+    config.session_cache = Duration::from_secs(common.session_cache_secs);
     config.login_attempts.burst = common.login_attempts.max(1);
     config.per_ip_burst = common.per_ip_rps.max(1);
     config.per_ip_period = Duration::from_micros(1_000_000 / u64::from(common.per_ip_rps.max(1)));

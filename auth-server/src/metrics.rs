@@ -29,6 +29,10 @@ pub struct Metrics {
     pub limiter_degraded: IntGauge,
     /// `auth_ratelimit_backend_fallbacks_total`, mirrored from the limiter.
     pub limiter_fallbacks: IntGauge,
+    /// `auth_session_cache_in_use` (1 while session liveness is answered from memory).
+    pub session_cache_in_use: IntGauge,
+    /// `auth_session_cache_entries`, the sessions remembered.
+    pub session_cache_entries: IntGauge,
 }
 
 impl Metrics {
@@ -58,6 +62,11 @@ impl Metrics {
             IntGauge::new("auth_ratelimit_backend_degraded", "1 while the shared rate-limit backend is unreachable")?;
         let limiter_fallbacks =
             IntGauge::new("auth_ratelimit_backend_fallbacks_total", "Rate-limit decisions taken locally because the backend failed")?;
+        let session_cache_in_use = IntGauge::new(
+            "auth_session_cache_in_use",
+            "1 while session liveness is answered from memory (0: configured off, or the feed of revoked sessions is down)",
+        )?;
+        let session_cache_entries = IntGauge::new("auth_session_cache_entries", "Sessions whose liveness is remembered")?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(tokens_issued.clone()))?;
@@ -66,6 +75,8 @@ impl Metrics {
         registry.register(Box::new(key_rotations.clone()))?;
         registry.register(Box::new(limiter_degraded.clone()))?;
         registry.register(Box::new(limiter_fallbacks.clone()))?;
+        registry.register(Box::new(session_cache_in_use.clone()))?;
+        registry.register(Box::new(session_cache_entries.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -76,6 +87,8 @@ impl Metrics {
             key_rotations,
             limiter_degraded,
             limiter_fallbacks,
+            session_cache_in_use,
+            session_cache_entries,
         })
     }
 

@@ -200,6 +200,14 @@ pub struct RefreshTokenView {
     pub user: Option<UserRecord>,
 }
 
+/// Revoked sessions, as the database announces them.
+#[async_trait]
+pub trait RevocationFeed: Send {
+    /// The id of the next session revoked. An error means the feed is lost: revocations made from
+    /// then on are not announced on it, and some made just before may not have been.
+    async fn next(&mut self) -> Result<String>;
+}
+
 /// Storage of users, clients, keys, refresh families and audit events.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -259,6 +267,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn revoke_family(&self, family_id: &str, at: UnixSeconds, reason: &str) -> Result<bool>;
     /// Revokes every unrevoked family of a user; returns how many.
     async fn revoke_user_families(&self, user_id: &str, at: UnixSeconds, reason: &str) -> Result<u64>;
+
+    /// A feed of the sessions revoked by any process using this database, for caches of session
+    /// liveness; `None` when the store has none (then only what this process revokes is known at
+    /// once). Each call opens a new feed.
+    async fn revocation_feed(&self) -> Result<Option<Box<dyn RevocationFeed>>> {
+        Ok(None)
+    }
 
     /// Appends an audit event.
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;

@@ -23,11 +23,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::PgListener;
 use sqlx::{AnyPool, Executor, Row};
 
 use super::{
     ClientRecord, FamilyRecord, KeyChange, KeyRecord, KeyState, RefreshTokenRecord,
-    RefreshTokenView, Store, UserRecord,
+    RefreshTokenView, RevocationFeed, Store, UserRecord,
 };
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::UnixSeconds;
@@ -86,11 +87,26 @@ impl Dialect {
     }
 }
 
+/// The channel PostgreSQL announces revoked sessions on (migration 0002).
+const SESSION_REVOKED_CHANNEL: &str = "auth_session_revoked";
+
 /// A [`super::Store`] on SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
     dialect: Dialect,
+    /// Where to open the connection that listens for revoked sessions (PostgreSQL only).
+    listen_url: Option<DatabaseUrl>,
+}
+
+/// A database URL, which may hold a password: kept out of `Debug` output.
+#[derive(Clone)]
+struct DatabaseUrl(String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(..)")
+    }
 }
 
 impl SqlStore {
@@ -136,7 +152,8 @@ impl SqlStore {
                 )));
             }
         }
-        Ok(Self { pool, dialect })
+        let listen_url = (dialect == Dialect::Postgres).then(|| DatabaseUrl(url.to_owned()));
+        Ok(Self { pool, dialect, listen_url })
     }
 
     /// The dialect of the database.
@@ -727,6 +744,13 @@ impl Store for SqlStore {
         Ok(done.rows_affected())
     }
 
+    async fn revocation_feed(&self) -> Result<Option<Box<dyn RevocationFeed>>> {
+        let Some(url) = &self.listen_url else { return Ok(None) };
+        let mut listener = PgListener::connect(&url.0).await?;
+        listener.listen(SESSION_REVOKED_CHANNEL).await?;
+        Ok(Some(Box::new(PgRevocations(listener))))
+    }
+
     async fn append_audit(&self, event: &AuditEvent) -> Result<()> {
         insert_audit(&self.pool, event).await
     }
@@ -742,6 +766,19 @@ impl Store for SqlStore {
         .iter()
         .map(audit_from_row)
         .collect()
+    }
+}
+
+/// Revoked sessions announced by PostgreSQL, on a connection of their own.
+struct PgRevocations(PgListener);
+
+#[async_trait]
+impl RevocationFeed for PgRevocations {
+    async fn next(&mut self) -> Result<String> {
+        match self.0.try_recv().await? {
+            Some(notification) => Ok(notification.payload().to_owned()),
+            None => Err(Error::StoreUnavailable("the connection announcing revoked sessions was lost".into())),
+        }
     }
 }
 

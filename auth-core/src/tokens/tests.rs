@@ -133,7 +133,7 @@ mod one_pass_claims {
 
     fn one_pass(verifier: &AccessTokenVerifier, payload: &[u8], now: i64) -> Result<AccessClaims, TokenError> {
         let raw: RawClaims = serde_json::from_slice(payload).map_err(|_| TokenError::Malformed)?;
-        verifier.check_claims(raw, now)
+        verifier.check_claims(raw, now).map(|(claims, _)| claims)
     }
 
     fn oracle(verifier: &AccessTokenVerifier, payload: &[u8], now: i64) -> Result<AccessClaims, TokenError> {
@@ -237,4 +237,49 @@ fn bearer_token_reads_the_authorization_header_as_the_server_does() {
     assert_eq!(bearer_token(Some(b"Bearer")), Err("token.malformed"));
     assert_eq!(bearer_token(Some("Bearer ab\u{e9}".as_bytes())), Err("token.malformed"));
     assert_eq!(bearer_token(Some(b"Bearer a\x7fb")), Err("token.malformed"));
+}
+
+#[test]
+fn cached_verification_answers_as_a_full_one_at_every_instant() {
+    let spec = booking();
+    let (key, set) = active(SigningAlgorithm::EdDSA);
+    let (_, other_set) = active(SigningAlgorithm::EdDSA);
+    let issued = AccessTokenIssuer::from_spec(&spec).issue(&key, subject(), NOW, "jti-1".into()).unwrap();
+    let full = AccessTokenVerifier::from_spec(&spec);
+    let cached = VerifiedTokens::new(AccessTokenVerifier::from_spec(&spec), 16);
+    let leeway = spec.tokens.leeway.as_i64();
+    let ttl = issued.expires_in as i64;
+    // Before the token was valid (nothing cached yet: a failure is not kept), then inside its
+    // window (cached from the first success on), then around its expiry.
+    let instants = [NOW - leeway - 1, NOW - leeway, NOW, NOW + 1, NOW + ttl + leeway, NOW + ttl + leeway + 1, NOW];
+    for (i, now) in instants.into_iter().enumerate() {
+        assert_eq!(cached.verify(&issued.token, &set, now), full.verify(&issued.token, &set, now), "at {now}");
+        assert_eq!(cached.len(), usize::from(i > 0), "after the check at {now}");
+    }
+    assert_eq!(full.verify(&issued.token, &set, NOW - leeway - 1), Err(TokenError::NotYetValid));
+    assert_eq!(full.verify(&issued.token, &set, NOW + ttl + leeway + 1), Err(TokenError::Expired));
+
+    // A key set without the signing key: the cached token is refused as a full check refuses it.
+    assert_eq!(cached.verify(&issued.token, &other_set, NOW), Err(TokenError::UnknownKey));
+    assert_eq!(cached.verify(&issued.token, &set, NOW), Ok(issued.claims.clone()));
+
+    // Refusals are not cached, and another token never answers for this one.
+    let mut tampered = issued.token.clone();
+    tampered.insert(tampered.rfind('.').unwrap() - 1, 'A');
+    assert_eq!(cached.verify(&tampered, &set, NOW), full.verify(&tampered, &set, NOW));
+    assert!(cached.verify(&tampered, &set, NOW).is_err());
+    assert_eq!(cached.len(), 1);
+}
+
+#[test]
+fn the_verified_token_cache_stays_bounded() {
+    let spec = booking();
+    let (key, set) = active(SigningAlgorithm::EdDSA);
+    let issuer = AccessTokenIssuer::from_spec(&spec);
+    let cached = VerifiedTokens::new(AccessTokenVerifier::from_spec(&spec), 8);
+    for i in 0..64 {
+        let issued = issuer.issue(&key, subject(), NOW, format!("jti-{i}")).unwrap();
+        assert_eq!(cached.verify(&issued.token, &set, NOW), Ok(issued.claims));
+    }
+    assert!(cached.len() <= 8, "{} tokens kept", cached.len());
 }

@@ -13,5 +13,6 @@ mod malformed;
 mod password;
 mod ratelimit;
 mod refresh;
+mod sessions;
 mod store;
 mod vectors;

@@ -44,6 +44,8 @@ macro_rules! on_both_backends {
 pub struct TestDb {
     /// The migrated store.
     pub store: Arc<SqlStore>,
+    /// The URL the store was opened with (for a second connection to the same database).
+    pub url: String,
     cleanup: Cleanup,
 }
 
@@ -114,7 +116,7 @@ pub async fn sqlite() -> TestDb {
     let url = format!("sqlite://{}?mode=rwc", dir.join("auth.db").display());
     let store = SqlStore::connect(&url).await.expect("open the SQLite test database");
     store.migrate().await.expect("migrate the SQLite test database");
-    TestDb { store: Arc::new(store), cleanup }
+    TestDb { store: Arc::new(store), url, cleanup }
 }
 
 /// A migrated PostgreSQL schema of its own, or `None` (the test is skipped) when
@@ -139,7 +141,7 @@ pub async fn postgres(test: &str) -> Option<TestDb> {
     let mut url = url::Url::parse(&base_url).expect("AUTH_TEST_DATABASE_URL is a URL");
     url.query_pairs_mut().append_pair("options", &format!("-c search_path={schema}"));
     let store = SqlStore::connect(url.as_str()).await.expect("connect to the test schema");
-    let db = TestDb { store: Arc::new(store), cleanup };
+    let db = TestDb { store: Arc::new(store), url: url.into(), cleanup };
     db.store.migrate().await.expect("migrate the PostgreSQL test schema");
     Some(db)
 }

@@ -102,11 +102,10 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, Problem> {
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<(AccessClaims, Option<ScopeDecision>), Problem> {
     let token = bearer(headers)?;
     let claims = state.authority.verify_access_token(token).map_err(|e| Problem::invalid_token(e.code()))?;
-    if let Some(sid) = &claims.sid {
-        let family = state.store().family(sid).await.map_err(Problem::from)?;
-        if family.is_none_or(|f| f.revoked_at.is_some()) {
-            return Err(Problem::invalid_token("token.session_revoked"));
-        }
+    if let Some(sid) = &claims.sid
+        && !state.authority.session_is_live(sid).await.map_err(Problem::from)?
+    {
+        return Err(Problem::invalid_token("token.session_revoked"));
     }
     let scopes: Vec<&str> = claims.scopes().collect();
     let decision = state.limiter.check_all(&scopes, &claims.sub).await.map_err(Problem::from)?;

@@ -125,7 +125,8 @@ where
 // Two replicas, one service
 
 /// A token issued by A verifies with B's JWKS, refreshes on B; its session revoked on A is
-/// inactive for B.
+/// inactive for B. B trusts a session it read as live for ten minutes, so only PostgreSQL's
+/// announcement of the revocation can make B see it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_issue_verify_refresh_and_revoke_as_one_service() {
     let Some(backing) = Backing::from_env("two_replicas_issue_verify_refresh_and_revoke_as_one_service", true) else {
@@ -135,9 +136,14 @@ async fn two_replicas_issue_verify_refresh_and_revoke_as_one_service() {
     let secret = deployment.add_confidential_client(BACKEND).await;
     deployment.add_user("alice").await;
     let a = deployment.start(&["--key-refresh-secs", "1"]).await;
-    let b = deployment.start(&["--key-refresh-secs", "1"]).await;
+    let b = deployment.start(&["--key-refresh-secs", "1", "--session-cache-secs", "600"]).await;
     let client = http_client();
     let verifier = AccessTokenVerifier::from_spec(&deployment.spec());
+    eventually("B follows revoked sessions", Duration::from_secs(10), || async {
+        let text = client.get(b.url("/metrics")).send().await.ok()?.text().await.ok()?;
+        text.lines().any(|l| l == "auth_session_cache_in_use 1").then_some(())
+    })
+    .await;
 
     let issued = login(&client, &a, "alice", "bookings:read bookings:write").await;
     let access = field(&issued, "access_token");
@@ -145,6 +151,8 @@ async fn two_replicas_issue_verify_refresh_and_revoke_as_one_service() {
     let claims = verifier.verify(access, &keys_b, now()).expect("A's token verifies with B's JWKS");
     assert_eq!(claims.custom.get("tenant_id"), Some(&Value::from("t1")), "custom claims: {claims:?}");
     assert_eq!(introspect(&client, &b, &secret, access).await["active"], true);
+    let text = client.get(b.url("/metrics")).send().await.expect("B's metrics").text().await.expect("text");
+    assert!(text.lines().any(|l| l == "auth_session_cache_entries 1"), "B remembers the live session:\n{text}");
 
     let form =
         [("grant_type", "refresh_token"), ("client_id", WEB), ("refresh_token", field(&issued, "refresh_token"))];
@@ -160,9 +168,16 @@ async fn two_replicas_issue_verify_refresh_and_revoke_as_one_service() {
         post_form(&client, &a.url("/oauth/revoke"), &[("token", current_refresh), ("client_id", WEB)], None).await;
     assert_eq!(status, StatusCode::OK, "A revokes the session B refreshed: {body}");
 
+    // The announcement travels from A's commit to B's listening connection while this client
+    // goes from A's answer to B: B sees the revocation at once or within moments, never after
+    // the ten minutes it would otherwise trust the session.
+    let inactive = serde_json::json!({ "active": false });
+    eventually("B sees the revocation", Duration::from_secs(10), || async {
+        (introspect(&client, &b, &secret, access).await == inactive).then_some(())
+    })
+    .await;
     for token in [access, field(&refreshed, "access_token"), current_refresh] {
-        let answer = introspect(&client, &b, &secret, token).await;
-        assert_eq!(answer, serde_json::json!({ "active": false }), "B sees the revocation at once");
+        assert_eq!(introspect(&client, &b, &secret, token).await, inactive, "B sees the revocation");
     }
     let response = client
         .get(b.url("/userinfo"))

@@ -1,0 +1,188 @@
+//! Session liveness: whether the session (`sid`) of an access token is still live, as
+//! introspection and bearer endpoints must check on every request (RFC 7662 `active` is false
+//! once the session is revoked).
+//!
+//! Reading the store every time costs a database round trip per request. [`SessionLiveness`]
+//! keeps what it read, under these rules:
+//! - A revoked (or unknown) session stays refused: revocation is final.
+//! - A live session is trusted for at most `ttl` after it was read; then it is read again.
+//! - A revocation made by this process forgets the session at once (after the revoking write has
+//!   committed), and an answer read before that revocation is never kept after it: every
+//!   revocation advances an epoch, and an answer read in an older epoch is dropped.
+//! - Revocations made by other processes arrive through the store's [`RevocationFeed`]
+//!   (PostgreSQL: a trigger and `LISTEN`), when the store has one. While a store that has a feed
+//!   is not connected to it, nothing is cached at all: every check reads the store. When the feed
+//!   comes back, everything cached before is dropped, since revocations may have been missed.
+//! - A store without a feed (SQLite, used by one server process) relies on the first rule for
+//!   revocations made outside this process, such as `auth-server users disable` run beside a
+//!   server: those are seen within `ttl`.
+//!
+//! With a `ttl` of zero nothing is cached: every check reads the store.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::Result;
+use crate::clock::{Clock, UnixMillis};
+use crate::store::Store;
+
+/// How many sessions are remembered (about 100 bytes each).
+const CAPACITY: usize = 100_000;
+/// The first wait before reopening a lost revocation feed; it doubles up to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+/// The longest wait before reopening a lost revocation feed.
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+struct Entry {
+    live: bool,
+    user_id: Option<String>,
+    read_at: UnixMillis,
+}
+
+/// A cache of session liveness in front of a [`Store`]; see the module documentation.
+#[derive(Debug)]
+pub struct SessionLiveness {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    ttl_ms: i64,
+    entries: quick_cache::sync::Cache<String, Entry>,
+    /// Advanced by every revocation this process learns of.
+    epoch: AtomicU64,
+    /// Whether cached answers may be used: set once [`SessionLiveness::follow`] has found the
+    /// store's feed connected, or found that the store has none.
+    trusted: AtomicBool,
+}
+
+impl SessionLiveness {
+    /// Liveness of the sessions in `store`, a live one trusted for `ttl` after it was read.
+    /// Nothing cached is used until [`SessionLiveness::follow`] runs.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ttl: Duration) -> Self {
+        Self {
+            store,
+            clock,
+            ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+            entries: quick_cache::sync::Cache::new(CAPACITY),
+            epoch: AtomicU64::new(0),
+            trusted: AtomicBool::new(false),
+        }
+    }
+
+    /// Liveness read from the store on every check.
+    pub fn uncached(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self::new(store, clock, Duration::ZERO)
+    }
+
+    /// Whether session `sid` exists and is not revoked.
+    pub async fn is_live(&self, sid: &str) -> Result<bool> {
+        if let Some(live) = self.cached(sid) {
+            return Ok(live);
+        }
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let family = self.store.family(sid).await?;
+        let live = family.as_ref().is_some_and(|f| f.revoked_at.is_none());
+        if self.in_use() {
+            let user_id = family.and_then(|f| f.user_id);
+            self.keep(sid, Entry { live, user_id, read_at: self.clock.now_ms() }, epoch);
+        }
+        Ok(live)
+    }
+
+    /// Whether answers are taken from memory now: caching is on and the store's feed of revoked
+    /// sessions (if it has one) is connected.
+    pub fn in_use(&self) -> bool {
+        self.ttl_ms > 0 && self.trusted.load(Ordering::SeqCst)
+    }
+
+    fn cached(&self, sid: &str) -> Option<bool> {
+        if !self.in_use() {
+            return None;
+        }
+        let entry = self.entries.get(sid)?;
+        if !entry.live {
+            return Some(false);
+        }
+        let age = self.clock.now_ms().saturating_sub(entry.read_at);
+        (0..self.ttl_ms).contains(&age).then_some(true)
+    }
+
+    /// Keeps an answer read in `epoch`, unless a revocation came since: checked before the insert
+    /// and again after it, so a revocation that lands in between removes it either way.
+    fn keep(&self, sid: &str, entry: Entry, epoch: u64) {
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            return;
+        }
+        self.entries.insert(sid.to_owned(), entry);
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            self.entries.remove(sid);
+        }
+    }
+
+    /// Session `sid` was revoked: forget what was read of it.
+    pub fn forget(&self, sid: &str) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.entries.remove(sid);
+    }
+
+    /// Every session of `user_id` was revoked.
+    pub fn forget_user(&self, user_id: &str) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.entries.retain(|_, entry| entry.user_id.as_deref() != Some(user_id));
+    }
+
+    /// Forget everything (revocations may have been missed).
+    pub fn forget_all(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.entries.clear();
+    }
+
+    /// How many sessions are remembered.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no session is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Follows the store's announcements of revoked sessions, for as long as the process runs
+    /// (spawn it): opens the feed, forgets each session it announces, and reopens it with a
+    /// growing delay when it is lost, caching nothing meanwhile. Returns at once when nothing is
+    /// cached (`ttl` zero) or the store has no feed.
+    pub async fn follow(self: Arc<Self>) {
+        if self.ttl_ms == 0 {
+            return;
+        }
+        let mut retry = FIRST_RETRY;
+        loop {
+            match self.store.revocation_feed().await {
+                Ok(None) => {
+                    self.trusted.store(true, Ordering::SeqCst);
+                    return;
+                }
+                Ok(Some(mut feed)) => {
+                    self.forget_all();
+                    self.trusted.store(true, Ordering::SeqCst);
+                    tracing::info!("following revoked sessions; session liveness is cached");
+                    retry = FIRST_RETRY;
+                    let lost = loop {
+                        match feed.next().await {
+                            Ok(sid) => self.forget(&sid),
+                            Err(e) => break e,
+                        }
+                    };
+                    self.trusted.store(false, Ordering::SeqCst);
+                    self.forget_all();
+                    tracing::warn!(error = %lost, "lost the feed of revoked sessions; reading sessions from the database until it is back");
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot open the feed of revoked sessions yet");
+                }
+            }
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(MAX_RETRY);
+        }
+    }
+}
