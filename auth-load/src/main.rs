@@ -34,6 +34,11 @@ use crate::server::{Ceiling, Database, ServerSetup};
 use crate::stats::Summary;
 use crate::system::{CpuUse, CpuWindow};
 
+/// mimalloc, as in `auth-server`: the load generator and the ceiling route run on the same
+/// allocator as the server they are compared with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "auth-load", about = "Bounded, loopback-only load benchmark of auth-server")]
 struct Cli {

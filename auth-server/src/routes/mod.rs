@@ -71,6 +71,10 @@ fn percent_decode(raw: &[u8]) -> Option<String> {
     fn hex(digit: u8) -> Option<u8> {
         char::from(digit).to_digit(16).and_then(|d| u8::try_from(d).ok())
     }
+    if !raw.iter().any(|b| matches!(b, b'+' | b'%')) {
+        // Nothing to decode (tokens, ids and secrets are usually sent this way).
+        return String::from_utf8(raw.to_vec()).ok();
+    }
     let mut out = Vec::with_capacity(raw.len());
     let mut rest = raw;
     while let Some((&byte, tail)) = rest.split_first() {
@@ -204,6 +208,8 @@ mod tests {
     #[test]
     fn percent_decoding_is_strict_about_utf8_only() {
         assert_eq!(percent_decode(b"a+b%20c%2B").as_deref(), Some("a b c+"));
+        assert_eq!(percent_decode(b"eyJ.x_y-z").as_deref(), Some("eyJ.x_y-z"), "nothing to decode");
+        assert_eq!(percent_decode(b"\xff"), None, "not UTF-8, without escapes");
         assert_eq!(percent_decode(b"100%").as_deref(), Some("100%"));
         assert_eq!(percent_decode(b"%zz%4").as_deref(), Some("%zz%4"));
         // A replacement character that was sent is text like any other ...
