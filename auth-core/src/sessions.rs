@@ -34,10 +34,11 @@ const FIRST_RETRY: Duration = Duration::from_millis(100);
 /// The longest wait before reopening a lost revocation feed.
 const MAX_RETRY: Duration = Duration::from_secs(5);
 
+/// What was read of one session (cloned on every hit, hence the shared user id).
 #[derive(Debug, Clone)]
 struct Entry {
     live: bool,
-    user_id: Option<String>,
+    user_id: Option<Arc<str>>,
     read_at: UnixMillis,
 }
 
@@ -83,7 +84,7 @@ impl SessionLiveness {
         let family = self.store.family(sid).await?;
         let live = family.as_ref().is_some_and(|f| f.revoked_at.is_none());
         if self.in_use() {
-            let user_id = family.and_then(|f| f.user_id);
+            let user_id = family.and_then(|f| f.user_id).map(Arc::from);
             self.keep(sid, Entry { live, user_id, read_at: self.clock.now_ms() }, epoch);
         }
         Ok(live)
