@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub login_attempts: RateLimitSpec,
     /// How often rotation runs and other replicas' key changes are picked up.
     pub key_refresh: Duration,
+    /// How long a request may take before it is answered 503: bounds the wait on a database that
+    /// stops answering in the middle of a query (packets dropped, not refused).
+    pub request_timeout: Duration,
     /// How long a session read as live is trusted without reading it again, for introspection
     /// and bearer endpoints (revocations are seen at once, see `auth_core::sessions`); zero reads
     /// the database on every request.
@@ -75,6 +78,7 @@ impl ServerConfig {
             login_attempts: RateLimitSpec { burst: 5, per: Seconds(60) },
             key_refresh: Duration::from_secs(30),
             session_cache: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
         }
     }
 
@@ -254,10 +258,40 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(openapi::openapi_json).layer(Extension(document)))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.config.request_timeout, deadline))
         .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track))
         .layer(axum::middleware::from_fn(oauth_never_cached))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// Answers 503 when a request has not completed within `timeout`, in the endpoint's error format.
+/// Requests that wait on the database are bounded anyway when it refuses connections (the pool's
+/// acquire timeout); this bounds those caught by a database that stops answering mid-query, whose
+/// connection would otherwise hang until the operating system gives up on it. The abandoned work is
+/// dropped: an open transaction is rolled back by the database when its connection goes.
+async fn deadline(
+    axum::extract::State(timeout): axum::extract::State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let oauth = request.uri().path().starts_with("/oauth/");
+    let route = request.uri().path().to_owned();
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(route, timeout_secs = timeout.as_secs_f64(), "request not completed in time; answered 503");
+            let detail = format!("the request did not complete within {} s", timeout.as_secs_f64());
+            let status = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+            if oauth {
+                crate::error::OAuthError::new(status, "temporarily_unavailable", format!("request.timeout: {detail}"))
+                    .into_response()
+            } else {
+                crate::error::Problem::new(status, "request.timeout", "Service unavailable").detail(detail).into_response()
+            }
+        }
+    }
 }
 
 /// Nothing under `/oauth/` may be stored by a cache, whatever the answer: token responses and

@@ -57,6 +57,10 @@ struct CommonArgs {
     /// is read again; revocations are seen at once whatever this is (0: read every time).
     #[arg(long, env = "AUTH_SESSION_CACHE_SECS", default_value_t = 2, global = true)]
     session_cache_secs: u64,
+    /// Seconds a request may take before it is answered 503 (bounds the wait on a database that
+    /// stops answering mid-query).
+    #[arg(long, env = "AUTH_REQUEST_TIMEOUT_SECS", default_value_t = 10, global = true)]
+    request_timeout_secs: u64,
     /// Login attempts allowed per account per minute (burst; refills evenly).
     #[arg(long, env = "AUTH_LOGIN_ATTEMPTS", default_value_t = 5, global = true)]
     login_attempts: u32,
@@ -155,6 +159,7 @@ fn config(common: &CommonArgs) -> ServerConfig {
     config.redis_prefix = common.redis_prefix.clone();
     config.key_refresh = Duration::from_secs(common.key_refresh_secs.max(1));
     config.session_cache = Duration::from_secs(common.session_cache_secs);
+    config.request_timeout = Duration::from_secs(common.request_timeout_secs.max(1));
     config.login_attempts.burst = common.login_attempts.max(1);
     config.per_ip_burst = common.per_ip_rps.max(1);
     config.per_ip_period = Duration::from_micros(1_000_000 / u64::from(common.per_ip_rps.max(1)));

@@ -472,6 +472,64 @@ async fn database_outage_fails_issuance_fast_and_keeps_serving_keys() {
     assert_eq!(readiness.status(), StatusCode::OK, "ready again");
 }
 
+/// A database that stops answering in the middle of a query (here: a table held under an exclusive
+/// lock by another connection, so the server's queries wait) is bounded by the request deadline:
+/// with `--request-timeout-secs 2` the requests that wait are answered 503 in the endpoint's format
+/// after it, what needs no database keeps answering, and once the database answers again the
+/// session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_that_does_not_return_is_bounded_by_the_request_deadline() {
+    let Some(backing) = Backing::from_env("a_query_that_does_not_return_is_bounded_by_the_request_deadline", false)
+    else {
+        return;
+    };
+    let deployment = Deployment::new(&backing, &cheap_booking_spec(&[])).await;
+    deployment.add_user("alice").await;
+    let args = ["--key-refresh-secs", "1", "--request-timeout-secs", "2", "--session-cache-secs", "0"];
+    let server = deployment.start(&args).await;
+    let client = http_client();
+    let issued = login(&client, &server, "alice", "bookings:read").await;
+    let refresh = field(&issued, "refresh_token").to_owned();
+
+    let other = SqlStore::connect(&deployment.database_url).await.expect("a connection of the test's own");
+    let mut blocking = other.pool().begin().await.expect("begin");
+    sqlx::query("LOCK TABLE refresh_families IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocking)
+        .await
+        .expect("lock the sessions table");
+
+    let refresh_form = [("grant_type", "refresh_token"), ("client_id", WEB), ("refresh_token", refresh.as_str())];
+    let started = Instant::now();
+    let (status, body) = post_form(&client, &server.url("/oauth/token"), &refresh_form, None).await;
+    let took = started.elapsed();
+    eprintln!("refresh grant while its query waits: {status} in {took:?}");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    assert!(took >= Duration::from_secs(2), "answered after {took:?}, before the deadline");
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+
+    let response = client
+        .get(server.url("/userinfo"))
+        .bearer_auth(field(&issued, "access_token"))
+        .send()
+        .await
+        .expect("GET /userinfo");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let problem: Value = response.json().await.expect("problem+json");
+    assert_eq!(problem["code"], "request.timeout", "{problem}");
+    for path in ["/.well-known/jwks.json", "/healthz", "/readyz"] {
+        let response = client.get(server.url(path)).send().await.expect("GET");
+        assert_eq!(response.status(), StatusCode::OK, "{path} does not wait on the locked table");
+    }
+
+    blocking.rollback().await.expect("release the lock");
+    // The abandoned refresh may have completed once the lock went: a retry inside the reuse grace
+    // gets its successor, as a client whose answer was lost would.
+    let (status, body) = post_form(&client, &server.url("/oauth/token"), &refresh_form, None).await;
+    assert_eq!(status, StatusCode::OK, "the session goes on: {body}");
+    other.close().await;
+}
+
 /// Redis unreachable (nothing listens on its port): limits are decided locally, the metrics say
 /// so and the log warns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
