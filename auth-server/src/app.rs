@@ -276,12 +276,12 @@ async fn deadline(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
-    let oauth = request.uri().path().starts_with("/oauth/");
-    let route = request.uri().path().to_owned();
+    let uri = request.uri().clone();
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
-            tracing::warn!(route, timeout_secs = timeout.as_secs_f64(), "request not completed in time; answered 503");
+            let oauth = uri.path().starts_with("/oauth/");
+            tracing::warn!(path = uri.path(), timeout_secs = timeout.as_secs_f64(), "request not completed in time; answered 503");
             let detail = format!("the request did not complete within {} s", timeout.as_secs_f64());
             let status = axum::http::StatusCode::SERVICE_UNAVAILABLE;
             if oauth {
