@@ -373,7 +373,7 @@ pub struct KeySnapshot {
     pub records: Vec<KeyRecord>,
     /// The JWKS as JSON, serialized once per snapshot: the JWKS endpoint is the hottest route and
     /// changes only when the ring does.
-    pub jwks_json: String,
+    pub jwks_json: bytes::Bytes,
 }
 
 /// What [`KeyRing::rewrap`] found and did, by kid.
@@ -495,7 +495,7 @@ impl KeyRing {
             *slot = signers;
         }
         let keys = KeySet::from_records(&records)?;
-        let jwks_json = serde_json::to_string(&keys.jwks()).map_err(|e| Error::Key(format!("JWKS serialization: {e}")))?;
+        let jwks_json = serde_json::to_vec(&keys.jwks()).map_err(|e| Error::Key(format!("JWKS serialization: {e}")))?.into();
         Ok(KeySnapshot { active, keys, records, jwks_json })
     }
 

@@ -185,6 +185,7 @@ pub async fn build_state(config: ServerConfig) -> anyhow::Result<Arc<AppState>> 
             .with_previous_master_keys(load_previous_master_keys()?),
     );
     keys.rotate().await.context("loading the signing keys")?;
+    warn_on_key_refresh_margin(&spec, config.key_refresh);
     let passwords = Arc::new(PasswordHasher::new(&spec.passwords, config.password_workers.max(1))?);
     let metrics = Arc::new(Metrics::new()?);
     let (backend, fallback): (Arc<dyn LimiterBackend>, Option<Arc<FallbackLimiter>>) = match &config.redis_url {
@@ -212,6 +213,30 @@ pub async fn build_state(config: ServerConfig) -> anyhow::Result<Arc<AppState>> 
         clock,
         published,
     }))
+}
+
+/// Warns when keys are reloaded less often than the spec's rotation margins allow: until it
+/// reloads, a replica may publish a JWKS without the next key (`publish_ahead - jwks_max_age`) or
+/// keep signing with a key whose tokens then outlive it (`retire_after - access_ttl - leeway`).
+fn warn_on_key_refresh_margin(spec: &Spec, key_refresh: Duration) {
+    let keys = &spec.keys;
+    let tokens = &spec.tokens;
+    let margins = [
+        ("keys.publish_ahead - keys.jwks_max_age", keys.publish_ahead.0.saturating_sub(keys.jwks_max_age.0)),
+        (
+            "keys.retire_after - tokens.access_ttl - tokens.leeway",
+            keys.retire_after.0.saturating_sub(tokens.access_ttl.0).saturating_sub(tokens.leeway.0),
+        ),
+    ];
+    for (name, margin) in margins {
+        if key_refresh.as_secs() >= margin {
+            tracing::warn!(
+                key_refresh_secs = key_refresh.as_secs(),
+                margin_secs = margin,
+                "--key-refresh-secs is not shorter than the spec's margin {name}: a replica may serve stale keys until it reloads"
+            );
+        }
+    }
 }
 
 /// The router. Credential endpoints sit behind a per-IP limit, shared by all of them; its

@@ -104,15 +104,13 @@ impl Metrics {
 /// Middleware recording every request by its matched route (not the raw path, which would let
 /// clients create unbounded label values).
 pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    // Shared handles, not copies: this runs on every request.
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics.requests.with_label_values(&[&route, &method, &status]).inc();
-    metrics.latency.with_label_values(&[&route, &method]).observe(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    metrics.requests.with_label_values(&[route, method.as_str(), response.status().as_str()]).inc();
+    metrics.latency.with_label_values(&[route, method.as_str()]).observe(started.elapsed().as_secs_f64());
     response
 }

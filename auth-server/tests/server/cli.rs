@@ -81,3 +81,22 @@ async fn operator_commands_manage_users_clients_keys_and_audit() {
     }
     assert!(!audit.contains(PASSWORD) && !audit.contains(&secret) && !audit.contains(&refresh));
 }
+
+/// A key reload interval that is not shorter than the spec's rotation margins is named at start:
+/// the booking spec leaves `retire_after - access_ttl - leeway` = 1d - 15m - 30s = 85,470 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_refresh_beyond_the_spec_margins_is_warned_about() {
+    let deployment = Deployment::sqlite(&cheap_booking_spec(&[]));
+    let quiet = deployment.start(&["--key-refresh-secs", "85469"]).await;
+    assert!(!quiet.log().contains("is not shorter than the spec's margin"), "{}", quiet.log());
+    drop(quiet);
+    let server = deployment.start(&["--key-refresh-secs", "85470"]).await;
+    let log = server.log();
+    assert!(
+        log.contains("is not shorter than the spec's margin keys.retire_after - tokens.access_ttl - tokens.leeway"),
+        "{log}"
+    );
+    assert!(!log.contains("keys.publish_ahead - keys.jwks_max_age"), "that margin is 2d - 10m: {log}");
+    let response = http_client().get(server.url("/healthz")).send().await.expect("GET /healthz");
+    assert_eq!(response.status(), StatusCode::OK, "a warning, not a refusal");
+}
