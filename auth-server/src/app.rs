@@ -251,8 +251,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     let metrics = state.metrics.clone();
     let mut oauth = Router::new()
         .route("/oauth/token", post(routes::oauth::token))
-        .route("/oauth/revoke", post(routes::oauth::revoke))
-        .route("/oauth/introspect", post(routes::oauth::introspect));
+        .route("/oauth/revoke", post(routes::oauth::revoke));
+    // Not limited per IP: resource servers introspect for the requests they serve, from few
+    // addresses, and only with a confidential client's secret (256 random bits, not guessable).
+    let introspection = Router::new().route("/oauth/introspect", post(routes::oauth::introspect));
     let mut sign_up = Router::new().route("/v1/users", post(routes::users::sign_up));
     if let Some(per_ip) = per_ip {
         let limited = metrics.rate_limited.with_label_values(&["per_ip"]);
@@ -269,6 +271,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let document = openapi::OpenApiJson::new(&state.spec);
     Router::new()
         .merge(oauth)
+        .merge(introspection)
         .merge(sign_up)
         .route("/.well-known/jwks.json", get(routes::wellknown::jwks))
         .route("/.well-known/openid-configuration", get(routes::wellknown::openid_configuration))

@@ -259,7 +259,6 @@ struct ActiveAccessToken<'a> {
         (status = 401, response = crate::openapi::OAuthUnauthorized),
         (status = 413, response = crate::openapi::OAuthPayloadTooLarge),
         (status = 415, response = crate::openapi::OAuthUnsupportedMediaType),
-        (status = 429, response = crate::openapi::OAuthTooManyRequests),
         (status = 500, response = crate::openapi::OAuthServerError),
         (status = 503, response = crate::openapi::OAuthUnavailable),
     ),

@@ -281,9 +281,17 @@ async fn per_ip_limit_on_credential_endpoints(db: TestDb) {
         StatusCode::BAD_REQUEST
     );
     assert_eq!(
-        server.post_form("/oauth/introspect", &[]).await.status(),
+        server.post_form("/oauth/token", &[]).await.status(),
         StatusCode::BAD_REQUEST
     );
+    // Introspection is not limited per IP: resource servers call it for the requests they serve,
+    // and it takes a confidential client's secret, which cannot be guessed.
+    for _ in 0..10 {
+        assert_eq!(
+            server.post_form("/oauth/introspect", &[]).await.status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
     // The fourth is refused before its handler runs, in the route's own error format: RFC 6749
     // JSON on /oauth/*, problem+json on /v1/users.
     for path in ["/oauth/token", "/v1/users"] {
@@ -308,6 +316,11 @@ async fn per_ip_limit_on_credential_endpoints(db: TestDb) {
             .expect("Retry-After in seconds");
         assert!((1..=60).contains(&retry), "Retry-After {retry}");
     }
+    assert_eq!(
+        server.post_form("/oauth/introspect", &[]).await.status(),
+        StatusCode::BAD_REQUEST,
+        "introspection still answers once the credential endpoints refuse"
+    );
     // Endpoints that take no credentials are not limited per IP.
     for path in [
         "/healthz",
