@@ -286,30 +286,41 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(openapi::openapi_json).layer(Extension(document)))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.config.request_timeout, deadline))
-        .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track))
-        .layer(axum::middleware::from_fn(oauth_never_cached))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), around_every_request))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
-/// Answers 503 when a request has not completed within `timeout`, in the endpoint's error format.
-/// Requests that wait on the database are bounded anyway when it refuses connections (the pool's
-/// acquire timeout); this bounds those caught by a database that stops answering mid-query, whose
-/// connection would otherwise hang until the operating system gives up on it. The abandoned work is
-/// dropped: an open transaction is rolled back by the database when its connection goes.
-async fn deadline(
-    axum::extract::State(timeout): axum::extract::State<Duration>,
+/// What is done around every request, in one layer (it runs on every request):
+///
+/// - **A deadline.** A request not completed within `request_timeout` is answered 503 in the
+///   endpoint's format. Requests that wait on the database are bounded anyway when it refuses
+///   connections (the pool's acquire timeout); this bounds those caught by a database that stops
+///   answering mid-query, whose connection would otherwise hang until the operating system gives
+///   up on it. The abandoned work is dropped: an open transaction is rolled back by the database
+///   when its connection goes.
+/// - **No caching of `/oauth/`.** Token responses and their errors (RFC 6749 section 5.1) and token
+///   state from introspection (RFC 7662) must not be stored: the handlers set `Cache-Control:
+///   no-store` and `Pragma: no-cache` on their own answers; this sets them on the ones made around
+///   a handler as well (per-IP refusals, 405, 404, the deadline's 503).
+/// - **Metrics** of every request by its matched route, method and status, with its latency.
+async fn around_every_request(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
-    let uri = request.uri().clone();
-    match tokio::time::timeout(timeout, next.run(request)).await {
+    // Shared handles, not copies.
+    let route = request.extensions().get::<axum::extract::MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", axum::extract::MatchedPath::as_str);
+    let method = request.method().clone();
+    let oauth = request.uri().path().starts_with("/oauth/");
+    let started = std::time::Instant::now();
+    let timeout = state.config.request_timeout;
+    let mut response = match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
-            let oauth = uri.path().starts_with("/oauth/");
-            tracing::warn!(path = uri.path(), timeout_secs = timeout.as_secs_f64(), "request not completed in time; answered 503");
+            tracing::warn!(route, timeout_secs = timeout.as_secs_f64(), "request not completed in time; answered 503");
             let detail = format!("the request did not complete within {} s", timeout.as_secs_f64());
             let status = axum::http::StatusCode::SERVICE_UNAVAILABLE;
             if oauth {
@@ -319,22 +330,14 @@ async fn deadline(
                 crate::error::Problem::new(status, "request.timeout", "Service unavailable").detail(detail).into_response()
             }
         }
-    }
-}
-
-/// Nothing under `/oauth/` may be stored by a cache, whatever the answer: token responses and
-/// their errors (RFC 6749 section 5.1), token state from introspection (RFC 7662). The handlers
-/// set `Cache-Control: no-store` and `Pragma: no-cache` on their own answers; this sets them on
-/// the ones made around a handler as well (per-IP refusals, 405, 404).
-async fn oauth_never_cached(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    let oauth = request.uri().path().starts_with("/oauth/");
-    let mut response = next.run(request).await;
+    };
     if oauth {
         let headers = response.headers_mut();
         for (name, value) in crate::error::no_store() {
             headers.insert(name, value);
         }
     }
+    state.metrics.record(route, method.as_str(), response.status().as_str(), started.elapsed());
     response
 }
 

@@ -1,12 +1,6 @@
 //! Prometheus metrics: requests by route and status with latency histograms, tokens issued by
 //! grant, refresh reuse detected, rate-limit rejections, key rotations, rate-limit backend fallbacks.
 
-use std::sync::Arc;
-use std::time::Instant;
-
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use prometheus::{Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 /// The service's metrics.
@@ -99,18 +93,11 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
-}
 
-/// Middleware recording every request by its matched route (not the raw path, which would let
-/// clients create unbounded label values).
-pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    // Shared handles, not copies: this runs on every request.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    metrics.requests.with_label_values(&[route, method.as_str(), response.status().as_str()]).inc();
-    metrics.latency.with_label_values(&[route, method.as_str()]).observe(started.elapsed().as_secs_f64());
-    response
+    /// Records one answered request by its matched route (the route template, not the raw path,
+    /// which would let clients create unbounded label values; `unmatched` for 404s).
+    pub fn record(&self, route: &str, method: &str, status: &str, elapsed: std::time::Duration) {
+        self.requests.with_label_values(&[route, method, status]).inc();
+        self.latency.with_label_values(&[route, method]).observe(elapsed.as_secs_f64());
+    }
 }
