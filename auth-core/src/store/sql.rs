@@ -217,6 +217,13 @@ macro_rules! key_columns {
     };
 }
 
+/// The columns an audit event is written to, in the order `bind_audit` binds them.
+macro_rules! audit_columns {
+    () => {
+        "at, kind, user_id, client_id, session_id, detail"
+    };
+}
+
 macro_rules! family_columns {
     () => {
         "id, user_id, client_id, scope, created_at, absolute_expires_at, revoked_at, revoked_reason"
@@ -397,8 +404,9 @@ const ROTATE_REFRESH_POSTGRES: &str = concat!(
     " RETURNING family_id), ",
     "successor AS (INSERT INTO refresh_tokens (hash, family_id, created_at, idle_expires_at) ",
     "SELECT $3, family_id, $5, $6 FROM parent), ",
-    "event AS (INSERT INTO audit_events (at, kind, user_id, client_id, session_id, detail) ",
-    "SELECT $7, $8, $9, $10, $11, $12 FROM parent) ",
+    "event AS (INSERT INTO audit_events (",
+    audit_columns!(),
+    ") SELECT $7, $8, $9, $10, $11, $12 FROM parent) ",
     "SELECT COUNT(*) FROM parent"
 );
 
@@ -643,22 +651,18 @@ impl Store for SqlStore {
         if self.dialect == Dialect::Postgres {
             // One statement, hence one round trip and one implicit transaction: the conditional
             // update, the successor and the audit event either all happen or none does.
-            let rotated: i64 = sqlx::query_scalar(ROTATE_REFRESH_POSTGRES)
+            let query = sqlx::query(ROTATE_REFRESH_POSTGRES)
                 .bind(parent_hash)
                 .bind(used_at)
                 .bind(successor.hash.as_slice())
                 .bind(successor_sealed)
                 .bind(successor.created_at)
-                .bind(successor.idle_expires_at)
-                .bind(event.at)
-                .bind(event.kind.as_str())
-                .bind(event.user_id.as_deref())
-                .bind(event.client_id.as_deref())
-                .bind(event.session_id.as_deref())
-                .bind(event.detail.to_string())
+                .bind(successor.idle_expires_at);
+            let row = bind_audit(query, event)
                 .fetch_one(&self.pool)
                 .await
                 .map_err(|e| conflict_or(e, || "refresh token hash".to_owned()))?;
+            let rotated: i64 = row.try_get(0)?;
             return Ok(rotated == 1);
         }
         let mut tx = self.pool.begin().await?;
@@ -783,19 +787,24 @@ impl RevocationFeed for PgRevocations {
 }
 
 async fn insert_audit<'e>(executor: impl Executor<'e, Database = sqlx::Any>, event: &AuditEvent) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO audit_events (at, kind, user_id, client_id, session_id, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(event.at)
-    .bind(event.kind.as_str())
-    .bind(event.user_id.as_deref())
-    .bind(event.client_id.as_deref())
-    .bind(event.session_id.as_deref())
-    .bind(event.detail.to_string())
-    .execute(executor)
-    .await?;
+    let query = sqlx::query(concat!("INSERT INTO audit_events (", audit_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6)"));
+    bind_audit(query, event).execute(executor).await?;
     Ok(())
+}
+
+/// Binds an audit event's fields, in the order of `audit_columns!`, after the query's other
+/// parameters.
+fn bind_audit<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    event: &'q AuditEvent,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(event.at)
+        .bind(event.kind.as_str())
+        .bind(event.user_id.as_deref())
+        .bind(event.client_id.as_deref())
+        .bind(event.session_id.as_deref())
+        .bind(event.detail.to_string())
 }
 
 async fn insert_refresh_token(
