@@ -251,14 +251,15 @@ fn hash_time(policy: &auth_core::spec::PasswordPolicy, samples: usize, cores: us
     let joined = |thread: std::thread::ScopedJoinHandle<'_, anyhow::Result<(Timings, Timings)>>| {
         thread.join().map_err(|_| anyhow::anyhow!("a hashing thread panicked"))?
     };
-    let (fresh, reused) = std::thread::scope(|scope| joined(scope.spawn(|| time_hashes(&argon2, blocks, samples))))?;
+    let (fresh, reused) =
+        std::thread::scope(|scope| joined(scope.spawn(|| time_hashes(&argon2, blocks, samples, true))))?;
     let start = std::sync::Barrier::new(cores.max(1));
     let side_by_side = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..cores.max(1))
             .map(|_| {
                 scope.spawn(|| {
                     start.wait();
-                    time_hashes(&argon2, blocks, samples)
+                    time_hashes(&argon2, blocks, samples, false)
                 })
             })
             .collect();
@@ -273,17 +274,25 @@ fn hash_time(policy: &auth_core::spec::PasswordPolicy, samples: usize, cores: us
     Ok(HashTime { fresh: fresh.medians(), reused: reused.medians(), parallel: side_by_side.medians() })
 }
 
-/// `samples` hashes with fresh memory and `samples` with reused memory, alternating.
-fn time_hashes(argon2: &argon2::Argon2<'_>, blocks: usize, samples: usize) -> anyhow::Result<(Timings, Timings)> {
+/// `samples` hashes with fresh memory and, with `also_reused`, `samples` with reused memory,
+/// alternating (the second set stays empty otherwise).
+fn time_hashes(
+    argon2: &argon2::Argon2<'_>,
+    blocks: usize,
+    samples: usize,
+    also_reused: bool,
+) -> anyhow::Result<(Timings, Timings)> {
     let mut fresh = Timings::default();
     let mut reused = Timings::default();
-    let mut memory = vec![argon2::Block::default(); blocks];
+    let mut memory = if also_reused { vec![argon2::Block::default(); blocks] } else { Vec::new() };
     let mut out = [0u8; 32];
     for i in 0..samples {
         let password = format!("a benchmark password {i}");
         let salt = [u8::try_from(i % 256).unwrap_or(0); 16];
         fresh.time(|| argon2.hash_password_into(password.as_bytes(), &salt, &mut out))?;
-        reused.time(|| argon2.hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, &mut memory))?;
+        if also_reused {
+            reused.time(|| argon2.hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, &mut memory))?;
+        }
     }
     Ok((fresh, reused))
 }
