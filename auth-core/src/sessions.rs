@@ -60,11 +60,14 @@ impl SessionLiveness {
     /// Liveness of the sessions in `store`, a live one trusted for `ttl` after it was read.
     /// Nothing cached is used until [`SessionLiveness::follow`] runs.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ttl: Duration) -> Self {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        // Nothing is ever kept without a TTL: no room is set aside then.
+        let capacity = if ttl_ms > 0 { CAPACITY } else { 1 };
         Self {
             store,
             clock,
-            ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
-            entries: quick_cache::sync::Cache::new(CAPACITY),
+            ttl_ms,
+            entries: quick_cache::sync::Cache::new(capacity),
             epoch: AtomicU64::new(0),
             trusted: AtomicBool::new(false),
         }
