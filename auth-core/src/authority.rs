@@ -13,13 +13,14 @@ use unicode_normalization::UnicodeNormalization as _;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::Clock;
 use crate::error::{RefreshError, TokenError};
-use crate::keys::KeyRing;
+use crate::keys::{KeyRing, KeySnapshot, MasterKey, RewrapReport, RotationStep};
 use crate::password::PasswordHasher;
 use crate::random::{Entropy, random_32, random_id};
 use crate::refresh::RefreshFamilies;
 use crate::sessions::SessionLiveness;
-use crate::spec::{ClientSpec, GrantType, Spec};
-use crate::store::{ClientRecord, Store, UserRecord};
+use crate::ratelimit::{LimiterBackend, ScopeLimiter};
+use crate::spec::{ClientSpec, RateLimitSpec, Spec};
+use crate::store::{ClientRecord, FamilyRecord, KeyRecord, Store, UserRecord};
 use crate::tokens::{
     AccessClaims, AccessTokenIssuer, AccessTokenVerifier, IssuedToken, TokenSubject, VERIFIED_TOKENS_CAPACITY,
     VerifiedTokens,
@@ -48,7 +49,7 @@ pub enum Introspection {
     /// A live refresh token.
     Refresh {
         /// Its session.
-        family: crate::store::FamilyRecord,
+        family: FamilyRecord,
         /// When it expires unless used.
         expires_at: crate::clock::UnixSeconds,
     },
@@ -81,6 +82,16 @@ pub struct Authority {
     /// registered is looked up again on every request, so a registration made by another process
     /// is seen at once.
     client_secrets: RwLock<HashMap<String, String>>,
+    /// Per-account login attempts; none when not configured.
+    login_limits: Option<LoginLimits>,
+}
+
+/// Per-account login attempts: a quota per normalized username, on a limiter backend (the one the
+/// scope limits use, so that replicas sharing Redis share it too).
+#[derive(Debug, Clone)]
+struct LoginLimits {
+    backend: Arc<dyn LimiterBackend>,
+    quota: RateLimitSpec,
 }
 
 impl Authority {
@@ -105,7 +116,16 @@ impl Authority {
             passwords,
             refresh,
             client_secrets: RwLock::new(HashMap::new()),
+            login_limits: None,
         }
+    }
+
+    /// Limits password attempts per account to `quota` on `backend`: every attempt on an account
+    /// takes one unit of its allowance before the password is checked, so that parallel guesses
+    /// cannot slip past it; unknown usernames are limited exactly like known ones.
+    pub fn with_login_limits(mut self, backend: Arc<dyn LimiterBackend>, quota: RateLimitSpec) -> Self {
+        self.login_limits = Some(LoginLimits { backend, quota });
+        self
     }
 
     /// Caches session liveness: a live session is trusted for at most `ttl` after it was read, and
@@ -132,19 +152,104 @@ impl Authority {
         &self.spec
     }
 
-    /// The key ring.
-    pub fn keys(&self) -> &KeyRing {
-        &self.keys
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        self.store.ping().await
     }
 
-    /// The refresh families.
-    pub fn refresh_families(&self) -> &RefreshFamilies {
-        &self.refresh
+    // -----------------------------------------------------------------------------------------
+    // Keys
+
+    /// Applies the rotation policy now (generating the first key of an empty ring) and loads the
+    /// result; several replicas may run it at once.
+    pub async fn rotate_keys(&self) -> Result<Vec<RotationStep>> {
+        self.keys.rotate().await
     }
 
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// Loads the keys as stored, changing nothing (for commands that only read).
+    pub async fn load_keys(&self) -> Result<Arc<KeySnapshot>> {
+        self.keys.reload().await
+    }
+
+    /// The keys as last loaded: the signer and the published set.
+    pub fn key_snapshot(&self) -> Result<Arc<KeySnapshot>> {
+        self.keys.snapshot()
+    }
+
+    /// The published JWKS as JSON, from memory (so it answers while the database is down); `None`
+    /// before the keys are first loaded.
+    pub fn jwks_json(&self) -> Option<bytes::Bytes> {
+        self.keys.cached_snapshot().map(|snapshot| snapshot.jwks_json.clone())
+    }
+
+    /// Every signing key, retired ones included, oldest first.
+    pub async fn list_keys(&self) -> Result<Vec<KeyRecord>> {
+        self.store.list_keys().await
+    }
+
+    /// Seals every signing key again under `new` (rotation of the master key).
+    pub async fn rewrap_keys(&self, new: &MasterKey) -> Result<RewrapReport> {
+        self.keys.rewrap(new).await
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Users, clients, sessions and the audit log, as operators and account endpoints see them
+
+    /// A user by id.
+    pub async fn user(&self, id: &str) -> Result<Option<UserRecord>> {
+        self.store.user_by_id(id).await
+    }
+
+    /// A user by username as typed (normalized as at sign-up).
+    pub async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>> {
+        self.store.user_by_username(&normalize_username(username)?).await
+    }
+
+    /// Users ordered by creation, a page at a time.
+    pub async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>> {
+        self.store.list_users(limit, offset).await
+    }
+
+    /// The registered clients.
+    pub async fn list_clients(&self) -> Result<Vec<ClientRecord>> {
+        self.store.list_clients().await
+    }
+
+    /// The latest `limit` audit events, newest first.
+    pub async fn audit_tail(&self, limit: u32) -> Result<Vec<AuditEvent>> {
+        self.store.audit_tail(limit).await
+    }
+
+    /// The user's live sessions (refresh families), newest first.
+    pub async fn sessions_of_user(&self, user_id: &str) -> Result<Vec<FamilyRecord>> {
+        self.refresh.sessions_of_user(user_id).await
+    }
+
+    /// Ends the user's session `sid` (`logout`); `false` when the user has no such session
+    /// (another user's session is reported exactly like a missing one).
+    pub async fn end_session(&self, user_id: &str, sid: &str) -> Result<bool> {
+        // Anything that is not the shape of an id cannot name a session and is not looked up:
+        // a NUL byte, say, is refused by PostgreSQL as text.
+        if !could_be_id(sid) {
+            return Ok(false);
+        }
+        match self.store.family(sid).await? {
+            Some(family) if family.user_id.as_deref() == Some(user_id) => {
+                self.refresh.revoke_family(sid, "logout").await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Ends the session `sid` of a verified token (`logout`); `false` when it was already ended.
+    pub async fn end_token_session(&self, sid: &str) -> Result<bool> {
+        self.refresh.revoke_family(sid, "logout").await
+    }
+
+    /// Ends every session of the user (`logout_all`); returns how many were live.
+    pub async fn end_all_sessions(&self, user_id: &str) -> Result<u64> {
+        self.refresh.revoke_user(user_id, "logout_all").await
     }
 
     /// Creates a user. The username is normalized (NFKC, lowercase) so that names differing only
@@ -240,11 +345,11 @@ impl Authority {
         Ok(stored)
     }
 
-    fn check_grant(spec: &ClientSpec, grant: GrantType) -> Result<()> {
-        if spec.grants.contains(&grant) {
+    fn check_grant(spec: &ClientSpec, grant_type: &str) -> Result<()> {
+        if spec.allows(grant_type) {
             Ok(())
         } else {
-            Err(Error::UnauthorizedGrant(grant.as_str().to_owned()))
+            Err(Error::UnauthorizedGrant(grant_type.to_owned()))
         }
     }
 
@@ -262,8 +367,9 @@ impl Authority {
         password: &str,
         scope: Option<&str>,
     ) -> Result<Grant> {
+        self.charge_login_attempt(client.id, username).await?;
         let client_spec = self.authenticate_client(client).await?;
-        Self::check_grant(client_spec, GrantType::Password)?;
+        Self::check_grant(client_spec, "password")?;
         let scope = Self::resolve_scope(client_spec, scope)?;
         let user = match normalize_username(username) {
             Ok(name) => self.store.user_by_username(&name).await?,
@@ -299,6 +405,26 @@ impl Authority {
         Ok(Grant { access, refresh_token: Some(refresh_token), scope })
     }
 
+    /// Takes one login attempt from the account's allowance, atomically in the limiter; refuses
+    /// with [`Error::TooManyAttempts`] (and a `login_locked_out` audit event) when none is left.
+    async fn charge_login_attempt(&self, client_id: &str, username: &str) -> Result<()> {
+        let Some(limits) = &self.login_limits else { return Ok(()) };
+        let account = normalize_username(username).unwrap_or_else(|_| username.to_owned());
+        let key = ScopeLimiter::key("login", &account);
+        let decision = limits.backend.check(&key, limits.quota, self.clock.now_ms()).await?;
+        if decision.allowed {
+            return Ok(());
+        }
+        let retry_after_secs = decision.retry_after_secs().unwrap_or(1).max(1);
+        let event = AuditEvent::new(self.clock.now_ms(), AuditKind::LoginLockedOut)
+            .client(client_id)
+            .detail(serde_json::json!({ "retry_after_secs": decision.retry_after_secs() }));
+        if let Err(e) = self.audit(event).await {
+            tracing::warn!(error = %e, "could not record a lockout");
+        }
+        Err(Error::TooManyAttempts { retry_after_secs })
+    }
+
     /// The refresh-token grant: rotates the refresh token and issues a new access token. A
     /// narrower scope may be requested (RFC 6749 section 6); a wider one is refused.
     pub async fn refresh_grant(
@@ -308,7 +434,7 @@ impl Authority {
         scope: Option<&str>,
     ) -> Result<Grant> {
         let client_spec = self.authenticate_client(client).await?;
-        Self::check_grant(client_spec, GrantType::RefreshToken)?;
+        Self::check_grant(client_spec, "refresh_token")?;
         let rotation = self.refresh.rotate(refresh_token, client.id).await?;
         let family = &rotation.family;
         if family.user_id.is_none() {
@@ -331,7 +457,7 @@ impl Authority {
     /// The client-credentials grant: a token whose subject is the client itself, no session.
     pub async fn client_credentials_grant(&self, client: ClientCredentials<'_>, scope: Option<&str>) -> Result<Grant> {
         let client_spec = self.authenticate_client(client).await?;
-        Self::check_grant(client_spec, GrantType::ClientCredentials)?;
+        Self::check_grant(client_spec, "client_credentials")?;
         let scope = Self::resolve_scope(client_spec, scope)?;
         let access = self.issue(client.id, client.id, &scope, None, &Map::new())?;
         self.audit(
@@ -378,7 +504,7 @@ impl Authority {
     /// when it verifies and its session (if any) is not revoked; a refresh token when it has not
     /// been rotated and its session is live.
     pub async fn introspect(&self, token: &str) -> Result<Option<Introspection>> {
-        if token.contains('.') {
+        if crate::tokens::looks_like_jwt(token) {
             let Ok(claims) = self.verify_access_token(token) else { return Ok(None) };
             if let Some(sid) = &claims.sid
                 && !self.refresh.is_live(sid).await?
@@ -442,6 +568,12 @@ fn grant_scope<'a>(allowed: impl Iterator<Item = &'a str> + Clone, requested: Op
     Ok(granted.join(" "))
 }
 
+/// Whether `id` has the shape of an id this service makes (base64url, as
+/// [`crate::random::random_id`] makes them).
+fn could_be_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Normalizes a username: trimmed, NFKC, then lowercase. Refuses empty (or all-whitespace),
 /// over-long and control characters.
 ///
@@ -474,6 +606,7 @@ fn base64_url(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::GrantType;
 
     #[test]
     fn usernames_differing_by_form_or_case_normalize_alike() {
@@ -493,7 +626,7 @@ mod tests {
     fn scope_resolution_defaults_and_refuses() {
         let client = ClientSpec {
             public: true,
-            grants: vec![GrantType::Password],
+            grants: GrantType::named("password").into_iter().collect(),
             scopes: vec!["a".into(), "b".into()],
             description: String::new(),
         };

@@ -338,7 +338,12 @@ impl PrivateKey {
                     .as_ref()
                     .to_vec()
             }
+            #[cfg(feature = "server")]
             SigningAlgorithm::RS256 => generate_rsa_pkcs8()?,
+            #[cfg(not(feature = "server"))]
+            SigningAlgorithm::RS256 => {
+                return Err(Error::Crypto("RS256 key generation needs auth-core's `server` feature".into()));
+            }
         };
         Self::from_pkcs8(alg, pkcs8)
     }
@@ -401,6 +406,7 @@ impl PrivateKey {
     }
 }
 
+#[cfg(feature = "server")]
 fn generate_rsa_pkcs8() -> Result<Vec<u8>> {
     use rsa::pkcs8::EncodePrivateKey;
     let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)

@@ -133,6 +133,15 @@ pub enum Error {
     /// The client may not use this grant.
     #[error("the client may not use the grant `{0}`")]
     UnauthorizedGrant(String),
+    /// Too many login attempts on one account: refused before the password is checked.
+    #[error("too many login attempts; retry in {retry_after_secs} s")]
+    TooManyAttempts {
+        /// Seconds until an attempt is admitted again.
+        retry_after_secs: u64,
+    },
+    /// A required request parameter is absent or empty.
+    #[error("the parameter `{0}` is required")]
+    MissingParameter(&'static str),
     /// A requested scope is undeclared or not allowed for the client.
     #[error("scope not allowed: {0}")]
     InvalidScope(String),
@@ -184,6 +193,8 @@ impl Error {
             Self::InvalidClient => "auth.invalid_client",
             Self::UnauthorizedGrant(_) => "auth.unauthorized_grant",
             Self::InvalidScope(_) => "auth.invalid_scope",
+            Self::TooManyAttempts { .. } => "auth.too_many_attempts",
+            Self::MissingParameter(_) => "request.missing_parameter",
             Self::Invalid { .. } => "input.invalid",
             Self::Conflict(_) => "input.conflict",
             Self::NotFound(_) => "input.not_found",
@@ -203,6 +214,7 @@ impl Error {
     }
 }
 
+#[cfg(feature = "server")]
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         match e {

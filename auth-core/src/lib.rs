@@ -11,20 +11,33 @@
 //! - [`random`]: the OS CSPRNG, or a seeded stream for deterministic fixtures.
 //! - [`authority`]: the issuance paths (password, refresh, client credentials, revoke).
 //!
+//! Features: `server` (on by default) is the issuance side: [`authority`], [`refresh`],
+//! [`sessions`], [`password`], [`store`], [`audit`], the key ring and the Redis limiter, with the
+//! dependencies only it needs (sqlx, redis, argon2, rsa, tokio). With `default-features = false`
+//! what is left is the verification side a resource server needs: [`spec`], [`tokens`],
+//! [`keys::KeySet`] from a JWKS, and [`ratelimit`] in memory.
+//!
 //! Time is always injected through [`clock::Clock`]; nothing below reads the wall clock itself.
 
+#[cfg(feature = "server")]
 pub mod audit;
+#[cfg(feature = "server")]
 pub mod authority;
 pub mod clock;
 pub mod crypto;
 pub mod error;
 pub mod keys;
+pub mod oauth;
+#[cfg(feature = "server")]
 pub mod password;
 pub mod random;
 pub mod ratelimit;
+#[cfg(feature = "server")]
 pub mod refresh;
+#[cfg(feature = "server")]
 pub mod sessions;
 pub mod spec;
+#[cfg(feature = "server")]
 pub mod store;
 pub mod tokens;
 

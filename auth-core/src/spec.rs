@@ -12,6 +12,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::oauth::grants::{self, TokenGrant};
+
 /// The only spec format version this build understands.
 pub const SPEC_VERSION: u32 = 1;
 
@@ -298,26 +300,73 @@ pub struct ClaimSpec {
     pub description: String,
 }
 
-/// An OAuth 2.0 grant type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GrantType {
-    /// Resource-owner password credentials (username + password).
-    Password,
-    /// Refresh-token rotation.
-    RefreshToken,
-    /// A confidential client acting for itself.
-    ClientCredentials,
-}
+/// An OAuth 2.0 grant type: a handle on one grant of the registry
+/// ([`crate::oauth::grants::GRANTS`]), written in the spec by its `grant_type` name.
+#[derive(Clone, Copy)]
+pub struct GrantType(&'static dyn TokenGrant);
 
 impl GrantType {
+    /// The grant named `name` in the registry.
+    pub fn named(name: &str) -> Option<Self> {
+        grants::grant(name).map(Self)
+    }
+
     /// The `grant_type` parameter value.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Password => "password",
-            Self::RefreshToken => "refresh_token",
-            Self::ClientCredentials => "client_credentials",
-        }
+        self.0.name()
+    }
+
+    /// The grant itself.
+    pub fn grant(self) -> &'static dyn TokenGrant {
+        self.0
+    }
+}
+
+impl fmt::Debug for GrantType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq for GrantType {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for GrantType {}
+
+impl std::hash::Hash for GrantType {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for GrantType {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for GrantType {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl Serialize for GrantType {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for GrantType {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Self::named(&name).ok_or_else(|| {
+            let known: Vec<&str> = grants::names().collect();
+            serde::de::Error::custom(format_args!("unknown grant `{name}`, expected one of {}", known.join(", ")))
+        })
     }
 }
 
@@ -336,6 +385,13 @@ pub struct ClientSpec {
     /// What the client is.
     #[serde(default)]
     pub description: String,
+}
+
+impl ClientSpec {
+    /// Whether the client may use the grant named `grant_type`.
+    pub fn allows(&self, grant_type: &str) -> bool {
+        self.grants.iter().any(|g| g.as_str() == grant_type)
+    }
 }
 
 /// A parsed and validated `auth.toml`.
@@ -397,7 +453,7 @@ impl Spec {
             "local-app".to_owned(),
             ClientSpec {
                 public: true,
-                grants: vec![GrantType::Password, GrantType::RefreshToken],
+                grants: ["password", "refresh_token"].into_iter().filter_map(GrantType::named).collect(),
                 scopes: vec!["profile".to_owned()],
                 description: "Default public client".to_owned(),
             },
@@ -533,17 +589,8 @@ impl Spec {
         if grants.len() != client.grants.len() {
             return Err(SpecError::invalid(field("grants"), "lists a grant twice"));
         }
-        if client.public && grants.contains(&GrantType::ClientCredentials) {
-            return Err(SpecError::invalid(
-                field("grants"),
-                "a public client has no secret and cannot use client_credentials",
-            ));
-        }
-        if grants.contains(&GrantType::RefreshToken) && !grants.contains(&GrantType::Password) {
-            return Err(SpecError::invalid(
-                field("grants"),
-                "refresh_token needs a grant that issues refresh tokens (password)",
-            ));
+        for grant in &client.grants {
+            grant.grant().check_client(client).map_err(|why| SpecError::invalid(field("grants"), why))?;
         }
         for scope in &client.scopes {
             if !self.scopes.contains_key(scope) {

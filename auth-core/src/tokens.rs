@@ -44,6 +44,13 @@ pub fn bearer_token(authorization: Option<&[u8]>) -> Result<&str, &'static str> 
     Ok(token.trim())
 }
 
+/// Whether `token` has the form of a JWT (an access token) rather than an opaque token (a refresh
+/// token: base64url, which has no `.`). Decides only where to look; nothing is trusted before
+/// verification.
+pub fn looks_like_jwt(token: &str) -> bool {
+    token.contains('.')
+}
+
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 

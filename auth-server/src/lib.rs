@@ -1,17 +1,22 @@
 //! auth-server: the standalone auth HTTP service over `auth-core`.
 //!
-//! - [`app`]: configuration, shared state, router, background tasks, graceful shutdown.
-//! - [`routes`]: the handlers (OAuth, users and sessions, well-known documents, operations).
-//! - [`error`]: RFC 6749 and RFC 9457 error bodies.
-//! - [`metrics`]: Prometheus metrics.
-//! - [`openapi`]: the OpenAPI 3.1 document served at `/openapi.json`.
+//! ```text
+//! config      clap flags (the one source of defaults and AUTH_* variables) -> ServerConfig
+//! state       AppState and how it is built (store, keys, limiters, authority); no HTTP
+//! background  key rotation, limiter health, the feed of revoked sessions
+//! metrics     Prometheus metrics
+//! http/       router, middleware, extractors, error formats, OpenAPI, one module per area
+//! ```
+//!
+//! Dependencies point one way: `http` uses `state`, `config` and `metrics`; `state` uses `config`
+//! and `metrics`; nothing below `http` knows about HTTP.
 
 // Handler errors (`OAuthError`, `Problem`) carry a header map and become a response at once;
 // boxing them would add an allocation to every refusal and buy nothing.
 #![allow(clippy::result_large_err)]
 
-pub mod app;
-pub mod error;
+pub mod background;
+pub mod config;
+pub mod http;
 pub mod metrics;
-pub mod openapi;
-pub mod routes;
+pub mod state;

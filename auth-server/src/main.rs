@@ -6,15 +6,16 @@
 #![allow(clippy::print_stdout)]
 
 use std::io::Read as _;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
+use auth_core::clock::SystemClock;
 use auth_core::keys::MasterKey;
-use auth_server::app::{self, AppState, ServerConfig};
-use clap::{Args, Parser, Subcommand};
+use auth_core::random::OsEntropy;
+use auth_server::config::{ServerArgs, ServerConfig};
+use auth_server::state::{self, AppState};
+use clap::{Parser, Subcommand};
 
 /// mimalloc instead of the system allocator: request handling allocates many small, short-lived
 /// objects (headers, form values, claims, JSON), which glibc's allocator serves more slowly.
@@ -25,48 +26,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "auth-server", version, about = "The auth HTTP service and its operator commands")]
 struct Cli {
     #[command(flatten)]
-    common: CommonArgs,
+    common: ServerArgs,
     #[command(subcommand)]
     command: Option<Command>,
-}
-
-#[derive(Args, Debug, Clone)]
-struct CommonArgs {
-    /// Address to listen on.
-    #[arg(long, env = "AUTH_LISTEN", default_value = "127.0.0.1:8080", global = true)]
-    listen: SocketAddr,
-    /// The auth.toml spec; a local default spec when absent.
-    #[arg(long, env = "AUTH_SPEC", global = true)]
-    spec: Option<PathBuf>,
-    /// Database URL (sqlite://... or postgres://...); SQLite under the data dir when absent.
-    #[arg(long, env = "AUTH_DATABASE_URL", global = true)]
-    database_url: Option<String>,
-    /// Directory for the SQLite database and the master key file.
-    #[arg(long, env = "AUTH_DATA_DIR", default_value = "auth-data", global = true)]
-    data_dir: PathBuf,
-    /// Redis URL for rate limits shared by several replicas.
-    #[arg(long, env = "AUTH_REDIS_URL", global = true)]
-    redis_url: Option<String>,
-    /// Prefix of this service's rate-limit keys in Redis (separates deployments sharing a Redis).
-    #[arg(long, env = "AUTH_REDIS_PREFIX", default_value = "auth:rl:", global = true)]
-    redis_prefix: String,
-    /// Seconds between key-rotation runs (and pick-up of other replicas' rotations).
-    #[arg(long, env = "AUTH_KEY_REFRESH_SECS", default_value_t = 30, global = true)]
-    key_refresh_secs: u64,
-    /// Seconds a session read as live is trusted by introspection and bearer endpoints before it
-    /// is read again; revocations are seen at once whatever this is (0: read every time).
-    #[arg(long, env = "AUTH_SESSION_CACHE_SECS", default_value_t = 2, global = true)]
-    session_cache_secs: u64,
-    /// Seconds a request may take before it is answered 503 (bounds the wait on a database that
-    /// stops answering mid-query).
-    #[arg(long, env = "AUTH_REQUEST_TIMEOUT_SECS", default_value_t = 10, global = true)]
-    request_timeout_secs: u64,
-    /// Login attempts allowed per account per minute (burst; refills evenly).
-    #[arg(long, env = "AUTH_LOGIN_ATTEMPTS", default_value_t = 5, global = true)]
-    login_attempts: u32,
-    /// Requests per second allowed per client IP on credential endpoints (also the burst).
-    #[arg(long, env = "AUTH_PER_IP_RPS", default_value_t = 50, global = true)]
-    per_ip_rps: u32,
 }
 
 #[derive(Subcommand, Debug)]
@@ -132,9 +94,13 @@ enum KeysCommand {
     /// Run the rotation policy now.
     Rotate,
     /// Seal every signing key again under a new master key (rotation of the master key). The new
-    /// key is read from `AUTH_NEW_MASTER_KEY`, else from `--new-master-key-file`, else from
-    /// standard input (base64 or 64 hex digits); the current one is configured as for `serve`.
+    /// key is read from `--new-master-key` (`AUTH_NEW_MASTER_KEY`), else from
+    /// `--new-master-key-file`, else from standard input (base64 or 64 hex digits); the current
+    /// one is configured as for `serve`.
     Rewrap {
+        /// The new master key.
+        #[arg(long, env = "AUTH_NEW_MASTER_KEY", hide_env_values = true)]
+        new_master_key: Option<String>,
         /// A file holding the new master key.
         #[arg(long, env = "AUTH_NEW_MASTER_KEY_FILE")]
         new_master_key_file: Option<PathBuf>,
@@ -149,21 +115,6 @@ enum AuditCommand {
         #[arg(long, short = 'n', default_value_t = 20)]
         limit: u32,
     },
-}
-
-fn config(common: &CommonArgs) -> ServerConfig {
-    let mut config = ServerConfig::local(common.listen, common.data_dir.clone());
-    config.spec = common.spec.clone();
-    config.database_url = common.database_url.clone();
-    config.redis_url = common.redis_url.clone();
-    config.redis_prefix = common.redis_prefix.clone();
-    config.key_refresh = Duration::from_secs(common.key_refresh_secs.max(1));
-    config.session_cache = Duration::from_secs(common.session_cache_secs);
-    config.request_timeout = Duration::from_secs(common.request_timeout_secs.max(1));
-    config.login_attempts.burst = common.login_attempts.max(1);
-    config.per_ip_burst = common.per_ip_rps.max(1);
-    config.per_ip_period = Duration::from_micros(1_000_000 / u64::from(common.per_ip_rps.max(1)));
-    config
 }
 
 #[tokio::main]
@@ -182,30 +133,41 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// The service on the system clock and the OS CSPRNG. Its keys are loaded, not rotated: commands
+/// that only read leave the database as it is.
+async fn open(config: ServerConfig) -> anyhow::Result<Arc<AppState>> {
+    let state = state::build_state(config, Arc::new(SystemClock), Arc::new(OsEntropy::new())).await?;
+    Ok(state)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = config(&cli.common);
+    let config = cli.common.config();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => {
-            app::open_store(&config).await?;
+            state::open_store(&config).await?;
             println!("migrations applied to {}", redact(&config.database_url()));
             Ok(())
         }
         Command::Check => {
             let spec = config.load_spec()?;
             println!("spec ok: issuer {}, hash {}", spec.issuer, spec.hash());
-            let state = app::build_state(config).await?;
-            state.store().ping().await?;
-            let snapshot = state.keys().snapshot()?;
-            println!("database ok; active key {} ({})", snapshot.active.kid, snapshot.active.key.algorithm());
+            let state = open(config).await?;
+            state.authority.ping().await?;
+            if state.authority.list_keys().await?.is_empty() {
+                println!("database ok; no signing key yet (serve or `keys rotate` creates the first)");
+            } else {
+                let snapshot = state.authority.load_keys().await?;
+                println!("database ok; active key {} ({})", snapshot.active.kid, snapshot.active.key.algorithm());
+            }
             Ok(())
         }
-        Command::Users(command) => users(app::build_state(config).await?, command).await,
-        Command::Clients(command) => clients(app::build_state(config).await?, command).await,
-        Command::Keys(command) => keys(app::build_state(config).await?, command).await,
+        Command::Users(command) => users(open(config).await?, command).await,
+        Command::Clients(command) => clients(open(config).await?, command).await,
+        Command::Keys(command) => keys(open(config).await?, command).await,
         Command::Audit(AuditCommand::Tail { limit }) => {
-            let state = app::build_state(config).await?;
-            for event in state.store().audit_tail(limit).await? {
+            let state = open(config).await?;
+            for event in state.authority.audit_tail(limit).await? {
                 println!("{}", serde_json::to_string(&event)?);
             }
             Ok(())
@@ -215,7 +177,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let listen = config.listen;
-    let state = app::build_state(config).await?;
+    let state = open(config).await?;
+    state.rotate_keys().await?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let local = listener.local_addr()?;
     tracing::info!(
@@ -228,7 +191,7 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     tracing::info!(
         "add a user: `echo 'a long password' | auth-server users add alice`; register a confidential client: `auth-server clients add <id>`; keys: http://{local}/.well-known/jwks.json"
     );
-    app::serve(state, listener).await
+    auth_server::http::serve(state, listener).await
 }
 
 /// A database URL without its password, for logs.
@@ -262,14 +225,13 @@ async fn users(state: Arc<AppState>, command: UsersCommand) -> anyhow::Result<()
             println!("created user {} ({})", user.username, user.id);
         }
         UsersCommand::List { limit } => {
-            for user in state.store().list_users(limit, 0).await? {
+            for user in state.authority.list_users(limit, 0).await? {
                 let status = if user.disabled { "disabled" } else { "active" };
                 println!("{}\t{}\t{}\t{}", user.id, user.username, status, serde_json::Value::Object(user.claims));
             }
         }
         UsersCommand::Disable { username } => {
-            let name = auth_core::authority::normalize_username(&username)?;
-            let user = state.store().user_by_username(&name).await?.with_context(|| format!("no user {username}"))?;
+            let user = state.authority.user_by_username(&username).await?.with_context(|| format!("no user {username}"))?;
             let ended = state.authority.disable_user(&user.id).await?;
             println!("disabled {}; ended {ended} session(s)", user.username);
         }
@@ -284,7 +246,7 @@ async fn clients(state: Arc<AppState>, command: ClientsCommand) -> anyhow::Resul
             None => println!("registered public client {id} (no secret)"),
         },
         ClientsCommand::List => {
-            for client in state.store().list_clients().await? {
+            for client in state.authority.list_clients().await? {
                 let kind = if client.secret_hash.is_some() { "confidential" } else { "public" };
                 println!("{}\t{kind}\t{}", client.id, client.created_at);
             }
@@ -297,12 +259,12 @@ async fn keys(state: Arc<AppState>, command: KeysCommand) -> anyhow::Result<()> 
     match command {
         KeysCommand::List => {}
         KeysCommand::Rotate => {
-            let steps = state.keys().rotate().await?;
+            let steps = state.authority.rotate_keys().await?;
             println!("applied: {steps:?}");
         }
-        KeysCommand::Rewrap { new_master_key_file } => {
-            let new = new_master_key(new_master_key_file.as_deref())?;
-            let report = state.keys().rewrap(&new).await?;
+        KeysCommand::Rewrap { new_master_key, new_master_key_file } => {
+            let new = new_master_key_from(new_master_key.as_deref(), new_master_key_file.as_deref())?;
+            let report = state.authority.rewrap_keys(&new).await?;
             println!(
                 "rewrapped {} key(s) under master key {} ({} already under it, {} retired)",
                 report.rewrapped.len(),
@@ -312,7 +274,7 @@ async fn keys(state: Arc<AppState>, command: KeysCommand) -> anyhow::Result<()> 
             );
         }
     }
-    for key in state.store().list_keys().await? {
+    for key in state.authority.list_keys().await? {
         println!(
             "{}\t{}\t{}\tactivates {}\tdeactivated {}\tsealed {}",
             key.kid,
@@ -326,10 +288,11 @@ async fn keys(state: Arc<AppState>, command: KeysCommand) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The new master key of `keys rewrap`: `AUTH_NEW_MASTER_KEY`, else the file, else stdin.
-fn new_master_key(file: Option<&std::path::Path>) -> anyhow::Result<MasterKey> {
-    if let Ok(text) = std::env::var("AUTH_NEW_MASTER_KEY") {
-        return MasterKey::from_text(&text).context("AUTH_NEW_MASTER_KEY");
+/// The new master key of `keys rewrap`: the flag (or `AUTH_NEW_MASTER_KEY`), else the file, else
+/// stdin.
+fn new_master_key_from(key: Option<&str>, file: Option<&std::path::Path>) -> anyhow::Result<MasterKey> {
+    if let Some(text) = key {
+        return MasterKey::from_text(text).context("AUTH_NEW_MASTER_KEY");
     }
     let text = match file {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,

@@ -1,12 +1,14 @@
 //! The request-body decoders of auth-server, each checked against an independent reading of the
-//! same bytes: `routes::parse_form` (the OAuth endpoints' form) against the `form_urlencoded`
-//! crate, `routes::users::decode_sign_up` (the sign-up JSON) against `serde_json`.
+//! same bytes: `http::extract::parse_form` (the OAuth endpoints' form) against the `form_urlencoded`
+//! crate, `http::account::decode_sign_up` (the sign-up JSON) against `serde_json`.
 
 use std::collections::HashMap;
 use std::fmt;
 
-use auth_server::routes::users::{SignUpBody, decode_sign_up};
-use auth_server::routes::{TOKEN_FORM_PARAMETERS, TOKEN_PARAMETERS, parse_form};
+use auth_server::http::account::{SignUpBody, decode_sign_up};
+use auth_server::http::extract::{FormParameters, parse_form};
+use auth_server::http::oauth::TokenForm;
+use auth_server::http::oauth::token::TokenRequest;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -35,7 +37,7 @@ fn media_type_is(content_type: &str, expected: &str) -> bool {
 pub fn check_form(data: &[u8]) {
     let Some((&selector, body)) = data.split_first() else { return };
     let content_type = CONTENT_TYPES[usize::from(selector) % CONTENT_TYPES.len()];
-    let known = if selector & 0x80 == 0 { TOKEN_PARAMETERS } else { TOKEN_FORM_PARAMETERS };
+    let known = if selector & 0x80 == 0 { TokenRequest::names() } else { TokenForm::names() };
     let form_type = media_type_is(content_type, "application/x-www-form-urlencoded");
     match parse_form(&headers(content_type), &Bytes::copy_from_slice(body), known) {
         Ok(form) => {

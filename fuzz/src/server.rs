@@ -8,7 +8,10 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use auth_core::spec::{RateLimitSpec, Seconds};
-use auth_server::app::{self, AppState, ServerConfig};
+use auth_core::clock::SystemClock;
+use auth_core::random::OsEntropy;
+use auth_server::config::ServerConfig;
+use auth_server::state::{self, AppState};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
@@ -96,7 +99,10 @@ impl Harness {
             .build()
             .unwrap_or_else(|e| panic!("tokio runtime: {e}"));
         let (state, secret) = runtime.block_on(async {
-            let state = app::build_state(config).await.unwrap_or_else(|e| panic!("server state: {e:#}"));
+            let state = state::build_state(config, Arc::new(SystemClock), Arc::new(OsEntropy::new()))
+                .await
+                .unwrap_or_else(|e| panic!("server state: {e:#}"));
+            state.rotate_keys().await.unwrap_or_else(|e| panic!("signing keys: {e:#}"));
             let secret = state.authority.register_client("booking-backend").await;
             let secret = secret.ok().flatten().unwrap_or_else(|| panic!("booking-backend has no secret"));
             let mut claims = Map::new();
@@ -106,7 +112,7 @@ impl Harness {
             }
             (state, secret)
         });
-        let router = app::router(state.clone());
+        let router = auth_server::http::router(state.clone());
         Self { runtime, router, state, secret, _dir: dir }
     }
 

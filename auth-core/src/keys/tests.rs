@@ -3,6 +3,8 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
+use crate::spec::{SigningAlgorithm, Spec};
+use crate::store::{KeyRecord, KeyState};
 use crate::random::{OsEntropy, SeededEntropy};
 use crate::tokens::{AccessTokenIssuer, AccessTokenVerifier, TokenSubject};
 

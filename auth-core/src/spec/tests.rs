@@ -28,10 +28,10 @@ fn booking_spec_parses_with_its_values() {
     assert!(spec.claims["tenant_id"].required);
     let web = &spec.clients["booking-web"];
     assert!(web.public);
-    assert_eq!(web.grants, [GrantType::Password, GrantType::RefreshToken]);
+    assert_eq!(web.grants, [GrantType::named("password").unwrap(), GrantType::named("refresh_token").unwrap()]);
     let backend = &spec.clients["booking-backend"];
     assert!(!backend.public);
-    assert_eq!(backend.grants, [GrantType::ClientCredentials]);
+    assert_eq!(backend.grants, [GrantType::named("client_credentials").unwrap()]);
     assert_eq!(backend.scopes, ["bookings:read"]);
 }
 
@@ -134,10 +134,10 @@ fn cross_field_rules_name_their_field() {
             s.claims.insert("sub".into(), ClaimSpec { kind: ClaimType::String, required: false, description: String::new() });
         })),
         ("clients.booking-web.grants", Box::new(|s| {
-            s.clients.get_mut("booking-web").unwrap().grants.push(GrantType::ClientCredentials);
+            s.clients.get_mut("booking-web").unwrap().grants.push(GrantType::named("client_credentials").unwrap());
         })),
         ("clients.booking-backend.grants", Box::new(|s| {
-            s.clients.get_mut("booking-backend").unwrap().grants = vec![GrantType::RefreshToken];
+            s.clients.get_mut("booking-backend").unwrap().grants = vec![GrantType::named("refresh_token").unwrap()];
         })),
         ("scopes.\"bookings:read\".rate_limit.burst", Box::new(|s| {
             s.scopes.get_mut("bookings:read").unwrap().rate_limit = Some(RateLimitSpec { burst: 0, per: Seconds(60) });

@@ -226,7 +226,7 @@ async fn sql_and_path_characters_in_usernames_are_just_text(db: TestDb) {
     // The injection-looking password grant of an unknown account is a wrong password, no more.
     let (status, headers, body) = read_json(server.password_grant("' OR 1=1 --", "' OR 1=1 --").await).await;
     assert_oauth_error(status, &headers, &body, StatusCode::BAD_REQUEST, "invalid_grant");
-    assert_eq!(server.state.store().list_users(100, 0).await.unwrap().len(), names.len() + 1);
+    assert_eq!(server.state.authority.list_users(100, 0).await.unwrap().len(), names.len() + 1);
     assert_still_serves(&server).await;
 }
 
@@ -257,7 +257,7 @@ async fn sql_and_path_characters_in_a_token_kid_are_refused(db: TestDb) {
     // The untouched token still works, and the keys are all there.
     let response = server.get_bearer("/userinfo", &tokens.access).await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(!server.state.store().list_keys().await.unwrap().is_empty());
+    assert!(!server.state.authority.list_keys().await.unwrap().is_empty());
     assert_still_serves(&server).await;
 }
 

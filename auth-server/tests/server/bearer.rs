@@ -87,7 +87,7 @@ async fn missing_garbage_and_expired_tokens_are_401(db: TestDb) {
         sid: claims.sid,
         custom: claims.custom,
     };
-    let active = state.keys().snapshot().unwrap().active.clone();
+    let active = state.authority.key_snapshot().unwrap().active.clone();
     let expired = AccessTokenIssuer::from_spec(&state.spec)
         .issue(
             &active,

@@ -16,6 +16,13 @@ async fn operator_commands_manage_users_clients_keys_and_audit() {
     let deployment = Deployment::new(&backing, &cheap_booking_spec(&[])).await;
 
     assert!(deployment.cli(&["migrate"], None).await.contains("migrations applied"));
+    // Commands that only read change nothing: on a fresh database, check and keys list leave the
+    // ring empty; keys rotate creates the first key.
+    let check = deployment.cli(&["check"], None).await;
+    assert!(check.contains("spec ok") && check.contains("database ok; no signing key yet"), "{check}");
+    assert!(!deployment.cli(&["keys", "list"], None).await.contains("active"));
+    assert!(!deployment.cli(&["audit", "tail"], None).await.contains("key_"), "no key event was written");
+    deployment.cli(&["keys", "rotate"], None).await;
     let check = deployment.cli(&["check"], None).await;
     assert!(check.contains("spec ok") && check.contains("database ok; active key"), "{check}");
 

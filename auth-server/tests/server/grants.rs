@@ -259,7 +259,7 @@ async fn refresh_reuse_after_grace_revokes_the_family(db: TestDb) {
         1.0,
         "{page}"
     );
-    let audit = server.state.store().audit_tail(50).await.unwrap();
+    let audit = server.state.authority.audit_tail(50).await.unwrap();
     assert!(
         audit
             .iter()

@@ -235,7 +235,7 @@ pub(crate) async fn login_backoff_with(db: TestDb, options: Options, attempts: u
     );
 
     // The audit log agrees: the checked attempts failed, the rest were lockouts.
-    let audit = server.state.store().audit_tail(200).await.unwrap();
+    let audit = server.state.authority.audit_tail(200).await.unwrap();
     let failed = audit
         .iter()
         .filter(|e| e.kind == AuditKind::LoginFailed && e.user_id.as_deref() == Some(&user_id))

@@ -39,7 +39,7 @@ where
 async fn assert_unharmed(server: &Server) {
     assert_eq!(server.get("/healthz").await.status(), StatusCode::OK);
     server.login("alice").await;
-    let users = server.state.store().list_users(100, 0).await.expect("list users");
+    let users = server.state.authority.list_users(100, 0).await.expect("list users");
     let names: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
     assert_eq!(names, ["alice"], "malformed requests created users");
 }

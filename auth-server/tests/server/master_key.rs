@@ -81,6 +81,8 @@ async fn rewrap_while_serving(mut deployment: Deployment) {
     let old_text = deployment.master_key().to_owned();
     let old = MasterKey::from_text(&old_text).expect("the deployment's master key");
     let store = deployment.store().await;
+    // The first key (operator commands other than `keys rotate` leave the keys as they are).
+    deployment.cli(&["keys", "rotate"], None).await;
 
     // Two keys with a private half: the active key, aged so that the policy wants its successor
     // now, and that pending successor.

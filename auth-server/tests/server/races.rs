@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth_core::audit::AuditKind;
-use auth_server::app::ServerConfig;
+use auth_core::store::Store as _;
+use auth_server::config::ServerConfig;
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio::sync::Barrier;
@@ -75,7 +76,7 @@ async fn hundred_concurrent_refreshes_of_one_token_share_one_successor(db: TestD
     // successor, which is the token every answer carried.
     let families = "SELECT COUNT(*) FROM refresh_families WHERE user_id = $1";
     assert_eq!(count(&server, families, &user_id).await, 1, "no family lost or duplicated");
-    let family = server.state.store().family(sid).await.unwrap().expect("the family");
+    let family = server.sql_store().await.family(sid).await.unwrap().expect("the family");
     assert_eq!(family.revoked_at, None, "the family is intact: {family:?}");
     let tokens = "SELECT COUNT(*) FROM refresh_tokens WHERE family_id = $1";
     assert_eq!(count(&server, tokens, sid).await, 2, "one token spent, one successor");
@@ -96,7 +97,7 @@ async fn hundred_concurrent_refreshes_of_one_token_share_one_successor(db: TestD
     );
 
     // The audit log: one rotation, 99 retries, no reuse.
-    let audit = server.state.store().audit_tail(500).await.unwrap();
+    let audit = server.state.authority.audit_tail(500).await.unwrap();
     let of = |kind: AuditKind| audit.iter().filter(|e| e.kind == kind).count();
     assert_eq!(
         (of(AuditKind::RefreshRotated), of(AuditKind::RefreshRetried), of(AuditKind::RefreshReuseDetected)),
@@ -142,7 +143,7 @@ async fn concurrent_sign_ups_of_one_name_create_one_account(db: TestDb) {
 
     assert_eq!(count(&server, "SELECT COUNT(*) FROM users WHERE username = $1", "zo\u{eb}").await, 1);
     assert_eq!(count(&server, "SELECT COUNT(*) FROM users WHERE id <> $1", id).await, 0, "no other account");
-    let created = server.state.store().audit_tail(100).await.unwrap();
+    let created = server.state.authority.audit_tail(100).await.unwrap();
     assert_eq!(created.iter().filter(|e| e.kind == AuditKind::UserCreated).count(), 1);
 
     // Every spelling logs into that one account with the winner's password, and no loser's

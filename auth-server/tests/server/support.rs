@@ -14,7 +14,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auth_core::spec::{RateLimitSpec, Seconds};
 use auth_core::store::SqlStore;
-use auth_server::app::{self, AppState, ServerConfig};
+use auth_core::clock::SystemClock;
+use auth_core::random::OsEntropy;
+use auth_server::config::ServerConfig;
+use auth_server::state::{self, AppState};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use serde_json::{Value, json};
@@ -283,12 +286,13 @@ impl Server {
             burst: options.login_attempts,
             per: Seconds(60),
         };
-        let state = app::build_state(config)
+        let state = state::build_state(config, Arc::new(SystemClock), Arc::new(OsEntropy::new()))
             .await
             .expect("build the server state");
+        state.rotate_keys().await.expect("the first signing key");
         let served = state.clone();
         let task = tokio::spawn(async move {
-            if let Err(e) = app::serve(served, listener).await {
+            if let Err(e) = auth_server::http::serve(served, listener).await {
                 eprintln!("the test server stopped: {e:#}");
             }
         });

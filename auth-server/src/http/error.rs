@@ -1,6 +1,8 @@
-//! The server's two error formats: RFC 6749 error JSON on `/oauth/*`, RFC 9457 problem+json
-//! everywhere else. Each maps an [`auth_core::Error`] to a status and a stable code; 5xx bodies stay
-//! generic while the cause goes to the log.
+//! The server's error formats: RFC 6749 error JSON ([`OAuthError`]) for the OAuth endpoints and
+//! RFC 9457 problem+json ([`Problem`]) for the others. Each maps an [`auth_core::Error`] to a status
+//! and a stable code; 5xx bodies stay generic while the cause goes to the log. Which format a group
+//! of routes speaks is chosen where the router is assembled ([`ErrorFormat`]), for the answers made
+//! around its handlers (per-IP refusals, the request deadline).
 
 use auth_core::Error;
 use axum::Json;
@@ -8,7 +10,79 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use tower_governor::GovernorError;
 use utoipa::ToSchema;
+
+/// The error format of a group of routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorFormat {
+    /// RFC 6749 error JSON; answers are never cached (RFC 6749 section 5.1, RFC 7662).
+    OAuth,
+    /// RFC 9457 problem+json.
+    Problem,
+}
+
+impl ErrorFormat {
+    /// Whether every answer of these routes carries `Cache-Control: no-store`.
+    pub fn no_store(self) -> bool {
+        self == Self::OAuth
+    }
+
+    /// 503 for a request that did not complete within `timeout`.
+    pub fn timeout(self, timeout: std::time::Duration) -> Response {
+        let detail = format!("the request did not complete within {} s", timeout.as_secs_f64());
+        let status = StatusCode::SERVICE_UNAVAILABLE;
+        match self {
+            Self::OAuth => {
+                OAuthError::new(status, "temporarily_unavailable", format!("request.timeout: {detail}")).into_response()
+            }
+            Self::Problem => Problem::new(status, "request.timeout", "Service unavailable").detail(detail).into_response(),
+        }
+    }
+
+    /// The answer of the per-IP limit: 429 with `Retry-After`.
+    pub fn per_ip_refusal(self, error: GovernorError) -> Response {
+        match error {
+            GovernorError::TooManyRequests { wait_time, .. } => {
+                let retry = HeaderValue::from(wait_time.max(1));
+                match self {
+                    Self::OAuth => OAuthError::new(StatusCode::TOO_MANY_REQUESTS, "slow_down", "ratelimit.per_ip")
+                        .with_header(header::RETRY_AFTER, retry)
+                        .into_response(),
+                    Self::Problem => Problem::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "ratelimit.per_ip",
+                        "Too many requests from this address",
+                    )
+                    .with_header(header::RETRY_AFTER, retry)
+                    .into_response(),
+                }
+            }
+            other => {
+                tracing::warn!(error = %other, "per-IP limiter could not classify a request");
+                match self {
+                    Self::OAuth => OAuthError::invalid_request("request.unidentified_peer").into_response(),
+                    Self::Problem => Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "request.unidentified_peer",
+                        "The client address is unknown",
+                    )
+                    .into_response(),
+                }
+            }
+        }
+    }
+}
+
+/// 405 as problem+json (axum keeps adding the `Allow` header).
+pub async fn method_not_allowed() -> Problem {
+    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "route.method_not_allowed", "Method not allowed on this route")
+}
+
+/// 404 as problem+json.
+pub async fn not_found() -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "route.not_found", "No such route")
+}
 
 /// The JSON body of an RFC 6749 section 5.2 error, as sent on `/oauth/*`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -97,6 +171,11 @@ impl From<Error> for OAuthError {
             Error::UnauthorizedGrant(_) => Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", code),
             Error::InvalidScope(scope) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_scope", format!("{code}: {scope}"))
+            }
+            Error::MissingParameter(name) => Self::invalid_request(format!("{code}: {name}")),
+            Error::TooManyAttempts { retry_after_secs } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "invalid_request", code)
+                    .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after_secs))
             }
             Error::Invalid { field, message } => Self::invalid_request(format!("{field}: {message}")),
             other => {

@@ -7,7 +7,16 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::state::AppState;
+
+/// Health, readiness and metrics (`/openapi.json` is added by the router, which holds the
+/// document).
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics))
+}
 
 /// Liveness: answers while the process runs, whatever its dependencies do.
 #[utoipa::path(
@@ -31,7 +40,7 @@ pub async fn healthz() -> &'static str {
     ),
 )]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match tokio::time::timeout(Duration::from_secs(1), state.store().ping()).await {
+    match tokio::time::timeout(Duration::from_secs(1), state.authority.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "not ready: database unreachable").into_response(),
     }

@@ -1,0 +1,3 @@
+//! OAuth 2.0 protocol pieces that are not tied to HTTP: the grants of the token endpoint.
+
+pub mod grants;

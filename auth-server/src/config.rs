@@ -1,0 +1,219 @@
+//! Configuration, read once: [`ServerArgs`] (clap, each flag also an `AUTH_*` variable) is the one
+//! place where defaults and variable names are written, and [`ServerConfig`] is what the service
+//! runs with, made from it in [`ServerArgs::config`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use auth_core::spec::{RateLimitSpec, Seconds, Spec};
+use clap::{Args, Parser};
+
+/// The flags shared by `serve` and every operator command.
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "AUTH_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    pub listen: SocketAddr,
+    /// The auth.toml spec; a local default spec when absent.
+    #[arg(long, env = "AUTH_SPEC", global = true)]
+    pub spec: Option<PathBuf>,
+    /// Database URL (sqlite://... or postgres://...); SQLite under the data dir when absent.
+    #[arg(long, env = "AUTH_DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Directory for the SQLite database and the master key file.
+    #[arg(long, env = "AUTH_DATA_DIR", default_value = "auth-data", global = true)]
+    pub data_dir: PathBuf,
+    /// The master key that seals signing keys (base64 or 64 hex digits); else the file below.
+    #[arg(long, env = "AUTH_MASTER_KEY", global = true, hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// A file holding the master key; `<data dir>/master.key` (created when missing) when absent.
+    #[arg(long, env = "AUTH_MASTER_KEY_FILE", global = true)]
+    pub master_key_file: Option<PathBuf>,
+    /// Previous master keys of a master-key rotation (base64 or hex, separated by commas or
+    /// spaces): signing keys sealed under them still open.
+    #[arg(long, env = "AUTH_MASTER_KEY_PREVIOUS", global = true, hide_env_values = true)]
+    pub master_key_previous: Option<String>,
+    /// A file of previous master keys, one per line.
+    #[arg(long, env = "AUTH_MASTER_KEY_PREVIOUS_FILE", global = true)]
+    pub master_key_previous_file: Option<PathBuf>,
+    /// Redis URL for rate limits shared by several replicas.
+    #[arg(long, env = "AUTH_REDIS_URL", global = true, hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of this service's rate-limit keys in Redis (separates deployments sharing a Redis).
+    #[arg(long, env = "AUTH_REDIS_PREFIX", default_value = "auth:rl:", global = true)]
+    pub redis_prefix: String,
+    /// Concurrent argon2 computations (default: the number of cores).
+    #[arg(long, env = "AUTH_PASSWORD_WORKERS", global = true)]
+    pub password_workers: Option<usize>,
+    /// Seconds between key-rotation runs (and pick-up of other replicas' rotations).
+    #[arg(long, env = "AUTH_KEY_REFRESH_SECS", default_value_t = 30, global = true)]
+    pub key_refresh_secs: u64,
+    /// Seconds a session read as live is trusted by introspection and bearer endpoints before it
+    /// is read again; revocations are seen at once whatever this is (0: read every time).
+    #[arg(long, env = "AUTH_SESSION_CACHE_SECS", default_value_t = 2, global = true)]
+    pub session_cache_secs: u64,
+    /// Seconds a request may take before it is answered 503 (bounds the wait on a database that
+    /// stops answering mid-query).
+    #[arg(long, env = "AUTH_REQUEST_TIMEOUT_SECS", default_value_t = 10, global = true)]
+    pub request_timeout_secs: u64,
+    /// Login attempts allowed per account per minute (burst; refills evenly).
+    #[arg(long, env = "AUTH_LOGIN_ATTEMPTS", default_value_t = 5, global = true)]
+    pub login_attempts: u32,
+    /// Requests per second allowed per client IP on credential endpoints (also the burst).
+    #[arg(long, env = "AUTH_PER_IP_RPS", default_value_t = 50, global = true)]
+    pub per_ip_rps: u32,
+}
+
+/// Parses [`ServerArgs`] alone (for [`ServerConfig::local`]).
+#[derive(Parser, Debug)]
+struct DefaultsOnly {
+    #[command(flatten)]
+    args: ServerArgs,
+}
+
+impl ServerArgs {
+    /// The runtime configuration these flags describe.
+    pub fn config(&self) -> ServerConfig {
+        let per_ip_rps = self.per_ip_rps.max(1);
+        ServerConfig {
+            spec: self.spec.clone(),
+            listen: self.listen,
+            database_url: self.database_url.clone(),
+            data_dir: self.data_dir.clone(),
+            master_key: MasterKeySource {
+                key: self.master_key.clone(),
+                file: self.master_key_file.clone(),
+                previous: self.master_key_previous.clone(),
+                previous_file: self.master_key_previous_file.clone(),
+            },
+            redis_url: self.redis_url.clone(),
+            redis_prefix: self.redis_prefix.clone(),
+            password_workers: self
+                .password_workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+                .max(1),
+            per_ip_burst: per_ip_rps,
+            per_ip_period: Duration::from_micros(1_000_000 / u64::from(per_ip_rps)),
+            login_attempts: RateLimitSpec { burst: self.login_attempts.max(1), per: Seconds(60) },
+            key_refresh: Duration::from_secs(self.key_refresh_secs.max(1)),
+            request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+            session_cache: Duration::from_secs(self.session_cache_secs),
+        }
+    }
+}
+
+/// Where the master key and the previous master keys come from.
+#[derive(Debug, Clone, Default)]
+pub struct MasterKeySource {
+    /// The key itself (base64 or hex).
+    pub key: Option<String>,
+    /// A file holding it; `<data_dir>/master.key` when neither is set.
+    pub file: Option<PathBuf>,
+    /// Previous master keys (base64 or hex, separated by commas or spaces).
+    pub previous: Option<String>,
+    /// A file of previous master keys, one per line.
+    pub previous_file: Option<PathBuf>,
+}
+
+/// How the service runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The spec; a local default when `None`.
+    pub spec: Option<PathBuf>,
+    /// Where to listen (used for the default spec's issuer).
+    pub listen: SocketAddr,
+    /// Database URL; SQLite under `data_dir` when `None`.
+    pub database_url: Option<String>,
+    /// Directory for the SQLite database and the master key file.
+    pub data_dir: PathBuf,
+    /// Where the master key comes from.
+    pub master_key: MasterKeySource,
+    /// Redis URL for cluster-wide rate limits; in-memory when `None`.
+    pub redis_url: Option<String>,
+    /// Prefix of the rate-limit keys in Redis; replicas of one service share it, other
+    /// deployments on the same Redis use their own.
+    pub redis_prefix: String,
+    /// Concurrent argon2 computations.
+    pub password_workers: usize,
+    /// Per-IP limit on credential endpoints: requests per `per_ip_period`, with this burst.
+    pub per_ip_burst: u32,
+    /// Replenish period of the per-IP limit.
+    pub per_ip_period: Duration,
+    /// Login attempts per account: burst and refill window.
+    pub login_attempts: RateLimitSpec,
+    /// How often rotation runs and other replicas' key changes are picked up.
+    pub key_refresh: Duration,
+    /// How long a request may take before it is answered 503: bounds the wait on a database that
+    /// stops answering in the middle of a query (packets dropped, not refused).
+    pub request_timeout: Duration,
+    /// How long a session read as live is trusted without reading it again, for introspection
+    /// and bearer endpoints (revocations are seen at once, see `auth_core::sessions`); zero reads
+    /// the database on every request.
+    pub session_cache: Duration,
+}
+
+impl ServerConfig {
+    /// The defaults of the command line (without reading the environment) for a local start on
+    /// `listen` with data under `data_dir`.
+    pub fn local(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        // The flags' defaults always parse; the variables are not read here.
+        let mut args = DefaultsOnly::command_defaults();
+        args.listen = listen;
+        args.data_dir = data_dir;
+        args.config()
+    }
+
+    /// The spec this configuration serves.
+    pub fn load_spec(&self) -> anyhow::Result<Spec> {
+        match &self.spec {
+            Some(path) => Spec::load(path).with_context(|| format!("loading the spec {}", path.display())),
+            None => Ok(Spec::default_local(&format!("http://{}", self.listen))),
+        }
+    }
+
+    /// The database URL, defaulting to SQLite under the data directory.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("auth.db").display()))
+    }
+}
+
+impl DefaultsOnly {
+    /// [`ServerArgs`] with every flag at its declared default and no variable read.
+    fn command_defaults() -> ServerArgs {
+        let command = <Self as clap::CommandFactory>::command();
+        // Defaults without the environment: each argument's `env` is dropped before parsing.
+        let command = command.mut_args(|arg| arg.env(None::<&str>));
+        let matches = command.get_matches_from(["auth-server"]);
+        match <Self as clap::FromArgMatches>::from_arg_matches(&matches) {
+            Ok(parsed) => parsed.args,
+            // Unreachable: every flag is optional or has a default.
+            Err(e) => e.exit(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn local_defaults_are_the_flags_defaults() {
+        let config = ServerConfig::local("127.0.0.1:9".parse().unwrap(), "d".into());
+        assert_eq!(config.listen.port(), 9);
+        assert_eq!(config.data_dir, PathBuf::from("d"));
+        assert_eq!(config.redis_prefix, "auth:rl:");
+        assert_eq!(config.per_ip_burst, 50);
+        assert_eq!(config.per_ip_period, Duration::from_millis(20));
+        assert_eq!(config.login_attempts, RateLimitSpec { burst: 5, per: Seconds(60) });
+        assert_eq!(config.key_refresh, Duration::from_secs(30));
+        assert_eq!(config.session_cache, Duration::from_secs(2));
+        assert_eq!(config.request_timeout, Duration::from_secs(10));
+        assert!(config.master_key.key.is_none() && config.spec.is_none());
+    }
+}

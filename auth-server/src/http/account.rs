@@ -1,0 +1,335 @@
+//! The account endpoints: sign-up, userinfo and sessions (`POST /v1/users`, `GET /userinfo`,
+//! `GET /v1/sessions`, `DELETE /v1/sessions/{sid}`, `POST /v1/logout[?all=true]`). JSON in,
+//! problem+json errors.
+//!
+//! In the HTTP API a "session" is what a user sees as one login: a refresh family in auth-core
+//! (`sid` is the family's id).
+
+use std::sync::Arc;
+
+use auth_core::Error;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::Problem;
+use super::extract::Bearer;
+use crate::state::AppState;
+
+/// Sign-up, which the caller puts behind the per-IP limit.
+pub fn sign_up_routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(sign_up))
+}
+
+/// Userinfo and the caller's sessions (bearer).
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(userinfo))
+        .routes(routes!(sessions))
+        .routes(routes!(end_session))
+        .routes(routes!(logout))
+}
+
+/// `POST /v1/users` `{ "username", "password", <custom claims>... }` -> 201.
+#[utoipa::path(
+    post,
+    path = "/v1/users",
+    tag = "users",
+    request_body(content = crate::http::openapi::SignUpRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The user was created", body = crate::http::openapi::NewUser),
+        (status = 400, response = crate::http::openapi::ProblemBadRequest),
+        (status = 409, response = crate::http::openapi::ProblemConflict),
+        (status = 413, response = crate::http::openapi::ProblemPayloadTooLarge),
+        (status = 415, response = crate::http::openapi::ProblemUnsupportedMediaType),
+        (status = 429, response = crate::http::openapi::ProblemTooManyRequests),
+        (status = 500, response = crate::http::openapi::ProblemServerError),
+        (status = 503, response = crate::http::openapi::ProblemUnavailable),
+    ),
+    security(()),
+)]
+pub async fn sign_up(State(state): State<Arc<AppState>>, body: SignUpBody) -> Result<Response, Problem> {
+    let SignUpBody { username, password, claims } = body;
+    let user = state.authority.sign_up(&username, &password, claims).await?;
+    let body = json!({ "id": user.id, "username": user.username, "claims": user.claims, "created_at": user.created_at });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// The body of `POST /v1/users`, decoded but not yet checked against the spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignUpBody {
+    /// The `username` member, as sent.
+    pub username: String,
+    /// The `password` member, as sent.
+    pub password: String,
+    /// Every other member: the custom claims (the spec's rules are applied by sign-up).
+    pub claims: Map<String, Value>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for SignUpBody {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+        let headers = request.headers().clone();
+        let body = Bytes::from_request(request, state).await.map_err(Problem::from)?;
+        decode_sign_up(&headers, &body)
+    }
+}
+
+/// Decodes the body of `POST /v1/users` as [`sign_up`] reads it: the content type must be
+/// `application/json` (else 415 `request.unsupported_media_type`), the body one JSON object with
+/// distinct member names (else 400 `request.malformed`), `username` and `password` strings (else
+/// 400 `input.invalid`). Public so that the decoding can be fuzzed on its own (`fuzz/`).
+pub fn decode_sign_up(headers: &HeaderMap, body: &[u8]) -> Result<SignUpBody, Problem> {
+    let essence = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "request.unsupported_media_type", "Send application/json"));
+    }
+    let UniqueMembers(mut claims) = serde_json::from_slice(body).map_err(|e| {
+        Problem::new(StatusCode::BAD_REQUEST, "request.malformed", "The body is not a JSON object").detail(e.to_string())
+    })?;
+    let mut take_string = |name: &str| match claims.remove(name) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(Problem::from(Error::invalid(name, "must be a string"))),
+        None => Err(Problem::from(Error::invalid(name, "is required"))),
+    };
+    let username = take_string("username")?;
+    let password = take_string("password")?;
+    Ok(SignUpBody { username, password, claims })
+}
+
+/// A JSON object whose members all have distinct names. `serde_json` keeps the last of repeated
+/// members silently; which one counts would then depend on the parser, so a repeated member is
+/// refused like any other malformed body.
+struct UniqueMembers(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for UniqueMembers {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = UniqueMembers;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<UniqueMembers, A::Error> {
+                let mut members = Map::new();
+                while let Some(name) = access.next_key::<String>()? {
+                    if members.contains_key(&name) {
+                        return Err(serde::de::Error::custom(format_args!("duplicate member {name:?}")));
+                    }
+                    let value: Value = access.next_value()?;
+                    members.insert(name, value);
+                }
+                Ok(UniqueMembers(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
+/// `GET /userinfo`: the user's claims (bearer).
+#[utoipa::path(
+    get,
+    path = "/userinfo",
+    tag = "users",
+    responses(
+        (status = 200, description = "The subject and, for user sessions, the username and custom claims",
+            body = crate::http::openapi::UserInfo, headers(
+            ("RateLimit-Policy" = String, description = "The quota of a rate-limited scope of the token, when it has one"),
+            ("RateLimit" = String, description = "What is left of that quota"),
+        )),
+        (status = 401, response = crate::http::openapi::BearerUnauthorized),
+        (status = 429, response = crate::http::openapi::BearerTooManyRequests),
+        (status = 500, response = crate::http::openapi::ProblemServerError),
+        (status = 503, response = crate::http::openapi::ProblemUnavailable),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn userinfo(State(state): State<Arc<AppState>>, bearer: Bearer) -> Result<Response, Problem> {
+    let claims = &bearer.claims;
+    let mut body = json!({ "sub": claims.sub });
+    if claims.sid.is_some() {
+        let user = state.authority.user(&claims.sub).await?;
+        let user = user.filter(|u| !u.disabled).ok_or_else(|| Problem::invalid_token("token.subject_unknown"))?;
+        body["preferred_username"] = json!(user.username);
+        for (name, value) in user.claims {
+            body[name] = value;
+        }
+    }
+    Ok(bearer.with_limit_headers(Json(body).into_response()))
+}
+
+/// One live session of a user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Session {
+    /// The session id (`sid` claim).
+    pub sid: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// Its scopes, space-separated.
+    pub scope: String,
+    /// When it began (Unix seconds).
+    pub created_at: i64,
+    /// When it ends whatever happens (Unix seconds).
+    pub expires_at: i64,
+    /// Whether the calling token belongs to it.
+    pub current: bool,
+}
+
+/// The answer of `GET /v1/sessions`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    /// The caller's live sessions.
+    pub sessions: Vec<Session>,
+}
+
+/// The answer of `POST /v1/logout`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogoutResult {
+    /// How many sessions were ended.
+    pub sessions_ended: u64,
+}
+
+/// `GET /v1/sessions`: the caller's live sessions.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions",
+    tag = "users",
+    responses(
+        (status = 200, description = "The caller's live sessions", body = SessionList, headers(
+            ("RateLimit-Policy" = String, description = "The quota of a rate-limited scope of the token, when it has one"),
+            ("RateLimit" = String, description = "What is left of that quota"),
+        )),
+        (status = 401, response = crate::http::openapi::BearerUnauthorized),
+        (status = 429, response = crate::http::openapi::BearerTooManyRequests),
+        (status = 500, response = crate::http::openapi::ProblemServerError),
+        (status = 503, response = crate::http::openapi::ProblemUnavailable),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn sessions(State(state): State<Arc<AppState>>, bearer: Bearer) -> Result<Response, Problem> {
+    let claims = &bearer.claims;
+    let sessions = state.authority.sessions_of_user(&claims.sub).await?;
+    let sessions = sessions
+        .into_iter()
+        .map(|f| Session {
+            current: claims.sid.as_deref() == Some(f.id.as_str()),
+            sid: f.id,
+            client_id: f.client_id,
+            scope: f.scope,
+            created_at: f.created_at,
+            expires_at: f.absolute_expires_at,
+        })
+        .collect();
+    Ok(bearer.with_limit_headers(Json(SessionList { sessions }).into_response()))
+}
+
+/// `DELETE /v1/sessions/{sid}`: ends one of the caller's sessions.
+#[utoipa::path(
+    delete,
+    path = "/v1/sessions/{sid}",
+    tag = "users",
+    params(("sid" = String, Path, description = "The session id (base64url)", pattern = r"^[A-Za-z0-9_-]{1,64}$")),
+    responses(
+        (status = 204, description = "The session was ended", headers(
+            ("RateLimit-Policy" = String, description = "The quota of a rate-limited scope of the token, when it has one"),
+            ("RateLimit" = String, description = "What is left of that quota"),
+        )),
+        (status = 404, response = crate::http::openapi::ProblemNotFound),
+        (status = 401, response = crate::http::openapi::BearerUnauthorized),
+        (status = 429, response = crate::http::openapi::BearerTooManyRequests),
+        (status = 500, response = crate::http::openapi::ProblemServerError),
+        (status = 503, response = crate::http::openapi::ProblemUnavailable),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn end_session(
+    State(state): State<Arc<AppState>>,
+    Path(sid): Path<String>,
+    bearer: Bearer,
+) -> Result<Response, Problem> {
+    // Another user's session is reported exactly like a missing one.
+    if state.authority.end_session(&bearer.claims.sub, &sid).await? {
+        Ok(bearer.with_limit_headers(StatusCode::NO_CONTENT.into_response()))
+    } else {
+        Err(Problem::new(StatusCode::NOT_FOUND, "session.not_found", "No such session"))
+    }
+}
+
+/// The query of `POST /v1/logout`.
+#[derive(Debug)]
+pub struct LogoutQuery {
+    /// End every session of the user, not only this one.
+    pub all: bool,
+}
+
+/// `POST /v1/logout` ends this session; `?all=true` ends every session of the user.
+#[utoipa::path(
+    post,
+    path = "/v1/logout",
+    tag = "users",
+    params(("all" = Option<bool>, Query, description = "End every session of the user, not only this one (`true`/`false`, also `1`/`0`)")),
+    responses(
+        (status = 200, description = "The sessions were ended", body = LogoutResult, headers(
+            ("RateLimit-Policy" = String, description = "The quota of a rate-limited scope of the token, when it has one"),
+            ("RateLimit" = String, description = "What is left of that quota"),
+        )),
+        (status = 400, response = crate::http::openapi::ProblemBadRequest),
+        (status = 401, response = crate::http::openapi::BearerUnauthorized),
+        (status = 429, response = crate::http::openapi::BearerTooManyRequests),
+        (status = 500, response = crate::http::openapi::ProblemServerError),
+        (status = 503, response = crate::http::openapi::ProblemUnavailable),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn logout(
+    State(state): State<Arc<AppState>>,
+    query: LogoutQuery,
+    bearer: Bearer,
+) -> Result<Response, Problem> {
+    let claims = &bearer.claims;
+    let ended = if query.all {
+        state.authority.end_all_sessions(&claims.sub).await?
+    } else {
+        let sid = claims
+            .sid
+            .as_deref()
+            .ok_or_else(|| Problem::new(StatusCode::BAD_REQUEST, "session.none", "This token has no session to end"))?;
+        u64::from(state.authority.end_token_session(sid).await?)
+    };
+    Ok(bearer.with_limit_headers(Json(LogoutResult { sessions_ended: ended }).into_response()))
+}
+
+/// The query is read strictly: unknown parameters and malformed values are a 400 problem.
+impl<S: Send + Sync> FromRequestParts<S> for LogoutQuery {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Problem> {
+        let mut parsed = Self { all: false };
+        for (name, value) in form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()) {
+            match (name.as_ref(), value.as_ref()) {
+                ("all", "true" | "1") => parsed.all = true,
+                ("all", "false" | "0") => parsed.all = false,
+                _ => {
+                    return Err(Problem::new(StatusCode::BAD_REQUEST, "request.invalid_query", "Invalid query")
+                        .detail(format!("unexpected parameter {name}={value}")));
+                }
+            }
+        }
+        Ok(parsed)
+    }
+}

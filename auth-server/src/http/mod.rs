@@ -1,0 +1,208 @@
+//! The HTTP side: the router assembled from one module per area, each returning its routes with
+//! their OpenAPI documentation (utoipa-axum), the middleware around every request, and serving.
+//!
+//! ```text
+//! oauth/      POST /oauth/token (grants from auth-core's registry), /oauth/revoke, /oauth/introspect
+//! account     POST /v1/users, GET /userinfo, /v1/sessions, DELETE /v1/sessions/{sid}, POST /v1/logout
+//! wellknown   GET /.well-known/jwks.json, /.well-known/openid-configuration, /.well-known/oauth-authorization-server
+//! ops         GET /healthz, /readyz, /metrics, /openapi.json
+//! ```
+//!
+//! Each group of routes is given its error format ([`ErrorFormat`]) here, where it is assembled:
+//! the answers made around its handlers (per-IP refusals, the request deadline, 405) speak it.
+
+pub mod account;
+pub mod error;
+pub mod extract;
+pub mod oauth;
+pub mod openapi;
+pub mod ops;
+pub mod wellknown;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::handler::Handler as _;
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse as _, Response};
+use tower_governor::GovernorLayer;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::PeerIpKeyExtractor;
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use self::error::ErrorFormat;
+use crate::background::spawn_background;
+use crate::state::AppState;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The routes of every area with their documentation, each on the state it needs.
+struct Areas {
+    /// Token and revoke: behind the per-IP limit.
+    credentials: OpenApiRouter<Arc<AppState>>,
+    introspection: OpenApiRouter<Arc<AppState>>,
+    /// Sign-up: behind the per-IP limit.
+    sign_up: OpenApiRouter<Arc<AppState>>,
+    account: OpenApiRouter<Arc<AppState>>,
+    wellknown: OpenApiRouter<Arc<wellknown::WellKnown>>,
+    ops: OpenApiRouter<Arc<AppState>>,
+    document: OpenApiRouter<openapi::OpenApiJson>,
+}
+
+fn areas() -> Areas {
+    Areas {
+        credentials: oauth::credential_routes(),
+        introspection: oauth::introspection_routes(),
+        sign_up: account::sign_up_routes(),
+        account: account::routes(),
+        wellknown: wellknown::routes(),
+        ops: ops::routes(),
+        document: openapi::routes(),
+    }
+}
+
+/// The router of an area, its documentation merged into `api`; 405 in problem+json.
+fn take<S: Clone + Send + Sync + 'static>(routes: OpenApiRouter<S>, api: &mut OpenApi) -> Router<S> {
+    let (router, part) = routes.split_for_parts();
+    api.merge(part);
+    router.method_not_allowed_fallback(error::method_not_allowed)
+}
+
+/// The OpenAPI document of every route, for a spec (what `/openapi.json` serves).
+pub fn api_document(spec: &auth_core::spec::Spec) -> OpenApi {
+    let areas = areas();
+    let mut api = openapi::ApiDoc::base();
+    let _ = take(areas.credentials, &mut api);
+    let _ = take(areas.introspection, &mut api);
+    let _ = take(areas.sign_up, &mut api);
+    let _ = take(areas.account, &mut api);
+    let _ = take(areas.wellknown, &mut api);
+    let _ = take(areas.ops, &mut api);
+    let _ = take(areas.document, &mut api);
+    openapi::document(spec, api)
+}
+
+/// The router: each area on its state, in its error format, credential endpoints behind one
+/// per-IP limit shared by all of them.
+pub fn router(state: Arc<AppState>) -> Router {
+    let per_ip = GovernorConfigBuilder::default()
+        .period(state.config.per_ip_period)
+        .burst_size(state.config.per_ip_burst.max(1))
+        .key_extractor(PeerIpKeyExtractor)
+        .finish()
+        .map(Arc::new);
+    let limited = |router: Router<Arc<AppState>>, format: ErrorFormat| match &per_ip {
+        Some(per_ip) => {
+            let refused = state.metrics.rate_limited.with_label_values(&["per_ip"]);
+            router.layer(GovernorLayer::new(per_ip.clone()).error_handler(move |e| {
+                refused.inc();
+                format.per_ip_refusal(e)
+            }))
+        }
+        None => router,
+    };
+    let around = |format| from_fn_with_state(Around { state: state.clone(), format }, around_every_request);
+
+    let areas = areas();
+    let mut api = openapi::ApiDoc::base();
+    let credentials = limited(take(areas.credentials, &mut api), ErrorFormat::OAuth);
+    let introspection = take(areas.introspection, &mut api);
+    let sign_up = limited(take(areas.sign_up, &mut api), ErrorFormat::Problem);
+    let account = take(areas.account, &mut api);
+    let wellknown = take(areas.wellknown, &mut api).with_state(Arc::new(wellknown::WellKnown::new(state.clone())));
+    let ops = take(areas.ops, &mut api);
+    let document = take(areas.document, &mut api);
+    let document = document.with_state(openapi::OpenApiJson::new(&openapi::document(&state.spec, api)));
+
+    Router::new()
+        .merge(credentials.layer(around(ErrorFormat::OAuth)))
+        .merge(introspection.layer(around(ErrorFormat::OAuth)))
+        .merge(sign_up.layer(around(ErrorFormat::Problem)))
+        .merge(account.layer(around(ErrorFormat::Problem)))
+        .merge(wellknown.layer(around(ErrorFormat::Problem)))
+        .merge(ops.layer(around(ErrorFormat::Problem)))
+        .merge(document.layer(around(ErrorFormat::Problem)))
+        .fallback(error::not_found.layer(around(ErrorFormat::Problem)))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// What the middleware around a group of routes needs.
+#[derive(Clone)]
+struct Around {
+    state: Arc<AppState>,
+    format: ErrorFormat,
+}
+
+/// What is done around every request, in one layer (it runs on every request):
+///
+/// - **A deadline.** A request not completed within `request_timeout` is answered 503 in the
+///   group's format. Requests that wait on the database are bounded anyway when it refuses
+///   connections (the pool's acquire timeout); this bounds those caught by a database that stops
+///   answering mid-query, whose connection would otherwise hang until the operating system gives
+///   up on it. The abandoned work is dropped: an open transaction is rolled back by the database
+///   when its connection goes.
+/// - **No caching of OAuth answers.** Token responses and their errors (RFC 6749 section 5.1) and
+///   token state from introspection (RFC 7662) must not be stored: the handlers set
+///   `Cache-Control: no-store` and `Pragma: no-cache` on their own answers; this sets them on the
+///   ones made around a handler as well (per-IP refusals, 405, the deadline's 503).
+/// - **Metrics** of every request by its matched route, method and status, with its latency.
+async fn around_every_request(State(around): State<Around>, request: Request, next: Next) -> Response {
+    let Around { state, format } = around;
+    // Shared handles, not copies.
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
+    let timeout = state.config.request_timeout;
+    let mut response = match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(route, timeout_secs = timeout.as_secs_f64(), "request not completed in time; answered 503");
+            format.timeout(timeout).into_response()
+        }
+    };
+    if format.no_store() {
+        let headers = response.headers_mut();
+        for (name, value) in error::no_store() {
+            headers.insert(name, value);
+        }
+    }
+    state.metrics.record(route, method.as_str(), response.status().as_str(), started.elapsed());
+    response
+}
+
+/// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.
+pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+    let background = spawn_background(state.clone());
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    background.abort();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}

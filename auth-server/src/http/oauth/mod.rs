@@ -1,0 +1,184 @@
+//! The OAuth endpoints: `POST /oauth/token` (RFC 6749, [`token`]), `POST /oauth/revoke`
+//! (RFC 7009), `POST /oauth/introspect` (RFC 7662). Form-encoded in, RFC 6749 error JSON out.
+
+pub mod token;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use auth_core::Error;
+use auth_core::authority::Introspection;
+use auth_core::error::RefreshError;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::http::error::{OAuthError, no_store};
+use crate::http::extract::{ClientAuth, ClientFields, FormParameters, OAuthForm};
+use crate::state::AppState;
+
+/// The credential endpoints (token, revoke), which the caller puts behind the per-IP limit.
+pub fn credential_routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(token::token)).routes(routes!(revoke))
+}
+
+/// Introspection. Not limited per IP: resource servers introspect for the requests they serve,
+/// from few addresses, and only with a confidential client's secret (256 random bits, not
+/// guessable).
+pub fn introspection_routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(introspect))
+}
+
+/// The form of `POST /oauth/revoke` (RFC 7009) and `POST /oauth/introspect` (RFC 7662).
+#[derive(Debug, Default, ToSchema)]
+pub struct TokenForm {
+    /// The token: an access token or a refresh token.
+    #[schema(required = true, min_length = 1)]
+    pub token: Option<String>,
+    /// `access_token` or `refresh_token`; accepted and ignored (the token's form tells).
+    pub token_type_hint: Option<String>,
+    /// The client, when it does not use HTTP Basic (with Basic, the same id or nothing).
+    #[schema(min_length = 1)]
+    pub client_id: Option<String>,
+    /// The client's secret, when it does not use HTTP Basic.
+    pub client_secret: Option<String>,
+}
+
+impl FormParameters for TokenForm {
+    fn names() -> &'static [&'static str] {
+        &["token", "token_type_hint", "client_id", "client_secret"]
+    }
+
+    fn from_values(mut values: HashMap<String, String>) -> Self {
+        Self {
+            token: values.remove("token"),
+            token_type_hint: values.remove("token_type_hint"),
+            client_id: values.remove("client_id"),
+            client_secret: values.remove("client_secret"),
+        }
+    }
+}
+
+impl TokenForm {
+    fn client(&self) -> ClientFields {
+        ClientFields { client_id: self.client_id.clone(), client_secret: self.client_secret.clone() }
+    }
+
+    fn token(&self) -> Result<&str, OAuthError> {
+        match self.token.as_deref() {
+            Some(token) if !token.is_empty() => Ok(token),
+            _ => Err(Error::MissingParameter("token").into()),
+        }
+    }
+}
+
+/// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was known. Access tokens are
+/// self-contained and expire on their own; revoking their session (through the refresh token or
+/// `/v1/logout`) makes introspection and this server's bearer endpoints refuse them.
+#[utoipa::path(
+    post,
+    path = "/oauth/revoke",
+    tag = "oauth",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or the token was not known (empty body)",
+            headers(("Cache-Control" = String, description = "`no-store`"), ("Pragma" = String, description = "`no-cache`"))),
+        (status = 400, response = crate::http::openapi::OAuthBadRequest),
+        (status = 401, response = crate::http::openapi::OAuthUnauthorized),
+        (status = 413, response = crate::http::openapi::OAuthPayloadTooLarge),
+        (status = 415, response = crate::http::openapi::OAuthUnsupportedMediaType),
+        (status = 429, response = crate::http::openapi::OAuthTooManyRequests),
+        (status = 500, response = crate::http::openapi::OAuthServerError),
+        (status = 503, response = crate::http::openapi::OAuthUnavailable),
+    ),
+    security((), ("client_basic" = [])),
+)]
+pub async fn revoke(
+    State(state): State<Arc<AppState>>,
+    client: ClientAuth,
+    OAuthForm(form): OAuthForm<TokenForm>,
+) -> Result<Response, OAuthError> {
+    let fields = form.client();
+    let client = client.credentials(&fields)?;
+    let token = form.token()?;
+    if auth_core::tokens::looks_like_jwt(token) {
+        // Access tokens are self-contained and expire on their own; revoking their session
+        // (through the refresh token or `/v1/logout`) is what ends them.
+        state.authority.authenticate_client(client).await?;
+        return Ok((StatusCode::OK, no_store()).into_response());
+    }
+    match state.authority.revoke_refresh_token(client, token).await {
+        Ok(_) => Ok((StatusCode::OK, no_store()).into_response()),
+        // RFC 7009 section 2.1: another client's token is refused.
+        Err(Error::Refresh(RefreshError::WrongClient)) => {
+            Err(OAuthError::new(StatusCode::BAD_REQUEST, "unauthorized_client", "refresh.wrong_client"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The introspection answer for an active access token: its claims, `active` and `token_type`.
+#[derive(Serialize)]
+struct ActiveAccessToken<'a> {
+    active: bool,
+    token_type: &'static str,
+    #[serde(flatten)]
+    claims: &'a auth_core::tokens::AccessClaims,
+}
+
+/// `POST /oauth/introspect` (RFC 7662), for confidential clients.
+#[utoipa::path(
+    post,
+    path = "/oauth/introspect",
+    tag = "oauth",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The token's state and claims", body = crate::http::openapi::IntrospectionResponse,
+            headers(("Cache-Control" = String, description = "`no-store`"), ("Pragma" = String, description = "`no-cache`"))),
+        (status = 400, response = crate::http::openapi::OAuthBadRequest),
+        (status = 401, response = crate::http::openapi::OAuthUnauthorized),
+        (status = 413, response = crate::http::openapi::OAuthPayloadTooLarge),
+        (status = 415, response = crate::http::openapi::OAuthUnsupportedMediaType),
+        (status = 500, response = crate::http::openapi::OAuthServerError),
+        (status = 503, response = crate::http::openapi::OAuthUnavailable),
+    ),
+    security(("client_basic" = []), ()),
+)]
+pub async fn introspect(
+    State(state): State<Arc<AppState>>,
+    client: ClientAuth,
+    OAuthForm(form): OAuthForm<TokenForm>,
+) -> Result<Response, OAuthError> {
+    let fields = form.client();
+    let client = client.credentials(&fields)?;
+    if client.secret.is_none() {
+        return Err(OAuthError::invalid_client());
+    }
+    state.authority.authenticate_client(client).await?;
+    let token = form.token()?;
+    let answer = match state.authority.introspect(token).await? {
+        None => json!({ "active": false }),
+        Some(Introspection::Access(claims)) => {
+            // Serialized straight from the claims: the answer most often given, kept cheap.
+            let body = ActiveAccessToken { active: true, token_type: "Bearer", claims: &claims };
+            return Ok((StatusCode::OK, no_store(), Json(body)).into_response());
+        }
+        Some(Introspection::Refresh { family, expires_at }) => json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "client_id": family.client_id,
+            "scope": family.scope,
+            "sub": family.user_id,
+            "sid": family.id,
+            "exp": expires_at,
+            "iat": family.created_at,
+        }),
+    };
+    Ok((StatusCode::OK, no_store(), Json(answer)).into_response())
+}
