@@ -142,5 +142,5 @@ pub struct ActiveKey {
     pub encoding: Arc<jsonwebtoken::EncodingKey>,
 }
 
-#[cfg(all(test, feature = "server"))]
+#[cfg(test)]
 mod tests;

@@ -1,3 +1,6 @@
+// The key ring and the rotation plan are the issuance side.
+#![cfg(feature = "server")]
+
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
