@@ -411,12 +411,13 @@ impl Authority {
         let Some(limits) = &self.login_limits else { return Ok(()) };
         let account = normalize_username(username).unwrap_or_else(|_| username.to_owned());
         let key = ScopeLimiter::key("login", &account);
-        let decision = limits.backend.check(&key, limits.quota, self.clock.now_ms()).await?;
+        let now_ms = self.clock.now_ms();
+        let decision = limits.backend.check(&key, limits.quota, now_ms).await?;
         if decision.allowed {
             return Ok(());
         }
         let retry_after_secs = decision.retry_after_secs().unwrap_or(1).max(1);
-        let event = AuditEvent::new(self.clock.now_ms(), AuditKind::LoginLockedOut)
+        let event = AuditEvent::new(now_ms, AuditKind::LoginLockedOut)
             .client(client_id)
             .detail(serde_json::json!({ "retry_after_secs": decision.retry_after_secs() }));
         if let Err(e) = self.audit(event).await {

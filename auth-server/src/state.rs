@@ -1,7 +1,6 @@
 //! What the service is made of, with no HTTP in it: the shared [`AppState`] and how it is built
 //! from a [`ServerConfig`], a clock and a source of randomness.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,8 +66,7 @@ pub fn load_previous_master_keys(source: &MasterKeySource) -> anyhow::Result<Vec
         keys.extend(MasterKey::parse_list(text).context("AUTH_MASTER_KEY_PREVIOUS")?);
     }
     if let Some(path) = &source.previous_file {
-        let path = PathBuf::from(path);
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         keys.extend(
             MasterKey::parse_list(&text)
                 .with_context(|| format!("AUTH_MASTER_KEY_PREVIOUS_FILE {}", path.display()))?,

@@ -42,38 +42,38 @@ impl<S: Send + Sync, T: FormParameters> FromRequest<S> for OAuthForm<T> {
     type Rejection = OAuthError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, OAuthError> {
-        let headers = request.headers().clone();
+        let content_type = request.headers().get(header::CONTENT_TYPE).cloned();
         let body = Bytes::from_request(request, state).await.map_err(OAuthError::from)?;
-        let values = parse_form(&headers, &body, T::names())?;
+        let values = parse_form(content_type.as_ref(), &body, T::names())?;
         Ok(Self(T::from_values(values)))
     }
 }
 
-/// The client's form fields (`client_id`, `client_secret`), for [`ClientAuth::credentials`].
-#[derive(Debug, Clone, Default)]
-pub struct ClientFields {
-    /// `client_id`, as sent.
-    pub client_id: Option<String>,
-    /// `client_secret`, as sent.
-    pub client_secret: Option<String>,
+/// The client's form fields (`client_id`, `client_secret`) as a form sent them, for
+/// [`ClientAuth::credentials`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientFields<'a> {
+    /// `client_id`.
+    pub client_id: Option<&'a str>,
+    /// `client_secret`.
+    pub client_secret: Option<&'a str>,
 }
 
-impl ClientFields {
+impl ClientFields<'_> {
     /// The names of the client's form fields.
     pub const NAMES: [&'static str; 2] = ["client_id", "client_secret"];
-
-    /// Takes the client's fields out of decoded form values.
-    pub fn take(values: &mut HashMap<String, String>) -> Self {
-        Self { client_id: values.remove("client_id"), client_secret: values.remove("client_secret") }
-    }
 }
 
-/// Parses an `application/x-www-form-urlencoded` body into the `known` parameters. Refuses other
-/// content types (415), names or values that are not UTF-8 once percent-decoded, and known
+/// Parses an `application/x-www-form-urlencoded` body (of the given `Content-Type`) into the
+/// `known` parameters. Refuses other content types (415), names or values that are not UTF-8 once percent-decoded, and known
 /// parameters that repeat (RFC 6749 section 3.2: parameters MUST NOT repeat). Other parameters are
 /// ignored, repeated or not (RFC 6749 section 3.1: unrecognized parameters MUST be ignored).
-pub fn parse_form(headers: &HeaderMap, body: &Bytes, known: &[&str]) -> Result<HashMap<String, String>, OAuthError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+pub fn parse_form(
+    content_type: Option<&HeaderValue>,
+    body: &Bytes,
+    known: &[&str],
+) -> Result<HashMap<String, String>, OAuthError> {
+    let content_type = content_type.and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         return Err(OAuthError::new(
@@ -188,7 +188,7 @@ fn form_decode(component: &str) -> String {
 
 impl ClientAuth {
     /// The client's credentials: HTTP Basic or `client_id`/`client_secret` in the form, never both.
-    pub fn credentials<'a>(&'a self, form: &'a ClientFields) -> Result<ClientCredentials<'a>, OAuthError> {
+    pub fn credentials<'a>(&'a self, form: ClientFields<'a>) -> Result<ClientCredentials<'a>, OAuthError> {
         match &self.basic {
             Basic::Malformed => Err(OAuthError::invalid_client()),
             // Two authentication methods in one request (RFC 6749 section 2.3), or two client ids,
@@ -197,13 +197,13 @@ impl ClientAuth {
                 if form.client_secret.is_some() {
                     return Err(OAuthError::invalid_client().described("request.multiple_client_authentication"));
                 }
-                if form.client_id.as_ref().is_some_and(|f| f != id) {
+                if form.client_id.is_some_and(|f| f != id) {
                     return Err(OAuthError::invalid_client().described("request.client_id_mismatch"));
                 }
                 Ok(ClientCredentials { id, secret: Some(secret) })
             }
-            Basic::Absent => match form.client_id.as_deref() {
-                Some(id) if !id.is_empty() => Ok(ClientCredentials { id, secret: form.client_secret.as_deref() }),
+            Basic::Absent => match form.client_id {
+                Some(id) if !id.is_empty() => Ok(ClientCredentials { id, secret: form.client_secret }),
                 _ => Err(OAuthError::invalid_request("request.missing_parameter: client_id")),
             },
         }
@@ -277,16 +277,15 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use axum::body::Bytes;
-    use axum::http::{HeaderMap, HeaderValue, header};
+    use axum::http::HeaderValue;
 
     use super::{parse_form, percent_decode};
 
     const TOKEN_FORM_PARAMETERS: &[&str] = &["token", "token_type_hint", "client_id", "client_secret"];
 
     fn form(body: &'static str) -> Result<Vec<(String, String)>, String> {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
-        let parsed = parse_form(&headers, &Bytes::from_static(body.as_bytes()), TOKEN_FORM_PARAMETERS);
+        let content_type = HeaderValue::from_static("application/x-www-form-urlencoded");
+        let parsed = parse_form(Some(&content_type), &Bytes::from_static(body.as_bytes()), TOKEN_FORM_PARAMETERS);
         let mut pairs: Vec<_> = parsed.map_err(|e| e.description)?.into_iter().collect();
         pairs.sort();
         Ok(pairs)

@@ -53,15 +53,44 @@ struct Areas {
     document: OpenApiRouter<openapi::OpenApiJson>,
 }
 
-fn areas() -> Areas {
-    Areas {
-        credentials: oauth::credential_routes(),
-        introspection: oauth::introspection_routes(),
-        sign_up: account::sign_up_routes(),
-        account: account::routes(),
-        wellknown: wellknown::routes(),
-        ops: ops::routes(),
-        document: openapi::routes(),
+/// The routers of the areas, each still on its own state.
+struct Routers {
+    credentials: Router<Arc<AppState>>,
+    introspection: Router<Arc<AppState>>,
+    sign_up: Router<Arc<AppState>>,
+    account: Router<Arc<AppState>>,
+    wellknown: Router<Arc<wellknown::WellKnown>>,
+    ops: Router<Arc<AppState>>,
+    document: Router<openapi::OpenApiJson>,
+}
+
+impl Areas {
+    fn new() -> Self {
+        Self {
+            credentials: oauth::credential_routes(),
+            introspection: oauth::introspection_routes(),
+            sign_up: account::sign_up_routes(),
+            account: account::routes(),
+            wellknown: wellknown::routes(),
+            ops: ops::routes(),
+            document: openapi::routes(),
+        }
+    }
+
+    /// The routers (405 in problem+json) and the document of their routes, before the spec is
+    /// patched in.
+    fn split(self) -> (Routers, OpenApi) {
+        let mut api = openapi::ApiDoc::base();
+        let routers = Routers {
+            credentials: take(self.credentials, &mut api),
+            introspection: take(self.introspection, &mut api),
+            sign_up: take(self.sign_up, &mut api),
+            account: take(self.account, &mut api),
+            wellknown: take(self.wellknown, &mut api),
+            ops: take(self.ops, &mut api),
+            document: take(self.document, &mut api),
+        };
+        (routers, api)
     }
 }
 
@@ -74,16 +103,7 @@ fn take<S: Clone + Send + Sync + 'static>(routes: OpenApiRouter<S>, api: &mut Op
 
 /// The OpenAPI document of every route, for a spec (what `/openapi.json` serves).
 pub fn api_document(spec: &auth_core::spec::Spec) -> OpenApi {
-    let areas = areas();
-    let mut api = openapi::ApiDoc::base();
-    let _ = take(areas.credentials, &mut api);
-    let _ = take(areas.introspection, &mut api);
-    let _ = take(areas.sign_up, &mut api);
-    let _ = take(areas.account, &mut api);
-    let _ = take(areas.wellknown, &mut api);
-    let _ = take(areas.ops, &mut api);
-    let _ = take(areas.document, &mut api);
-    openapi::document(spec, api)
+    openapi::document(spec, Areas::new().split().1)
 }
 
 /// The router: each area on its state, in its error format, credential endpoints behind one
@@ -107,24 +127,17 @@ pub fn router(state: Arc<AppState>) -> Router {
     };
     let around = |format| from_fn_with_state(Around { state: state.clone(), format }, around_every_request);
 
-    let areas = areas();
-    let mut api = openapi::ApiDoc::base();
-    let credentials = limited(take(areas.credentials, &mut api), ErrorFormat::OAuth);
-    let introspection = take(areas.introspection, &mut api);
-    let sign_up = limited(take(areas.sign_up, &mut api), ErrorFormat::Problem);
-    let account = take(areas.account, &mut api);
-    let wellknown = take(areas.wellknown, &mut api).with_state(Arc::new(wellknown::WellKnown::new(state.clone())));
-    let ops = take(areas.ops, &mut api);
-    let document = take(areas.document, &mut api);
-    let document = document.with_state(openapi::OpenApiJson::new(&openapi::document(&state.spec, api)));
+    let (routers, api) = Areas::new().split();
+    let wellknown = routers.wellknown.with_state(Arc::new(wellknown::WellKnown::new(state.clone())));
+    let document = routers.document.with_state(openapi::OpenApiJson::new(&openapi::document(&state.spec, api)));
 
     Router::new()
-        .merge(credentials.layer(around(ErrorFormat::OAuth)))
-        .merge(introspection.layer(around(ErrorFormat::OAuth)))
-        .merge(sign_up.layer(around(ErrorFormat::Problem)))
-        .merge(account.layer(around(ErrorFormat::Problem)))
+        .merge(limited(routers.credentials, ErrorFormat::OAuth).layer(around(ErrorFormat::OAuth)))
+        .merge(routers.introspection.layer(around(ErrorFormat::OAuth)))
+        .merge(limited(routers.sign_up, ErrorFormat::Problem).layer(around(ErrorFormat::Problem)))
+        .merge(routers.account.layer(around(ErrorFormat::Problem)))
         .merge(wellknown.layer(around(ErrorFormat::Problem)))
-        .merge(ops.layer(around(ErrorFormat::Problem)))
+        .merge(routers.ops.layer(around(ErrorFormat::Problem)))
         .merge(document.layer(around(ErrorFormat::Problem)))
         .fallback(error::not_found.layer(around(ErrorFormat::Problem)))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -12,6 +12,7 @@
 //! users, and the sign-up body, whose members are the spec's claims) are described by the
 //! document-only types here.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use auth_core::authority::MAX_USERNAME_CHARS;
@@ -28,7 +29,7 @@ use utoipa::openapi::security::{
     ClientCredentials, Flow, Http, HttpAuthScheme, OAuth2, Password, Scopes, SecurityScheme,
 };
 use utoipa::openapi::{Content, Header, OpenApi as OpenApiDoc, Ref, RefOr, Server};
-use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
+use utoipa::{IntoResponses, Modify, OpenApi, ToResponse, ToSchema};
 
 use super::error::{OAuthErrorBody, ProblemBody};
 
@@ -320,6 +321,40 @@ reusable_responses! {
     ProblemServerError => problem("Internal error; the cause is logged, not shown");
     /// 503 as a problem.
     ProblemUnavailable => problem("A dependency (database, rate-limit backend, keys) is unavailable");
+}
+
+/// Declares types whose [`IntoResponses`] impl lists reusable responses by status, for the
+/// refusals that several operations share: `responses((status = 200, ...), Name)`.
+macro_rules! shared_refusals {
+    ($($(#[$doc:meta])* $name:ident => [$(($status:literal, $response:ident)),* $(,)?];)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name;
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<ResponseDoc>> {
+                BTreeMap::from([$(($status.to_owned(), RefOr::Ref(Ref::from_response_name(stringify!($response))))),*])
+            }
+        }
+    )*};
+}
+
+shared_refusals! {
+    /// What every form-encoded OAuth endpoint may refuse with.
+    OAuthFormRefusals => [
+        ("400", OAuthBadRequest),
+        ("401", OAuthUnauthorized),
+        ("413", OAuthPayloadTooLarge),
+        ("415", OAuthUnsupportedMediaType),
+        ("500", OAuthServerError),
+        ("503", OAuthUnavailable),
+    ];
+    /// What every bearer endpoint may refuse with.
+    BearerRefusals => [
+        ("401", BearerUnauthorized),
+        ("429", BearerTooManyRequests),
+        ("500", ProblemServerError),
+        ("503", ProblemUnavailable),
+    ];
 }
 
 // ---------------------------------------------------------------------------------------------

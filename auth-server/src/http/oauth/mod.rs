@@ -66,8 +66,8 @@ impl FormParameters for TokenForm {
 }
 
 impl TokenForm {
-    fn client(&self) -> ClientFields {
-        ClientFields { client_id: self.client_id.clone(), client_secret: self.client_secret.clone() }
+    fn client(&self) -> ClientFields<'_> {
+        ClientFields { client_id: self.client_id.as_deref(), client_secret: self.client_secret.as_deref() }
     }
 
     fn token(&self) -> Result<&str, OAuthError> {
@@ -89,13 +89,8 @@ impl TokenForm {
     responses(
         (status = 200, description = "Revoked, or the token was not known (empty body)",
             headers(("Cache-Control" = String, description = "`no-store`"), ("Pragma" = String, description = "`no-cache`"))),
-        (status = 400, response = crate::http::openapi::OAuthBadRequest),
-        (status = 401, response = crate::http::openapi::OAuthUnauthorized),
-        (status = 413, response = crate::http::openapi::OAuthPayloadTooLarge),
-        (status = 415, response = crate::http::openapi::OAuthUnsupportedMediaType),
+        crate::http::openapi::OAuthFormRefusals,
         (status = 429, response = crate::http::openapi::OAuthTooManyRequests),
-        (status = 500, response = crate::http::openapi::OAuthServerError),
-        (status = 503, response = crate::http::openapi::OAuthUnavailable),
     ),
     security((), ("client_basic" = [])),
 )]
@@ -104,8 +99,7 @@ pub async fn revoke(
     client: ClientAuth,
     OAuthForm(form): OAuthForm<TokenForm>,
 ) -> Result<Response, OAuthError> {
-    let fields = form.client();
-    let client = client.credentials(&fields)?;
+    let client = client.credentials(form.client())?;
     let token = form.token()?;
     if auth_core::tokens::looks_like_jwt(token) {
         // Access tokens are self-contained and expire on their own; revoking their session
@@ -141,12 +135,7 @@ struct ActiveAccessToken<'a> {
     responses(
         (status = 200, description = "The token's state and claims", body = crate::http::openapi::IntrospectionResponse,
             headers(("Cache-Control" = String, description = "`no-store`"), ("Pragma" = String, description = "`no-cache`"))),
-        (status = 400, response = crate::http::openapi::OAuthBadRequest),
-        (status = 401, response = crate::http::openapi::OAuthUnauthorized),
-        (status = 413, response = crate::http::openapi::OAuthPayloadTooLarge),
-        (status = 415, response = crate::http::openapi::OAuthUnsupportedMediaType),
-        (status = 500, response = crate::http::openapi::OAuthServerError),
-        (status = 503, response = crate::http::openapi::OAuthUnavailable),
+        crate::http::openapi::OAuthFormRefusals,
     ),
     security(("client_basic" = []), ()),
 )]
@@ -155,8 +144,7 @@ pub async fn introspect(
     client: ClientAuth,
     OAuthForm(form): OAuthForm<TokenForm>,
 ) -> Result<Response, OAuthError> {
-    let fields = form.client();
-    let client = client.credentials(&fields)?;
+    let client = client.credentials(form.client())?;
     if client.secret.is_none() {
         return Err(OAuthError::invalid_client());
     }

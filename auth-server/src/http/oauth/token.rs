@@ -26,8 +26,10 @@ use crate::state::AppState;
 pub struct TokenRequest {
     /// `grant_type`.
     pub grant_type: Option<String>,
-    /// `client_id` and `client_secret`.
-    pub client: ClientFields,
+    /// `client_id`.
+    pub client_id: Option<String>,
+    /// `client_secret`.
+    pub client_secret: Option<String>,
     /// The grants' parameters that were sent.
     pub parameters: HashMap<String, String>,
 }
@@ -46,7 +48,18 @@ impl FormParameters for TokenRequest {
     }
 
     fn from_values(mut values: HashMap<String, String>) -> Self {
-        Self { grant_type: values.remove("grant_type"), client: ClientFields::take(&mut values), parameters: values }
+        Self {
+            grant_type: values.remove("grant_type"),
+            client_id: values.remove("client_id"),
+            client_secret: values.remove("client_secret"),
+            parameters: values,
+        }
+    }
+}
+
+impl TokenRequest {
+    fn client(&self) -> ClientFields<'_> {
+        ClientFields { client_id: self.client_id.as_deref(), client_secret: self.client_secret.as_deref() }
     }
 }
 
@@ -127,13 +140,8 @@ pub struct TokenResponse {
     responses(
         (status = 200, description = "Tokens issued", body = TokenResponse,
             headers(("Cache-Control" = String, description = "`no-store`"), ("Pragma" = String, description = "`no-cache`"))),
-        (status = 400, response = crate::http::openapi::OAuthBadRequest),
-        (status = 401, response = crate::http::openapi::OAuthUnauthorized),
-        (status = 413, response = crate::http::openapi::OAuthPayloadTooLarge),
-        (status = 415, response = crate::http::openapi::OAuthUnsupportedMediaType),
+        crate::http::openapi::OAuthFormRefusals,
         (status = 429, response = crate::http::openapi::OAuthTooManyRequests),
-        (status = 500, response = crate::http::openapi::OAuthServerError),
-        (status = 503, response = crate::http::openapi::OAuthUnavailable),
     ),
     security((), ("client_basic" = [])),
 )]
@@ -142,7 +150,7 @@ pub async fn token(
     client: ClientAuth,
     OAuthForm(form): OAuthForm<TokenRequest>,
 ) -> Result<impl IntoResponse, OAuthError> {
-    let client = client.credentials(&form.client)?;
+    let client = client.credentials(form.client())?;
     let grant_type = match form.grant_type.as_deref() {
         Some(name) if !name.is_empty() => name,
         _ => return Err(OAuthError::from(Error::MissingParameter("grant_type"))),
