@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use crate::Result;
 use crate::clock::{Clock, UnixMillis};
-use crate::store::Store;
+use crate::store::FamilyStore;
 
 /// How many sessions are remembered (about 100 bytes each).
 const CAPACITY: usize = 100_000;
@@ -45,7 +45,7 @@ struct Entry {
 /// A cache of session liveness in front of a [`Store`]; see the module documentation.
 #[derive(Debug)]
 pub struct SessionLiveness {
-    store: Arc<dyn Store>,
+    store: Arc<dyn FamilyStore>,
     clock: Arc<dyn Clock>,
     ttl_ms: i64,
     entries: quick_cache::sync::Cache<String, Entry>,
@@ -59,7 +59,7 @@ pub struct SessionLiveness {
 impl SessionLiveness {
     /// Liveness of the sessions in `store`, a live one trusted for `ttl` after it was read.
     /// Nothing cached is used until [`SessionLiveness::follow`] runs.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ttl: Duration) -> Self {
+    pub fn new(store: Arc<dyn FamilyStore>, clock: Arc<dyn Clock>, ttl: Duration) -> Self {
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         // Nothing is ever kept without a TTL: no room is set aside then.
         let capacity = if ttl_ms > 0 { CAPACITY } else { 1 };
@@ -74,7 +74,7 @@ impl SessionLiveness {
     }
 
     /// Liveness read from the store on every check.
-    pub fn uncached(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub fn uncached(store: Arc<dyn FamilyStore>, clock: Arc<dyn Clock>) -> Self {
         Self::new(store, clock, Duration::ZERO)
     }
 

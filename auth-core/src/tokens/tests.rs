@@ -248,7 +248,7 @@ fn cached_verification_answers_as_a_full_one_at_every_instant() {
     let full = AccessTokenVerifier::from_spec(&spec);
     let cached = VerifiedTokens::new(AccessTokenVerifier::from_spec(&spec), 16);
     let leeway = spec.tokens.leeway.as_i64();
-    let ttl = issued.expires_in as i64;
+    let ttl = issued.expires_in;
     // Before the token was valid (nothing cached yet: a failure is not kept), then inside its
     // window (cached from the first success on), then around its expiry.
     let instants = [NOW - leeway - 1, NOW - leeway, NOW, NOW + 1, NOW + ttl + leeway, NOW + ttl + leeway + 1, NOW];

@@ -9,7 +9,7 @@ use auth_core::random::OsEntropy;
 use auth_core::refresh::RefreshFamilies;
 use auth_core::sessions::SessionLiveness;
 use auth_core::spec::TokenPolicy;
-use auth_core::store::{SqlStore, Store};
+use auth_core::store::{FamilyStore, SqlStore, Store, UserStore};
 
 use crate::support::{TestDb, user};
 
@@ -80,7 +80,7 @@ async fn revocations_made_here_are_seen_at_once(db: &TestDb) {
     assert!(f.families.revoke_family(&one, "logout").await.unwrap());
     assert!(!f.live(&one).await, "this session at once");
     assert!(f.live(&two).await);
-    assert_eq!(f.families.revoke_user(&"u1".to_owned(), "logout_all").await.unwrap(), 1);
+    assert_eq!(f.families.revoke_user("u1", "logout_all").await.unwrap(), 1);
     assert!(!f.live(&two).await, "every session of the user at once");
     assert!(f.live(&other).await, "another user's session stays live");
 }

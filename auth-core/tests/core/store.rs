@@ -1,4 +1,4 @@
-//! The `Store` contract, run against SQLite and PostgreSQL.
+//! The contract of every store area, run against SQLite and PostgreSQL.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,8 +7,8 @@ use auth_core::Error;
 use auth_core::audit::{AuditEvent, AuditKind};
 use auth_core::spec::SigningAlgorithm;
 use auth_core::store::{
-    ClientRecord, Dialect, FamilyRecord, KeyChange, KeyRecord, KeyState, RefreshTokenRecord,
-    RefreshTokenView, SqlStore, Store, UserRecord,
+    AuditStore, ClientRecord, ClientStore, Dialect, FamilyRecord, FamilyStore, KeyChange, KeyRecord,
+    KeyState, KeyStore, RefreshTokenRecord, RefreshTokenView, SqlStore, Store, UserRecord, UserStore,
 };
 
 use crate::support::{TestDb, user};

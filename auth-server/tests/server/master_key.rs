@@ -12,7 +12,7 @@ use std::time::Duration;
 use auth_core::audit::AuditKind;
 use auth_core::keys::MasterKey;
 use auth_core::random::OsEntropy;
-use auth_core::store::{KeyRecord, KeyState, Store as _};
+use auth_core::store::{AuditStore as _, KeyRecord, KeyState, KeyStore as _};
 use reqwest::StatusCode;
 use serde_json::Value;
 

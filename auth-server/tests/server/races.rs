@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth_core::audit::AuditKind;
-use auth_core::store::Store as _;
+use auth_core::store::FamilyStore as _;
 use auth_server::config::ServerConfig;
 use reqwest::StatusCode;
 use serde_json::json;

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use auth_core::keys::KeySet;
-use auth_core::store::{KeyRecord, KeyState, SqlStore, Store as _};
+use auth_core::store::{KeyRecord, KeyState, KeyStore as _, SqlStore};
 use auth_core::tokens::AccessTokenVerifier;
 use base64::Engine as _;
 use reqwest::StatusCode;

@@ -238,7 +238,7 @@ async fn scenario(mut deployment: Deployment) {
     seen.bytes("master key", &master_bytes(&old_master_text));
     seen.bytes("new master key", &master_bytes(&new_master_text));
     let store = deployment.store().await;
-    let keys = auth_core::store::Store::list_keys(&store).await.unwrap();
+    let keys = auth_core::store::KeyStore::list_keys(&store).await.unwrap();
     let mut private = 0;
     for key in &keys {
         let Some(sealed) = key.private_sealed.as_deref() else { continue };

@@ -1,0 +1,157 @@
+//! Users on SQL.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{SqlStore, conflict_or, to_i64};
+use crate::store::{UserRecord, UserStore};
+use crate::{Error, Result};
+
+macro_rules! user_columns {
+    () => {
+        "id, username, password_hash, claims, CAST(disabled AS INTEGER) AS disabled, created_at"
+    };
+}
+
+/// The names a query gives the user columns: plain in the users queries, prefixed where a user
+/// is joined to other tables whose columns share the names.
+struct UserColumns {
+    id: &'static str,
+    username: &'static str,
+    password_hash: &'static str,
+    claims: &'static str,
+    disabled: &'static str,
+    created_at: &'static str,
+}
+
+const USER: UserColumns = UserColumns {
+    id: "id",
+    username: "username",
+    password_hash: "password_hash",
+    claims: "claims",
+    disabled: "disabled",
+    created_at: "created_at",
+};
+
+/// The user columns of the refresh-token view (`families.rs`), which joins the family's user.
+const JOINED_USER: UserColumns = UserColumns {
+    id: "u_id",
+    username: "u_username",
+    password_hash: "u_password_hash",
+    claims: "u_claims",
+    disabled: "u_disabled",
+    created_at: "u_created_at",
+};
+
+/// The user joined to a refresh-token view; `None` for a client-only family.
+pub(super) fn joined_user_from_row(row: &AnyRow) -> Result<Option<UserRecord>> {
+    let user_id: Option<String> = row.try_get(JOINED_USER.id)?;
+    user_id.map(|_| user_from_columns(row, &JOINED_USER)).transpose()
+}
+
+fn user_from_row(row: &AnyRow) -> Result<UserRecord> {
+    user_from_columns(row, &USER)
+}
+
+fn user_from_columns(row: &AnyRow, columns: &UserColumns) -> Result<UserRecord> {
+    let id: String = row.try_get(columns.id)?;
+    let claims_text: String = row.try_get(columns.claims)?;
+    let claims = match serde_json::from_str::<serde_json::Value>(&claims_text) {
+        Ok(serde_json::Value::Object(map)) => map,
+        Ok(_) => {
+            return Err(Error::Store(format!("users.claims of user {id} is not a JSON object")));
+        }
+        Err(e) => {
+            return Err(Error::Store(format!("users.claims of user {id} is not valid JSON: {e}")));
+        }
+    };
+    Ok(UserRecord {
+        username: row.try_get(columns.username)?,
+        password_hash: row.try_get(columns.password_hash)?,
+        claims,
+        disabled: row.try_get::<i64, _>(columns.disabled)? != 0,
+        created_at: row.try_get(columns.created_at)?,
+        id,
+    })
+}
+
+#[async_trait]
+impl UserStore for SqlStore {
+    async fn create_user(&self, user: &UserRecord) -> Result<()> {
+        let claims = serde_json::Value::Object(user.claims.clone()).to_string();
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, claims, disabled, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&user.id)
+        .bind(&user.username)
+        .bind(&user.password_hash)
+        .bind(claims)
+        .bind(user.disabled)
+        .bind(user.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_or(e, || format!("user {:?}", user.username)))?;
+        Ok(())
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>> {
+        sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE username = $1"))
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>> {
+        sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY created_at, id LIMIT $1 OFFSET $2"
+        ))
+        .bind(to_i64(limit))
+        .bind(to_i64(offset))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(user_from_row)
+        .collect()
+    }
+
+    async fn set_password_hash(&self, user_id: &str, password_hash: &str) -> Result<()> {
+        let done = sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+            .bind(user_id)
+            .bind(password_hash)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound(format!("user {user_id}")));
+        }
+        Ok(())
+    }
+
+    async fn set_user_disabled(&self, user_id: &str, disabled: bool) -> Result<()> {
+        let done = sqlx::query("UPDATE users SET disabled = $2 WHERE id = $1")
+            .bind(user_id)
+            .bind(disabled)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound(format!("user {user_id}")));
+        }
+        Ok(())
+    }
+}
