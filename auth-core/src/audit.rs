@@ -28,8 +28,9 @@ pub enum AuditKind {
     RefreshReuseDetected,
     /// Client-credentials grant issued a token.
     ClientCredentialsIssued,
-    /// A session was revoked (logout, revocation endpoint, admin).
-    SessionRevoked,
+    /// A refresh family (login session) was revoked (logout, revocation endpoint, admin).
+    #[serde(rename = "session_revoked")]
+    FamilyRevoked,
     /// A client was registered.
     ClientCreated,
     /// A signing key was generated (pending or first active).
@@ -57,7 +58,7 @@ impl AuditKind {
             Self::RefreshRetried => "refresh_retried",
             Self::RefreshReuseDetected => "refresh_reuse_detected",
             Self::ClientCredentialsIssued => "client_credentials_issued",
-            Self::SessionRevoked => "session_revoked",
+            Self::FamilyRevoked => "session_revoked",
             Self::ClientCreated => "client_created",
             Self::KeyGenerated => "key_generated",
             Self::KeyActivated => "key_activated",
@@ -86,8 +87,10 @@ pub struct AuditEvent {
     pub user_id: Option<String>,
     /// The client concerned, if any.
     pub client_id: Option<String>,
-    /// The session (refresh family, `sid`) concerned, if any.
-    pub session_id: Option<String>,
+    /// The refresh family (`sid`) concerned, if any. Stored and shown as `session_id`: in tokens,
+    /// the HTTP API and the audit trail a family is the user's login session.
+    #[serde(rename = "session_id")]
+    pub family_id: Option<String>,
     /// Why, and other non-secret details (scope, kid, reason).
     pub detail: serde_json::Value,
 }
@@ -95,7 +98,7 @@ pub struct AuditEvent {
 impl AuditEvent {
     /// A new event with no subject; fill the fields that apply.
     pub fn new(at: UnixMillis, kind: AuditKind) -> Self {
-        Self { id: 0, at, kind, user_id: None, client_id: None, session_id: None, detail: serde_json::Value::Null }
+        Self { id: 0, at, kind, user_id: None, client_id: None, family_id: None, detail: serde_json::Value::Null }
     }
 
     /// Sets the user.
@@ -110,9 +113,9 @@ impl AuditEvent {
         self
     }
 
-    /// Sets the session.
-    pub fn session(mut self, session_id: impl Into<String>) -> Self {
-        self.session_id = Some(session_id.into());
+    /// Sets the refresh family.
+    pub fn family(mut self, family_id: impl Into<String>) -> Self {
+        self.family_id = Some(family_id.into());
         self
     }
 

@@ -17,10 +17,10 @@ use crate::keys::{KeyRing, KeySnapshot, MasterKey, RewrapReport, RotationStep};
 use crate::password::PasswordHasher;
 use crate::random::{Entropy, random_32, random_id};
 use crate::refresh::RefreshFamilies;
-use crate::sessions::SessionLiveness;
+use crate::liveness::FamilyLiveness;
 use crate::ratelimit::{LimiterBackend, ScopeLimiter};
 use crate::spec::{ClientSpec, RateLimitSpec, Spec};
-use crate::store::{ClientRecord, FamilyRecord, KeyRecord, Store, UserRecord};
+use crate::store::{ClientRecord, RefreshFamily, KeyRecord, Store, UserRecord};
 use crate::tokens::{
     AccessClaims, AccessTokenIssuer, AccessTokenVerifier, IssuedToken, TokenSubject, VERIFIED_TOKENS_CAPACITY,
     VerifiedTokens,
@@ -35,7 +35,7 @@ pub const MAX_USERNAME_CHARS: usize = 128;
 pub struct Grant {
     /// The access token.
     pub access: IssuedToken,
-    /// The refresh token, for grants that start or continue a session.
+    /// The refresh token, for grants that start or continue a refresh family.
     pub refresh_token: Option<String>,
     /// The granted scope (space-separated).
     pub scope: String,
@@ -48,8 +48,8 @@ pub enum Introspection {
     Access(AccessClaims),
     /// A live refresh token.
     Refresh {
-        /// Its session.
-        family: FamilyRecord,
+        /// Its refresh family (`sid`).
+        family: RefreshFamily,
         /// When it expires unless used.
         expires_at: crate::clock::UnixSeconds,
     },
@@ -128,22 +128,22 @@ impl Authority {
         self
     }
 
-    /// Caches session liveness: a live session is trusted for at most `ttl` after it was read, and
-    /// revocations forget it at once (see [`SessionLiveness`]). Takes effect once
-    /// [`SessionLiveness::follow`] runs on [`Authority::session_liveness`].
-    pub fn with_session_cache(mut self, ttl: Duration) -> Self {
-        let liveness = SessionLiveness::new(self.store.clone(), self.clock.clone(), ttl);
+    /// Caches family liveness: a live family is trusted for at most `ttl` after it was read, and
+    /// revocations forget it at once (see [`FamilyLiveness`]). Takes effect once
+    /// [`FamilyLiveness::follow`] runs on [`Authority::family_liveness`].
+    pub fn with_liveness_cache(mut self, ttl: Duration) -> Self {
+        let liveness = FamilyLiveness::new(self.store.clone(), self.clock.clone(), ttl);
         self.refresh = self.refresh.with_liveness(Arc::new(liveness));
         self
     }
 
-    /// The session liveness checks (to spawn [`SessionLiveness::follow`]).
-    pub fn session_liveness(&self) -> &Arc<SessionLiveness> {
+    /// The family liveness checks (to spawn [`FamilyLiveness::follow`]).
+    pub fn family_liveness(&self) -> &Arc<FamilyLiveness> {
         self.refresh.liveness()
     }
 
-    /// Whether session `sid` exists and is not revoked.
-    pub async fn session_is_live(&self, sid: &str) -> Result<bool> {
+    /// Whether the refresh family `sid` exists and is not revoked.
+    pub async fn family_is_live(&self, sid: &str) -> Result<bool> {
         self.refresh.is_live(sid).await
     }
 
@@ -193,7 +193,7 @@ impl Authority {
     }
 
     // -----------------------------------------------------------------------------------------
-    // Users, clients, sessions and the audit log, as operators and account endpoints see them
+    // Users, clients, refresh families and the audit log, as operators and account endpoints see them
 
     /// A user by id.
     pub async fn user(&self, id: &str) -> Result<Option<UserRecord>> {
@@ -220,15 +220,15 @@ impl Authority {
         self.store.audit_tail(limit).await
     }
 
-    /// The user's live sessions (refresh families), newest first.
-    pub async fn sessions_of_user(&self, user_id: &str) -> Result<Vec<FamilyRecord>> {
-        self.refresh.sessions_of_user(user_id).await
+    /// The user's live refresh families (what the account API lists as sessions), newest first.
+    pub async fn families_of_user(&self, user_id: &str) -> Result<Vec<RefreshFamily>> {
+        self.refresh.families_of_user(user_id).await
     }
 
-    /// Ends the user's session `sid` (`logout`); `false` when the user has no such session
-    /// (another user's session is reported exactly like a missing one).
-    pub async fn end_session(&self, user_id: &str, sid: &str) -> Result<bool> {
-        // Anything that is not the shape of an id cannot name a session and is not looked up:
+    /// Revokes the user's refresh family `sid` (`logout`); `false` when the user has no such
+    /// family (another user's family is reported exactly like a missing one).
+    pub async fn revoke_family(&self, user_id: &str, sid: &str) -> Result<bool> {
+        // Anything that is not the shape of an id cannot name a family and is not looked up:
         // a NUL byte, say, is refused by PostgreSQL as text.
         if !could_be_id(sid) {
             return Ok(false);
@@ -242,13 +242,14 @@ impl Authority {
         }
     }
 
-    /// Ends the session `sid` of a verified token (`logout`); `false` when it was already ended.
-    pub async fn end_token_session(&self, sid: &str) -> Result<bool> {
+    /// Revokes the refresh family `sid` of a verified token (`logout`); `false` when it was
+    /// already revoked.
+    pub async fn revoke_token_family(&self, sid: &str) -> Result<bool> {
         self.refresh.revoke_family(sid, "logout").await
     }
 
-    /// Ends every session of the user (`logout_all`); returns how many were live.
-    pub async fn end_all_sessions(&self, user_id: &str) -> Result<u64> {
+    /// Revokes every refresh family of the user (`logout_all`); returns how many were live.
+    pub async fn revoke_user_families(&self, user_id: &str) -> Result<u64> {
         self.refresh.revoke_user(user_id, "logout_all").await
     }
 
@@ -359,7 +360,7 @@ impl Authority {
         grant_scope(client.scopes.iter().map(String::as_str), requested)
     }
 
-    /// The password grant: a new session for the user.
+    /// The password grant: a new refresh family for the user.
     pub async fn password_grant(
         &self,
         client: ClientCredentials<'_>,
@@ -398,7 +399,7 @@ impl Authority {
             AuditEvent::new(self.clock.now_ms(), AuditKind::LoginSucceeded)
                 .user(&user.id)
                 .client(client.id)
-                .session(&family.id)
+                .family(&family.id)
                 .detail(serde_json::json!({ "scope": scope, "jti": access.claims.jti })),
         )
         .await?;
@@ -441,7 +442,7 @@ impl Authority {
         if family.user_id.is_none() {
             return Err(Error::Refresh(RefreshError::Unknown));
         }
-        // Read with the token: a user disabled after that read had its sessions revoked, which
+        // Read with the token: a user disabled after that read had its families revoked, which
         // the rotation's condition on the family sees.
         let user = match rotation.user {
             Some(user) if !user.disabled => user,
@@ -455,7 +456,7 @@ impl Authority {
         Ok(Grant { access, refresh_token: Some(rotation.refresh_token), scope })
     }
 
-    /// The client-credentials grant: a token whose subject is the client itself, no session.
+    /// The client-credentials grant: a token whose subject is the client itself, no refresh family.
     pub async fn client_credentials_grant(&self, client: ClientCredentials<'_>, scope: Option<&str>) -> Result<Grant> {
         let client_spec = self.authenticate_client(client).await?;
         Self::check_grant(client_spec, "client_credentials")?;
@@ -502,8 +503,8 @@ impl Authority {
     }
 
     /// Introspection (RFC 7662): what a token is, if it is active now. An access token is active
-    /// when it verifies and its session (if any) is not revoked; a refresh token when it has not
-    /// been rotated and its session is live.
+    /// when it verifies and its family (if any) is not revoked; a refresh token when it has not
+    /// been rotated and its family is live.
     pub async fn introspect(&self, token: &str) -> Result<Option<Introspection>> {
         if crate::tokens::looks_like_jwt(token) {
             let Ok(claims) = self.verify_access_token(token) else { return Ok(None) };
@@ -521,7 +522,7 @@ impl Authority {
             .map(|(record, family)| Introspection::Refresh { expires_at: record.idle_expires_at, family }))
     }
 
-    /// Revocation (RFC 7009): a refresh token ends its session. Unknown tokens are not an error.
+    /// Revocation (RFC 7009): a refresh token revokes its family. Unknown tokens are not an error.
     pub async fn revoke_refresh_token(&self, client: ClientCredentials<'_>, token: &str) -> Result<bool> {
         self.authenticate_client(client).await?;
         // RFC 7009 section 2.1: only the client the token was issued to may revoke it.
@@ -532,7 +533,7 @@ impl Authority {
         }
     }
 
-    /// Disables a user and ends all of its sessions.
+    /// Disables a user and revokes all of its refresh families.
     pub async fn disable_user(&self, user_id: &str) -> Result<u64> {
         self.store.set_user_disabled(user_id, true).await?;
         let ended = self.refresh.revoke_user(user_id, "user_disabled").await?;

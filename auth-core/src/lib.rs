@@ -12,7 +12,7 @@
 //! - [`authority`]: the issuance paths (password, refresh, client credentials, revoke).
 //!
 //! Features: `server` (on by default) is the issuance side: [`authority`], [`refresh`],
-//! [`sessions`], [`password`], [`store`], [`audit`], the key ring and the Redis limiter, with the
+//! [`liveness`], [`password`], [`store`], [`audit`], the key ring and the Redis limiter, with the
 //! dependencies only it needs (sqlx, redis, argon2, rsa, tokio). With `default-features = false`
 //! what is left is the verification side a resource server needs: [`spec`], [`tokens`],
 //! [`keys::KeySet`] from a JWKS, and [`ratelimit`] in memory.
@@ -35,7 +35,7 @@ pub mod ratelimit;
 #[cfg(feature = "server")]
 pub mod refresh;
 #[cfg(feature = "server")]
-pub mod sessions;
+pub mod liveness;
 pub mod spec;
 #[cfg(feature = "server")]
 pub mod store;

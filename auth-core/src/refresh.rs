@@ -27,9 +27,9 @@ use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::{Clock, UnixMillis, UnixSeconds};
 use crate::error::RefreshError;
 use crate::random::{Entropy, random_id};
-use crate::sessions::SessionLiveness;
+use crate::liveness::FamilyLiveness;
 use crate::spec::TokenPolicy;
-use crate::store::{FamilyRecord, RefreshTokenRecord, RefreshTokenView, Store, UserRecord};
+use crate::store::{RefreshFamily, RefreshTokenRecord, RefreshTokenView, Store, UserRecord};
 use crate::{Error, Result};
 
 /// Random bytes in a refresh token (256 bits).
@@ -131,9 +131,9 @@ impl RefreshSecret {
 /// The outcome of a successful refresh.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rotation {
-    /// The session the token belongs to.
-    pub family: FamilyRecord,
-    /// The session's user as stored when the token was read (`None` for client-only sessions).
+    /// The family the token belongs to.
+    pub family: RefreshFamily,
+    /// The family's user as stored when the token was read (`None` for client-only families).
     pub user: Option<UserRecord>,
     /// The successor refresh token, to hand to the client.
     pub refresh_token: String,
@@ -143,7 +143,7 @@ pub struct Rotation {
 }
 
 /// The refresh-token rules on top of a [`Store`]: issue, rotate, detect reuse, revoke; and
-/// whether a session is live, through a [`SessionLiveness`] that learns of every revocation made
+/// whether a family is live, through a [`FamilyLiveness`] that learns of every revocation made
 /// here.
 #[derive(Debug, Clone)]
 pub struct RefreshFamilies {
@@ -151,7 +151,7 @@ pub struct RefreshFamilies {
     clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
     policy: TokenPolicy,
-    liveness: Arc<SessionLiveness>,
+    liveness: Arc<FamilyLiveness>,
 }
 
 impl RefreshFamilies {
@@ -162,35 +162,35 @@ impl RefreshFamilies {
         entropy: Arc<dyn Entropy>,
         policy: TokenPolicy,
     ) -> Self {
-        let liveness = Arc::new(SessionLiveness::uncached(store.clone(), clock.clone()));
+        let liveness = Arc::new(FamilyLiveness::uncached(store.clone(), clock.clone()));
         Self { store, clock, entropy, policy, liveness }
     }
 
-    /// Checks session liveness through `liveness` (which must read the same store).
-    pub fn with_liveness(mut self, liveness: Arc<SessionLiveness>) -> Self {
+    /// Checks family liveness through `liveness` (which must read the same store).
+    pub fn with_liveness(mut self, liveness: Arc<FamilyLiveness>) -> Self {
         self.liveness = liveness;
         self
     }
 
-    /// The session liveness checks.
-    pub fn liveness(&self) -> &Arc<SessionLiveness> {
+    /// The family liveness checks.
+    pub fn liveness(&self) -> &Arc<FamilyLiveness> {
         &self.liveness
     }
 
-    /// Whether session `sid` exists and is not revoked.
+    /// Whether family `sid` exists and is not revoked.
     pub async fn is_live(&self, sid: &str) -> Result<bool> {
         self.liveness.is_live(sid).await
     }
 
-    /// Starts a session: a new family and its first refresh token.
+    /// Starts a refresh family and its first refresh token.
     pub async fn start(
         &self,
         user_id: Option<&str>,
         client_id: &str,
         scope: &str,
-    ) -> Result<(FamilyRecord, String)> {
+    ) -> Result<(RefreshFamily, String)> {
         let now = self.clock.now();
-        let family = FamilyRecord {
+        let family = RefreshFamily {
             id: random_id(self.entropy.as_ref())?,
             user_id: user_id.map(str::to_owned),
             client_id: client_id.to_owned(),
@@ -246,14 +246,14 @@ impl RefreshFamilies {
         &self,
         presented: &RefreshSecret,
         record: RefreshTokenRecord,
-        family: FamilyRecord,
+        family: RefreshFamily,
         user: Option<UserRecord>,
         now_ms: UnixMillis,
     ) -> Result<Rotation> {
         let now = now_ms.div_euclid(1000);
         let Some(used_at) = record.used_at else {
             return Err(Error::Store(format!(
-                "a refresh token of session {} lost its rotation but is not marked used",
+                "a refresh token of family {} lost its rotation but is not marked used",
                 family.id
             )));
         };
@@ -265,7 +265,7 @@ impl RefreshFamilies {
                 .filter(|successor| Some(successor.hash()) == record.successor_hash)
                 .ok_or_else(|| {
                     Error::Store(format!(
-                        "the successor of a used refresh token of session {} cannot be opened",
+                        "the successor of a used refresh token of family {} cannot be opened",
                         family.id
                     ))
                 })?;
@@ -280,8 +280,8 @@ impl RefreshFamilies {
         Err(RefreshError::Reused.into())
     }
 
-    /// RFC 7009 revocation: ends the session of `token`. `false` for a token that is unknown or
-    /// whose session had already ended (the endpoint answers 200 either way).
+    /// RFC 7009 revocation: ends the family of `token`. `false` for a token that is unknown or
+    /// whose family had already ended (the endpoint answers 200 either way).
     ///
     /// RFC 7009 also requires that the token belongs to the requesting client; the endpoint checks
     /// that first with [`RefreshFamilies::family_of`].
@@ -292,15 +292,15 @@ impl RefreshFamilies {
         }
     }
 
-    /// The session of `token`, if it is a token this service issued.
-    pub async fn family_of(&self, token: &str) -> Result<Option<FamilyRecord>> {
+    /// The family of `token`, if it is a token this service issued.
+    pub async fn family_of(&self, token: &str) -> Result<Option<RefreshFamily>> {
         let Some(secret) = RefreshSecret::parse(token) else { return Ok(None) };
         Ok(self.store.refresh_token(&secret.hash()).await?.map(|view| view.family))
     }
 
-    /// The token's record and session if `token` is live: issued here, not yet rotated, its
-    /// session unrevoked and unexpired at `now` (RFC 7662 `active`).
-    pub async fn inspect(&self, token: &str) -> Result<Option<(RefreshTokenRecord, FamilyRecord)>> {
+    /// The token's record and family if `token` is live: issued here, not yet rotated, its
+    /// family unrevoked and unexpired at `now` (RFC 7662 `active`).
+    pub async fn inspect(&self, token: &str) -> Result<Option<(RefreshTokenRecord, RefreshFamily)>> {
         let Some(secret) = RefreshSecret::parse(token) else { return Ok(None) };
         let Some(RefreshTokenView { token: record, family, .. }) = self.store.refresh_token(&secret.hash()).await?
         else {
@@ -314,7 +314,7 @@ impl RefreshFamilies {
         Ok(live.then_some((record, family)))
     }
 
-    /// Ends session `sid` for `reason`; `false` if it was already revoked or does not exist.
+    /// Ends family `sid` for `reason`; `false` if it was already revoked or does not exist.
     pub async fn revoke_family(&self, sid: &str, reason: &str) -> Result<bool> {
         let now_ms = self.clock.now_ms();
         let revoked = self.store.revoke_family(sid, now_ms.div_euclid(1000), reason).await?;
@@ -324,37 +324,37 @@ impl RefreshFamilies {
         }
         let detail = serde_json::json!({ "reason": reason });
         match self.store.family(sid).await? {
-            Some(family) => self.audit(now_ms, AuditKind::SessionRevoked, &family, detail).await?,
+            Some(family) => self.audit(now_ms, AuditKind::FamilyRevoked, &family, detail).await?,
             None => {
-                let event = AuditEvent::new(now_ms, AuditKind::SessionRevoked).session(sid);
+                let event = AuditEvent::new(now_ms, AuditKind::FamilyRevoked).family(sid);
                 self.store.append_audit(&event.detail(detail)).await?;
             }
         }
         Ok(true)
     }
 
-    /// Ends every session of a user ("log out everywhere", disabled account); returns how many.
+    /// Ends every family of a user ("log out everywhere", disabled account); returns how many.
     pub async fn revoke_user(&self, user_id: &str, reason: &str) -> Result<u64> {
         let now_ms = self.clock.now_ms();
         let count =
             self.store.revoke_user_families(user_id, now_ms.div_euclid(1000), reason).await?;
         self.liveness.forget_user(user_id);
-        let event = AuditEvent::new(now_ms, AuditKind::SessionRevoked)
+        let event = AuditEvent::new(now_ms, AuditKind::FamilyRevoked)
             .user(user_id)
             .detail(serde_json::json!({ "reason": reason, "sessions": count }));
         self.store.append_audit(&event).await?;
         Ok(count)
     }
 
-    /// The user's sessions that are neither revoked nor past their absolute expiry.
-    pub async fn sessions_of_user(&self, user_id: &str) -> Result<Vec<FamilyRecord>> {
+    /// The user's families that are neither revoked nor past their absolute expiry.
+    pub async fn families_of_user(&self, user_id: &str) -> Result<Vec<RefreshFamily>> {
         self.store.active_families_of_user(user_id, self.clock.now()).await
     }
 
     fn token_record(
         &self,
         secret: &RefreshSecret,
-        family: &FamilyRecord,
+        family: &RefreshFamily,
         now: UnixSeconds,
     ) -> RefreshTokenRecord {
         let idle = now.saturating_add(self.policy.refresh_idle_ttl.as_i64());
@@ -373,16 +373,16 @@ impl RefreshFamilies {
         &self,
         at: UnixMillis,
         kind: AuditKind,
-        family: &FamilyRecord,
+        family: &RefreshFamily,
         detail: serde_json::Value,
     ) -> Result<()> {
         self.store.append_audit(&family_event(at, kind, family, detail)).await
     }
 }
 
-/// An audit event about a session: its client, id and user.
-fn family_event(at: UnixMillis, kind: AuditKind, family: &FamilyRecord, detail: serde_json::Value) -> AuditEvent {
-    let mut event = AuditEvent::new(at, kind).client(family.client_id.as_str()).session(family.id.as_str());
+/// An audit event about a family: its client, id and user.
+fn family_event(at: UnixMillis, kind: AuditKind, family: &RefreshFamily, detail: serde_json::Value) -> AuditEvent {
+    let mut event = AuditEvent::new(at, kind).client(family.client_id.as_str()).family(family.id.as_str());
     if let Some(user) = &family.user_id {
         event = event.user(user.as_str());
     }
@@ -392,7 +392,7 @@ fn family_event(at: UnixMillis, kind: AuditKind, family: &FamilyRecord, detail: 
 /// The checks that come before rotation, in the order the refusals are reported.
 fn check_usable(
     record: &RefreshTokenRecord,
-    family: &FamilyRecord,
+    family: &RefreshFamily,
     client_id: &str,
     now: UnixSeconds,
 ) -> Result<(), RefreshError> {

@@ -12,7 +12,7 @@ use crate::state::AppState;
 /// its last good snapshot.
 pub fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
     // Owned by the task below, so aborting that task ends this one too.
-    let follow = AbortOnDrop(tokio::spawn(state.authority.session_liveness().clone().follow()));
+    let follow = AbortOnDrop(tokio::spawn(state.authority.family_liveness().clone().follow()));
     tokio::spawn(async move {
         let _follow = follow;
         let mut tick = tokio::time::interval(state.config.key_refresh);

@@ -104,7 +104,7 @@ pub async fn build_state(
     let limiter = ScopeLimiter::new(&spec, backend.clone(), clock.clone());
     let authority = Arc::new(
         Authority::new(spec.clone(), store, clock.clone(), entropy, keys, passwords)
-            .with_session_cache(config.session_cache)
+            .with_liveness_cache(config.session_cache)
             .with_login_limits(backend, config.login_attempts),
     );
     Ok(Arc::new(AppState { authority, spec, limiter, fallback, config, metrics, clock }))

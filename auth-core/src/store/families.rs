@@ -8,20 +8,21 @@ use crate::audit::AuditEvent;
 use crate::clock::UnixSeconds;
 use crate::Result;
 
-/// A refresh family: one login session (`sid`), across all its rotated refresh tokens.
+/// A refresh family: the rotated refresh tokens of one login, under one id (the `sid` claim; the
+/// HTTP API lists families as the user's sessions).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FamilyRecord {
-    /// The session id (`sid` claim).
+pub struct RefreshFamily {
+    /// The family id (`sid` claim).
     pub id: String,
-    /// The user (None for client-only sessions).
+    /// The user (None for client-only families).
     pub user_id: Option<String>,
-    /// The client the session was issued to.
+    /// The client the family was issued to.
     pub client_id: String,
     /// The granted scope (space-separated).
     pub scope: String,
-    /// When the session began.
+    /// When the family began (the login).
     pub created_at: UnixSeconds,
-    /// The session ends at this instant whatever happens.
+    /// The family ends at this instant whatever happens.
     pub absolute_expires_at: UnixSeconds,
     /// Set when revoked.
     pub revoked_at: Option<UnixSeconds>,
@@ -49,21 +50,21 @@ pub struct RefreshTokenRecord {
     pub successor_sealed: Option<Vec<u8>>,
 }
 
-/// A refresh token read with its session and the session's user, in one query.
+/// A refresh token read with its family and the family's user, in one query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RefreshTokenView {
     /// The token.
     pub token: RefreshTokenRecord,
-    /// Its family (session).
-    pub family: FamilyRecord,
-    /// The family's user; `None` for client-only sessions.
+    /// Its family.
+    pub family: RefreshFamily,
+    /// The family's user; `None` for client-only families.
     pub user: Option<UserRecord>,
 }
 
-/// Revoked sessions, as the database announces them.
+/// Revoked families, as the database announces them.
 #[async_trait]
 pub trait RevocationFeed: Send {
-    /// The id of the next session revoked. An error means the feed is lost: revocations made from
+    /// The id of the next family revoked. An error means the feed is lost: revocations made from
     /// then on are not announced on it, and some made just before may not have been.
     async fn next(&mut self) -> Result<String>;
 }
@@ -72,7 +73,7 @@ pub trait RevocationFeed: Send {
 #[async_trait]
 pub trait FamilyStore: Send + Sync + std::fmt::Debug {
     /// Stores a new family with its first refresh token.
-    async fn create_family(&self, family: &FamilyRecord, first: &RefreshTokenRecord) -> Result<()>;
+    async fn create_family(&self, family: &RefreshFamily, first: &RefreshTokenRecord) -> Result<()>;
     /// A refresh token, its family and the family's user, by the token's hash.
     async fn refresh_token(&self, hash: &[u8]) -> Result<Option<RefreshTokenView>>;
     /// Marks `parent_hash` used at `used_at` with `successor` as its successor, stores the
@@ -87,15 +88,15 @@ pub trait FamilyStore: Send + Sync + std::fmt::Debug {
         event: &AuditEvent,
     ) -> Result<bool>;
     /// A family by id.
-    async fn family(&self, id: &str) -> Result<Option<FamilyRecord>>;
+    async fn family(&self, id: &str) -> Result<Option<RefreshFamily>>;
     /// The user's families that are neither revoked nor past their absolute expiry at `now`.
-    async fn active_families_of_user(&self, user_id: &str, now: UnixSeconds) -> Result<Vec<FamilyRecord>>;
+    async fn active_families_of_user(&self, user_id: &str, now: UnixSeconds) -> Result<Vec<RefreshFamily>>;
     /// Revokes a family; `true` if it was not revoked before.
     async fn revoke_family(&self, family_id: &str, at: UnixSeconds, reason: &str) -> Result<bool>;
     /// Revokes every unrevoked family of a user; returns how many.
     async fn revoke_user_families(&self, user_id: &str, at: UnixSeconds, reason: &str) -> Result<u64>;
 
-    /// A feed of the sessions revoked by any process using this database, for caches of session
+    /// A feed of the families revoked by any process using this database, for caches of family
     /// liveness; `None` when the store has none (then only what this process revokes is known at
     /// once). Each call opens a new feed.
     async fn revocation_feed(&self) -> Result<Option<Box<dyn RevocationFeed>>> {

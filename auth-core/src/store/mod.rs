@@ -24,7 +24,7 @@ mod users;
 
 pub use audit::AuditStore;
 pub use clients::{ClientRecord, ClientStore};
-pub use families::{FamilyRecord, FamilyStore, RefreshTokenRecord, RefreshTokenView, RevocationFeed};
+pub use families::{RefreshFamily, FamilyStore, RefreshTokenRecord, RefreshTokenView, RevocationFeed};
 pub use keys::{KeyChange, KeyRecord, KeyState, KeyStore};
 pub use sql::{Dialect, SqlStore};
 pub use users::{UserRecord, UserStore};

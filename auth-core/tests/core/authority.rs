@@ -188,7 +188,7 @@ async fn revocation_ends_the_session(db: &TestDb) {
     assert!(!f.authority.revoke_refresh_token(WEB, "not-a-token").await.unwrap());
     let err = f.authority.refresh_grant(WEB, &token, None).await.unwrap_err();
     assert!(matches!(err, Error::Refresh(RefreshError::Revoked)), "{err:?}");
-    assert!(kinds(db).await.contains(&AuditKind::SessionRevoked));
+    assert!(kinds(db).await.contains(&AuditKind::FamilyRevoked));
     assert_eq!(f.authority.verify_access_token("a.b"), Err(TokenError::Malformed));
 }
 

@@ -13,6 +13,6 @@ mod malformed;
 mod password;
 mod ratelimit;
 mod refresh;
-mod sessions;
+mod liveness;
 mod store;
 mod vectors;

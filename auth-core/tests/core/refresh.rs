@@ -98,7 +98,7 @@ async fn each_refresh_rotates_the_token(db: &TestDb) {
 
     let audit = f.audit().await;
     assert_eq!(f.kinds().await, [AuditKind::RefreshRotated; 3]);
-    assert!(audit.iter().all(|e| e.session_id.as_deref() == Some(family.id.as_str())));
+    assert!(audit.iter().all(|e| e.family_id.as_deref() == Some(family.id.as_str())));
     assert!(audit.iter().all(|e| e.user_id.as_deref() == Some("u1")));
     let recorded = serde_json::to_string(&audit).unwrap();
     for token in &tokens {
@@ -133,7 +133,7 @@ async fn a_session_ends_at_its_absolute_expiry(db: &TestDb) {
 
     f.clock.set_millis((START + ABSOLUTE) * 1000);
     assert_eq!(refusal(f.families.rotate(&token, CLIENT).await), RefreshError::Expired);
-    assert!(f.families.sessions_of_user("u1").await.unwrap().is_empty());
+    assert!(f.families.families_of_user("u1").await.unwrap().is_empty());
     assert!(
         f.store.family(&sid).await.unwrap().unwrap().revoked_at.is_none(),
         "expired, not revoked"
@@ -195,14 +195,14 @@ async fn reuse_after_the_grace_revokes_the_family(db: &TestDb) {
     assert_eq!(refusal(f.families.rotate(&successor, CLIENT).await), RefreshError::Revoked);
     assert_eq!(refusal(f.families.rotate(&token, CLIENT).await), RefreshError::Revoked);
     assert!(f.families.rotate(&other_token, CLIENT).await.is_ok());
-    let sessions = f.families.sessions_of_user("u1").await.unwrap();
+    let sessions = f.families.families_of_user("u1").await.unwrap();
     assert_eq!(sessions.into_iter().map(|s| s.id).collect::<Vec<_>>(), [other_sid]);
 
     let audit = f.audit().await;
     let detected: Vec<&AuditEvent> =
         audit.iter().filter(|e| e.kind == AuditKind::RefreshReuseDetected).collect();
     assert_eq!(detected.len(), 1);
-    assert_eq!(detected[0].session_id.as_deref(), Some(sid.as_str()));
+    assert_eq!(detected[0].family_id.as_deref(), Some(sid.as_str()));
     assert_eq!(detected[0].user_id.as_deref(), Some("u1"));
     assert_eq!(detected[0].client_id.as_deref(), Some(CLIENT));
     assert_eq!(detected[0].at, (START + GRACE + 1) * 1000);
@@ -243,7 +243,7 @@ async fn revocation_ends_sessions(db: &TestDb) {
     let (sid, token) = f.login().await;
     let (_, second) = f.login().await;
     let (_, third) = f.login().await;
-    assert_eq!(f.families.sessions_of_user("u1").await.unwrap().len(), 3);
+    assert_eq!(f.families.families_of_user("u1").await.unwrap().len(), 3);
 
     // RFC 7009: the token's session ends; revoking again or an unknown token is not an error.
     assert_eq!(f.families.family_of(&token).await.unwrap().map(|s| s.id), Some(sid.clone()));
@@ -255,14 +255,14 @@ async fn revocation_ends_sessions(db: &TestDb) {
     assert_eq!(f.families.revoke_user("u1", "logout_everywhere").await.unwrap(), 2);
     assert_eq!(refusal(f.families.rotate(&second, CLIENT).await), RefreshError::Revoked);
     assert_eq!(refusal(f.families.rotate(&third, CLIENT).await), RefreshError::Revoked);
-    assert!(f.families.sessions_of_user("u1").await.unwrap().is_empty());
+    assert!(f.families.families_of_user("u1").await.unwrap().is_empty());
     assert!(!f.families.revoke_family(&sid, "logout").await.unwrap());
 
     let audit = f.audit().await;
     let revoked: Vec<&AuditEvent> =
-        audit.iter().filter(|e| e.kind == AuditKind::SessionRevoked).collect();
+        audit.iter().filter(|e| e.kind == AuditKind::FamilyRevoked).collect();
     assert_eq!(revoked.len(), 2);
-    assert_eq!(revoked[1].session_id.as_deref(), Some(sid.as_str()));
+    assert_eq!(revoked[1].family_id.as_deref(), Some(sid.as_str()));
     assert_eq!(revoked[1].detail["reason"], "token_revoked");
     assert_eq!(revoked[0].user_id.as_deref(), Some("u1"));
     assert_eq!(revoked[0].detail["sessions"], 2);

@@ -7,7 +7,7 @@ use auth_core::Error;
 use auth_core::audit::{AuditEvent, AuditKind};
 use auth_core::spec::SigningAlgorithm;
 use auth_core::store::{
-    AuditStore, ClientRecord, ClientStore, Dialect, FamilyRecord, FamilyStore, KeyChange, KeyRecord,
+    AuditStore, ClientRecord, ClientStore, Dialect, RefreshFamily, FamilyStore, KeyChange, KeyRecord,
     KeyState, KeyStore, RefreshTokenRecord, RefreshTokenView, SqlStore, Store, UserRecord, UserStore,
 };
 
@@ -44,8 +44,8 @@ fn key(kid: &str, state: KeyState, created_at: i64) -> KeyRecord {
     }
 }
 
-fn family(id: &str, user_id: &str, created_at: i64) -> FamilyRecord {
-    FamilyRecord {
+fn family(id: &str, user_id: &str, created_at: i64) -> RefreshFamily {
+    RefreshFamily {
         id: id.into(),
         user_id: Some(user_id.into()),
         client_id: "booking-web".into(),
@@ -72,7 +72,7 @@ fn token(hash_byte: u8, family_id: &str, created_at: i64) -> RefreshTokenRecord 
 /// The audit event a rotation of a token of session `sid` writes, marked with `n`.
 fn rotated(sid: &str, n: u8) -> AuditEvent {
     AuditEvent::new(1_000 + i64::from(n), AuditKind::RefreshRotated)
-        .session(sid)
+        .family(sid)
         .detail(serde_json::json!({ "n": n }))
 }
 
@@ -331,7 +331,7 @@ async fn a_token_rotates_once(db: &TestDb) {
     assert_eq!(store.refresh_token(&[3; 32]).await.unwrap(), None, "the loser stored nothing");
     assert_eq!(rotation_marks(store).await, vec![2], "only the winner's event");
     let event = &store.audit_tail(1).await.unwrap()[0];
-    assert_eq!((event.at, event.session_id.as_deref()), (1_002, Some("s1")));
+    assert_eq!((event.at, event.family_id.as_deref()), (1_002, Some("s1")));
 
     // A revoked family's tokens do not rotate.
     assert!(store.revoke_family("s1", 30, "logout").await.unwrap());
@@ -406,7 +406,7 @@ async fn audit_events_are_appended_and_tailed(db: &TestDb) {
         AuditEvent::new(2_000, AuditKind::LoginSucceeded)
             .user("u1")
             .client("web")
-            .session("s1")
+            .family("s1")
             .detail(serde_json::json!({ "scope": "bookings:read" })),
         AuditEvent::new(3_000, AuditKind::KeyActivated).detail(serde_json::json!({ "kid": "k1" })),
     ];

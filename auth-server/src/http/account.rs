@@ -217,7 +217,7 @@ pub struct LogoutResult {
 )]
 pub async fn sessions(State(state): State<Arc<AppState>>, bearer: Bearer) -> Result<Response, Problem> {
     let claims = &bearer.claims;
-    let sessions = state.authority.sessions_of_user(&claims.sub).await?;
+    let sessions = state.authority.families_of_user(&claims.sub).await?;
     let sessions = sessions
         .into_iter()
         .map(|f| Session {
@@ -254,7 +254,7 @@ pub async fn end_session(
     bearer: Bearer,
 ) -> Result<Response, Problem> {
     // Another user's session is reported exactly like a missing one.
-    if state.authority.end_session(&bearer.claims.sub, &sid).await? {
+    if state.authority.revoke_family(&bearer.claims.sub, &sid).await? {
         Ok(bearer.with_limit_headers(StatusCode::NO_CONTENT.into_response()))
     } else {
         Err(Problem::new(StatusCode::NOT_FOUND, "session.not_found", "No such session"))
@@ -291,13 +291,13 @@ pub async fn logout(
 ) -> Result<Response, Problem> {
     let claims = &bearer.claims;
     let ended = if query.all {
-        state.authority.end_all_sessions(&claims.sub).await?
+        state.authority.revoke_user_families(&claims.sub).await?
     } else {
         let sid = claims
             .sid
             .as_deref()
             .ok_or_else(|| Problem::new(StatusCode::BAD_REQUEST, "session.none", "This token has no session to end"))?;
-        u64::from(state.authority.end_token_session(sid).await?)
+        u64::from(state.authority.revoke_token_family(sid).await?)
     };
     Ok(bearer.with_limit_headers(Json(LogoutResult { sessions_ended: ended }).into_response()))
 }

@@ -232,7 +232,7 @@ impl FromRequestParts<Arc<AppState>> for Bearer {
             .map_err(Problem::invalid_token)?;
         let claims = state.authority.verify_access_token(token).map_err(|e| Problem::invalid_token(e.code()))?;
         if let Some(sid) = &claims.sid
-            && !state.authority.session_is_live(sid).await.map_err(Problem::from)?
+            && !state.authority.family_is_live(sid).await.map_err(Problem::from)?
         {
             return Err(Problem::invalid_token("token.session_revoked"));
         }

@@ -55,7 +55,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         content_type = "text/plain; version=0.0.4; charset=utf-8")),
 )]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let sessions = state.authority.session_liveness();
+    let sessions = state.authority.family_liveness();
     state.metrics.session_cache_in_use.set(i64::from(sessions.in_use()));
     state.metrics.session_cache_entries.set(i64::try_from(sessions.len()).unwrap_or(i64::MAX));
     let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");

@@ -25,7 +25,7 @@ fn audit_from_row(row: &AnyRow) -> Result<AuditEvent> {
         kind,
         user_id: row.try_get("user_id")?,
         client_id: row.try_get("client_id")?,
-        session_id: row.try_get("session_id")?,
+        family_id: row.try_get("session_id")?,
         detail,
     })
 }
@@ -47,7 +47,7 @@ pub(super) fn bind_audit<'q>(
         .bind(event.kind.as_str())
         .bind(event.user_id.as_deref())
         .bind(event.client_id.as_deref())
-        .bind(event.session_id.as_deref())
+        .bind(event.family_id.as_deref())
         .bind(event.detail.to_string())
 }
 

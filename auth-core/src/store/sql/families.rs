@@ -10,7 +10,7 @@ use super::users::joined_user_from_row;
 use super::{Dialect, SqlStore, conflict_or};
 use crate::audit::AuditEvent;
 use crate::clock::UnixSeconds;
-use crate::store::{FamilyRecord, FamilyStore, RefreshTokenRecord, RefreshTokenView, RevocationFeed};
+use crate::store::{RefreshFamily, FamilyStore, RefreshTokenRecord, RefreshTokenView, RevocationFeed};
 use crate::{Error, Result};
 
 /// The channel PostgreSQL announces revoked sessions on (migration 0002).
@@ -22,8 +22,8 @@ macro_rules! family_columns {
     };
 }
 
-fn family_from_row(row: &AnyRow) -> Result<FamilyRecord> {
-    Ok(FamilyRecord {
+fn family_from_row(row: &AnyRow) -> Result<RefreshFamily> {
+    Ok(RefreshFamily {
         id: row.try_get("id")?,
         user_id: row.try_get("user_id")?,
         client_id: row.try_get("client_id")?,
@@ -112,7 +112,7 @@ impl RevocationFeed for PgRevocations {
 
 #[async_trait]
 impl FamilyStore for SqlStore {
-    async fn create_family(&self, family: &FamilyRecord, first: &RefreshTokenRecord) -> Result<()> {
+    async fn create_family(&self, family: &RefreshFamily, first: &RefreshTokenRecord) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(concat!(
             "INSERT INTO refresh_families (",
@@ -198,7 +198,7 @@ impl FamilyStore for SqlStore {
         Ok(true)
     }
 
-    async fn family(&self, id: &str) -> Result<Option<FamilyRecord>> {
+    async fn family(&self, id: &str) -> Result<Option<RefreshFamily>> {
         sqlx::query(concat!("SELECT ", family_columns!(), " FROM refresh_families WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -212,7 +212,7 @@ impl FamilyStore for SqlStore {
         &self,
         user_id: &str,
         now: UnixSeconds,
-    ) -> Result<Vec<FamilyRecord>> {
+    ) -> Result<Vec<RefreshFamily>> {
         sqlx::query(concat!(
             "SELECT ",
             family_columns!(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use auth_core::clock::FixedClock;
 use auth_core::random::OsEntropy;
 use auth_core::refresh::RefreshFamilies;
-use auth_core::sessions::SessionLiveness;
+use auth_core::liveness::FamilyLiveness;
 use auth_core::spec::TokenPolicy;
 use auth_core::store::{FamilyStore, SqlStore, Store, UserStore};
 
@@ -20,7 +20,7 @@ const TTL: Duration = Duration::from_secs(10);
 
 struct Fixture {
     clock: Arc<FixedClock>,
-    liveness: Arc<SessionLiveness>,
+    liveness: Arc<FamilyLiveness>,
     families: RefreshFamilies,
     follow: tokio::task::JoinHandle<()>,
 }
@@ -37,7 +37,7 @@ async fn fixture(db: &TestDb, store: Arc<dyn Store>, ttl: Duration) -> Fixture {
         db.store.create_user(&user(id, name, START)).await.unwrap();
     }
     let clock = Arc::new(FixedClock::at_seconds(START));
-    let liveness = Arc::new(SessionLiveness::new(store.clone(), clock.clone(), ttl));
+    let liveness = Arc::new(FamilyLiveness::new(store.clone(), clock.clone(), ttl));
     let families = RefreshFamilies::new(store, clock.clone(), Arc::new(OsEntropy::new()), TokenPolicy::default())
         .with_liveness(liveness.clone());
     let follow = tokio::spawn(liveness.clone().follow());

@@ -1,15 +1,15 @@
-//! Session liveness: whether the session (`sid`) of an access token is still live, as
+//! Family liveness: whether the family (`sid`) of an access token is still live, as
 //! introspection and bearer endpoints must check on every request (RFC 7662 `active` is false
-//! once the session is revoked).
+//! once the family is revoked).
 //!
-//! Reading the store every time costs a database round trip per request. [`SessionLiveness`]
+//! Reading the store every time costs a database round trip per request. [`FamilyLiveness`]
 //! keeps what it read, under these rules:
-//! - A revoked (or unknown) session stays refused: revocation is final.
-//! - A live session is trusted for at most `ttl` after it was read; then it is read again.
-//! - A revocation made by this process forgets the session at once (after the revoking write has
+//! - A revoked (or unknown) family stays refused: revocation is final.
+//! - A live family is trusted for at most `ttl` after it was read; then it is read again.
+//! - A revocation made by this process forgets the family at once (after the revoking write has
 //!   committed), and an answer read before that revocation is never kept after it: every
 //!   revocation advances an epoch, and an answer read in an older epoch is dropped.
-//! - Revocations made by other processes arrive through the store's [`RevocationFeed`]
+//! - Revocations made by other processes arrive through the store's [`RevocationFeed`](crate::store::RevocationFeed)
 //!   (PostgreSQL: a trigger and `LISTEN`), when the store has one. While a store that has a feed
 //!   is not connected to it, nothing is cached at all: every check reads the store. When the feed
 //!   comes back, everything cached before is dropped, since revocations may have been missed.
@@ -27,14 +27,14 @@ use crate::Result;
 use crate::clock::{Clock, UnixMillis};
 use crate::store::FamilyStore;
 
-/// How many sessions are remembered (about 100 bytes each).
+/// How many families are remembered (about 100 bytes each).
 const CAPACITY: usize = 100_000;
 /// The first wait before reopening a lost revocation feed; it doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 /// The longest wait before reopening a lost revocation feed.
 const MAX_RETRY: Duration = Duration::from_secs(5);
 
-/// What was read of one session (cloned on every hit, hence the shared user id).
+/// What was read of one family (cloned on every hit, hence the shared user id).
 #[derive(Debug, Clone)]
 struct Entry {
     live: bool,
@@ -42,23 +42,23 @@ struct Entry {
     read_at: UnixMillis,
 }
 
-/// A cache of session liveness in front of a [`Store`]; see the module documentation.
+/// A cache of family liveness in front of a [`FamilyStore`]; see the module documentation.
 #[derive(Debug)]
-pub struct SessionLiveness {
+pub struct FamilyLiveness {
     store: Arc<dyn FamilyStore>,
     clock: Arc<dyn Clock>,
     ttl_ms: i64,
     entries: quick_cache::sync::Cache<String, Entry>,
     /// Advanced by every revocation this process learns of.
     epoch: AtomicU64,
-    /// Whether cached answers may be used: set once [`SessionLiveness::follow`] has found the
+    /// Whether cached answers may be used: set once [`FamilyLiveness::follow`] has found the
     /// store's feed connected, or found that the store has none.
     trusted: AtomicBool,
 }
 
-impl SessionLiveness {
-    /// Liveness of the sessions in `store`, a live one trusted for `ttl` after it was read.
-    /// Nothing cached is used until [`SessionLiveness::follow`] runs.
+impl FamilyLiveness {
+    /// Liveness of the families in `store`, a live one trusted for `ttl` after it was read.
+    /// Nothing cached is used until [`FamilyLiveness::follow`] runs.
     pub fn new(store: Arc<dyn FamilyStore>, clock: Arc<dyn Clock>, ttl: Duration) -> Self {
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         // Nothing is ever kept without a TTL: no room is set aside then.
@@ -78,7 +78,7 @@ impl SessionLiveness {
         Self::new(store, clock, Duration::ZERO)
     }
 
-    /// Whether session `sid` exists and is not revoked.
+    /// Whether family `sid` exists and is not revoked.
     pub async fn is_live(&self, sid: &str) -> Result<bool> {
         if let Some(live) = self.cached(sid) {
             return Ok(live);
@@ -94,7 +94,7 @@ impl SessionLiveness {
     }
 
     /// Whether answers are taken from memory now: caching is on and the store's feed of revoked
-    /// sessions (if it has one) is connected.
+    /// families (if it has one) is connected.
     pub fn in_use(&self) -> bool {
         self.ttl_ms > 0 && self.trusted.load(Ordering::SeqCst)
     }
@@ -129,7 +129,7 @@ impl SessionLiveness {
         self.entries.remove(sid);
     }
 
-    /// Every session of `user_id` was revoked.
+    /// Every family of `user_id` was revoked.
     pub fn forget_user(&self, user_id: &str) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.entries.retain(|_, entry| entry.user_id.as_deref() != Some(user_id));
@@ -141,18 +141,18 @@ impl SessionLiveness {
         self.entries.clear();
     }
 
-    /// How many sessions are remembered.
+    /// How many families are remembered.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
-    /// Whether no session is remembered.
+    /// Whether no family is remembered.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
-    /// Follows the store's announcements of revoked sessions, for as long as the process runs
-    /// (spawn it): opens the feed, forgets each session it announces, and reopens it with a
+    /// Follows the store's announcements of revoked families, for as long as the process runs
+    /// (spawn it): opens the feed, forgets each family it announces, and reopens it with a
     /// growing delay when it is lost, caching nothing meanwhile. Returns at once when nothing is
     /// cached (`ttl` zero) or the store has no feed.
     pub async fn follow(self: Arc<Self>) {
@@ -169,7 +169,7 @@ impl SessionLiveness {
                 Ok(Some(mut feed)) => {
                     self.forget_all();
                     self.trusted.store(true, Ordering::SeqCst);
-                    tracing::info!("following revoked sessions; session liveness is cached");
+                    tracing::info!("following revoked families; family liveness is cached");
                     retry = FIRST_RETRY;
                     let lost = loop {
                         match feed.next().await {
@@ -179,10 +179,10 @@ impl SessionLiveness {
                     };
                     self.trusted.store(false, Ordering::SeqCst);
                     self.forget_all();
-                    tracing::warn!(error = %lost, "lost the feed of revoked sessions; reading sessions from the database until it is back");
+                    tracing::warn!(error = %lost, "lost the feed of revoked families; reading families from the database until it is back");
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "cannot open the feed of revoked sessions yet");
+                    tracing::debug!(error = %e, "cannot open the feed of revoked families yet");
                 }
             }
             tokio::time::sleep(retry).await;
