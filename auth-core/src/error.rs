@@ -1,6 +1,7 @@
-//! The library's error type. Every variant has a stable, greppable code (`token.expired`,
+//! The library's error type. Every variant maps to a stable [`Code`] (`token.expired`,
 //! `refresh.reused`, ...) that the server maps to a status and that clients may match on.
 
+use crate::code::Code;
 use crate::spec::SpecError;
 
 /// `Result` with this crate's [`Error`].
@@ -56,23 +57,41 @@ pub enum TokenError {
 }
 
 impl TokenError {
+    /// Every rejection, in the order of the [`Code`] list.
+    pub const ALL: &'static [TokenError] = &[
+        Self::Malformed,
+        Self::TooLarge,
+        Self::UnsupportedAlgorithm,
+        Self::AlgorithmMismatch,
+        Self::UnknownKey,
+        Self::KeyRetired,
+        Self::BadSignature,
+        Self::WrongType,
+        Self::MissingClaim,
+        Self::InvalidClaim,
+        Self::Expired,
+        Self::NotYetValid,
+        Self::WrongIssuer,
+        Self::WrongAudience,
+    ];
+
     /// The stable code of this rejection.
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> Code {
         match self {
-            Self::Malformed => "token.malformed",
-            Self::UnsupportedAlgorithm => "token.unsupported_algorithm",
-            Self::AlgorithmMismatch => "token.algorithm_mismatch",
-            Self::UnknownKey => "token.unknown_key",
-            Self::KeyRetired => "token.key_retired",
-            Self::BadSignature => "token.bad_signature",
-            Self::WrongType => "token.wrong_type",
-            Self::MissingClaim => "token.missing_claim",
-            Self::InvalidClaim => "token.invalid_claim",
-            Self::Expired => "token.expired",
-            Self::NotYetValid => "token.not_yet_valid",
-            Self::WrongIssuer => "token.wrong_issuer",
-            Self::WrongAudience => "token.wrong_audience",
-            Self::TooLarge => "token.too_large",
+            Self::Malformed => Code::TokenMalformed,
+            Self::UnsupportedAlgorithm => Code::TokenUnsupportedAlgorithm,
+            Self::AlgorithmMismatch => Code::TokenAlgorithmMismatch,
+            Self::UnknownKey => Code::TokenUnknownKey,
+            Self::KeyRetired => Code::TokenKeyRetired,
+            Self::BadSignature => Code::TokenBadSignature,
+            Self::WrongType => Code::TokenWrongType,
+            Self::MissingClaim => Code::TokenMissingClaim,
+            Self::InvalidClaim => Code::TokenInvalidClaim,
+            Self::Expired => Code::TokenExpired,
+            Self::NotYetValid => Code::TokenNotYetValid,
+            Self::WrongIssuer => Code::TokenWrongIssuer,
+            Self::WrongAudience => Code::TokenWrongAudience,
+            Self::TooLarge => Code::TokenTooLarge,
         }
     }
 }
@@ -100,13 +119,13 @@ pub enum RefreshError {
 
 impl RefreshError {
     /// The stable code of this refusal.
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> Code {
         match self {
-            Self::Unknown => "refresh.unknown",
-            Self::Reused => "refresh.reused",
-            Self::Revoked => "refresh.revoked",
-            Self::Expired => "refresh.expired",
-            Self::WrongClient => "refresh.wrong_client",
+            Self::Unknown => Code::RefreshUnknown,
+            Self::Reused => Code::RefreshReused,
+            Self::Revoked => Code::RefreshRevoked,
+            Self::Expired => Code::RefreshExpired,
+            Self::WrongClient => Code::RefreshWrongClient,
         }
     }
 }
@@ -183,28 +202,28 @@ pub enum Error {
 }
 
 impl Error {
-    /// A stable code for this error, for logs, metrics and error bodies.
-    pub fn code(&self) -> &'static str {
+    /// The stable code of this error, for logs, metrics and error bodies.
+    pub fn code(&self) -> Code {
         match self {
-            Self::Spec(_) => "spec.invalid",
+            Self::Spec(_) => Code::SpecInvalid,
             Self::Token(e) => e.code(),
             Self::Refresh(e) => e.code(),
-            Self::InvalidCredentials => "auth.invalid_credentials",
-            Self::InvalidClient => "auth.invalid_client",
-            Self::UnauthorizedGrant(_) => "auth.unauthorized_grant",
-            Self::InvalidScope(_) => "auth.invalid_scope",
-            Self::TooManyAttempts { .. } => "auth.too_many_attempts",
-            Self::MissingParameter(_) => "request.missing_parameter",
-            Self::Invalid { .. } => "input.invalid",
-            Self::Conflict(_) => "input.conflict",
-            Self::NotFound(_) => "input.not_found",
-            Self::StoreUnavailable(_) => "store.unavailable",
-            Self::Store(_) => "store.error",
-            Self::MasterKey(_) => "key.master_key",
-            Self::Key(_) => "key.invalid",
-            Self::Crypto(_) => "crypto.error",
-            Self::Password(_) => "password.error",
-            Self::RateLimitBackend(_) => "ratelimit.backend",
+            Self::InvalidCredentials => Code::AuthInvalidCredentials,
+            Self::InvalidClient => Code::AuthInvalidClient,
+            Self::UnauthorizedGrant(_) => Code::AuthUnauthorizedGrant,
+            Self::InvalidScope(_) => Code::AuthInvalidScope,
+            Self::TooManyAttempts { .. } => Code::AuthTooManyAttempts,
+            Self::MissingParameter(_) => Code::RequestMissingParameter,
+            Self::Invalid { .. } => Code::InputInvalid,
+            Self::Conflict(_) => Code::InputConflict,
+            Self::NotFound(_) => Code::InputNotFound,
+            Self::StoreUnavailable(_) => Code::StoreUnavailable,
+            Self::Store(_) => Code::StoreError,
+            Self::MasterKey(_) => Code::KeyMasterKey,
+            Self::Key(_) => Code::KeyInvalid,
+            Self::Crypto(_) => Code::CryptoError,
+            Self::Password(_) => Code::PasswordError,
+            Self::RateLimitBackend(_) => Code::RatelimitBackend,
         }
     }
 

@@ -1,6 +1,7 @@
 //! auth-core: the logic of the auth service, with no HTTP in it.
 //!
 //! - [`spec`]: the `auth.toml` spec shared by the server and the generator.
+//! - [`code`]: every stable error code, in one list.
 //! - [`crypto`]: the `ring`-backed [`jsonwebtoken`] crypto provider and key material.
 //! - [`keys`]: the signing-key ring and its staged lifecycle.
 //! - [`tokens`]: RFC 9068 access tokens: issuance and verification.
@@ -24,6 +25,7 @@ pub mod audit;
 #[cfg(feature = "server")]
 pub mod authority;
 pub mod clock;
+pub mod code;
 pub mod crypto;
 pub mod error;
 pub mod keys;
@@ -41,4 +43,5 @@ pub mod spec;
 pub mod store;
 pub mod tokens;
 
+pub use code::Code;
 pub use error::{Error, Result};

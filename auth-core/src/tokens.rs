@@ -18,6 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::clock::UnixSeconds;
+use crate::code::Code;
 use crate::crypto::{self, jwt_algorithm};
 use crate::error::TokenError;
 use crate::keys::{ActiveKey, KeySet};
@@ -31,15 +32,15 @@ pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 /// the server and the generated modules read it: no header, another scheme or an empty token is
 /// `token.missing`; a value that is not visible ASCII (tab allowed) or has no space is
 /// `token.malformed`. The scheme is case-insensitive; the token is trimmed.
-pub fn bearer_token(authorization: Option<&[u8]>) -> Result<&str, &'static str> {
-    let bytes = authorization.ok_or("token.missing")?;
+pub fn bearer_token(authorization: Option<&[u8]>) -> Result<&str, Code> {
+    let bytes = authorization.ok_or(Code::TokenMissing)?;
     if !bytes.iter().all(|b| *b == b'\t' || (0x20..0x7f).contains(b)) {
-        return Err("token.malformed");
+        return Err(Code::TokenMalformed);
     }
-    let value = std::str::from_utf8(bytes).map_err(|_| "token.malformed")?;
-    let (scheme, token) = value.split_once(' ').ok_or("token.malformed")?;
+    let value = std::str::from_utf8(bytes).map_err(|_| Code::TokenMalformed)?;
+    let (scheme, token) = value.split_once(' ').ok_or(Code::TokenMalformed)?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err("token.missing");
+        return Err(Code::TokenMissing);
     }
     Ok(token.trim())
 }

@@ -31,7 +31,7 @@ pub fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
                         state.metrics.key_rotations.with_label_values(&[name]).inc();
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, code = e.code(), "key rotation failed; keeping the current keys"),
+                Err(e) => tracing::warn!(error = %e, code = e.code().as_str(), "key rotation failed; keeping the current keys"),
             }
             if let Some(fallback) = &state.fallback {
                 state.metrics.limiter_degraded.set(i64::from(fallback.is_degraded()));

@@ -1,3 +1,4 @@
+use crate::code::Code;
 use std::sync::Arc;
 
 use jsonwebtoken::jwk::JwkSet;
@@ -231,12 +232,12 @@ fn bearer_token_reads_the_authorization_header_as_the_server_does() {
     use super::bearer_token;
     assert_eq!(bearer_token(Some(b"Bearer abc.def.ghi")), Ok("abc.def.ghi"));
     assert_eq!(bearer_token(Some(b"bEaReR  abc ")), Ok("abc"));
-    assert_eq!(bearer_token(None), Err("token.missing"));
-    assert_eq!(bearer_token(Some(b"Basic abc")), Err("token.missing"));
-    assert_eq!(bearer_token(Some(b"Bearer  ")), Err("token.missing"));
-    assert_eq!(bearer_token(Some(b"Bearer")), Err("token.malformed"));
-    assert_eq!(bearer_token(Some("Bearer ab\u{e9}".as_bytes())), Err("token.malformed"));
-    assert_eq!(bearer_token(Some(b"Bearer a\x7fb")), Err("token.malformed"));
+    assert_eq!(bearer_token(None), Err(Code::TokenMissing));
+    assert_eq!(bearer_token(Some(b"Basic abc")), Err(Code::TokenMissing));
+    assert_eq!(bearer_token(Some(b"Bearer  ")), Err(Code::TokenMissing));
+    assert_eq!(bearer_token(Some(b"Bearer")), Err(Code::TokenMalformed));
+    assert_eq!(bearer_token(Some("Bearer ab\u{e9}".as_bytes())), Err(Code::TokenMalformed));
+    assert_eq!(bearer_token(Some(b"Bearer a\x7fb")), Err(Code::TokenMalformed));
 }
 
 #[test]

@@ -102,8 +102,8 @@ async fn wrong_password_and_unknown_user_get_the_same_error(db: &TestDb) {
     let wrong = f.authority.password_grant(WEB, "bob", "the wrong password", None).await.unwrap_err();
     let unknown = f.authority.password_grant(WEB, "nobody", "the wrong password", None).await.unwrap_err();
     assert_eq!(wrong.to_string(), unknown.to_string());
-    assert_eq!(wrong.code(), "auth.invalid_credentials");
-    assert_eq!(unknown.code(), "auth.invalid_credentials");
+    assert_eq!(wrong.code().as_str(), "auth.invalid_credentials");
+    assert_eq!(unknown.code().as_str(), "auth.invalid_credentials");
     assert_eq!(kinds(db).await.iter().filter(|k| **k == AuditKind::LoginFailed).count(), 2);
 }
 
@@ -151,7 +151,7 @@ async fn clients_are_held_to_their_grants_and_scopes(db: &TestDb) {
     assert!(matches!(f.authority.password_grant(unknown, "dave", "dave's password", None).await, Err(Error::InvalidClient)));
     assert!(matches!(f.authority.client_credentials_grant(WEB, None).await, Err(Error::UnauthorizedGrant(_))));
     let err = f.authority.password_grant(WEB, "dave", "dave's password", Some("admin")).await.unwrap_err();
-    assert_eq!(err.code(), "auth.invalid_scope");
+    assert_eq!(err.code().as_str(), "auth.invalid_scope");
     // A public client sending a secret is refused rather than silently accepted.
     let with_secret = ClientCredentials { id: "booking-web", secret: Some("x") };
     assert!(matches!(f.authority.password_grant(with_secret, "dave", "dave's password", None).await, Err(Error::InvalidClient)));

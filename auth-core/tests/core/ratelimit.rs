@@ -200,7 +200,7 @@ async fn redis_down_falls_back_to_memory_and_counts() {
     let down = RedisLimiter::new("redis://127.0.0.1:1", "auth-test:down:").unwrap();
     let err = down.check("k", quota(1, 1), T0).await.unwrap_err();
     assert!(matches!(err, Error::RateLimitBackend(_)), "{err:?}");
-    assert_eq!(err.code(), "ratelimit.backend");
+    assert_eq!(err.code().as_str(), "ratelimit.backend");
 
     let limiter = FallbackLimiter::new(Arc::new(down));
     assert!(!limiter.is_degraded());

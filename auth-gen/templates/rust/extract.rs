@@ -8,6 +8,7 @@
 
 use std::marker::PhantomData;
 
+use auth_core::Code;
 use auth_core::ratelimit::ScopeDecision;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -94,7 +95,7 @@ fn bearer(headers: &HeaderMap) -> Result<&str, AuthRejection> {
 #[derive(Debug, Clone)]
 pub enum AuthRejection {
     /// 401: no token, or a token that does not verify (the code says why).
-    InvalidToken(&'static str),
+    InvalidToken(Code),
     /// 403: the token lacks one of these required scopes.
     InsufficientScope(Vec<Scope>),
     /// 429: the limit of a required scope is exhausted.
@@ -107,13 +108,13 @@ pub enum AuthRejection {
 
 impl AuthRejection {
     /// The stable code of the refusal.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            Self::InvalidToken(code) => code,
-            Self::InsufficientScope(_) => "auth.insufficient_scope",
-            Self::RateLimited(_) => "ratelimit.exceeded",
-            Self::JwksUnavailable => "jwks.unavailable",
-            Self::LimiterUnavailable => "ratelimit.backend",
+            Self::InvalidToken(code) => *code,
+            Self::InsufficientScope(_) => Code::AuthInsufficientScope,
+            Self::RateLimited(_) => Code::RatelimitExceeded,
+            Self::JwksUnavailable => Code::JwksUnavailable,
+            Self::LimiterUnavailable => Code::RatelimitBackend,
         }
     }
 }
@@ -173,7 +174,7 @@ impl IntoResponse for AuthRejection {
             "type": "about:blank",
             "title": title,
             "status": status.as_u16(),
-            "code": code,
+            "code": code.as_str(),
         });
         if let Some(detail) = detail {
             body["detail"] = serde_json::Value::String(detail);

@@ -10,7 +10,8 @@
 //!   401, 403, 429 or 503 like the auth server does (RFC 9457 problem+json, `WWW-Authenticate`,
 //!   `RateLimit-Policy`, `RateLimit`, `Retry-After`).
 //!
-//! Needs the crates `auth-core`, `axum`, `reqwest`, `serde_json` and `tokio`.
+//! Needs the crates `auth-core` (with `default-features = false`: the verification side only, no
+//! database drivers), `axum`, `reqwest`, `serde_json` and `tokio`.
 
 pub mod spec;
 mod extract;

@@ -1,26 +1,12 @@
 // Errors of this module. Every failure is an AuthError with a stable `code`: the access-token codes
-// are auth-core's (`token.expired`, ...), so a TypeScript service and the Rust server reject the
-// same token with the same code; the others name this module's own failures (`jwks.unavailable`,
-// `client.network`, ...). Match on `code`, never on `message`.
+// are auth-core's (`token.expired`, ...; generated into ./codes.js from auth-core's list), so a
+// TypeScript service and the Rust server reject the same token with the same code; the others name
+// this module's own failures (`jwks.unavailable`, `client.network`, ...). Match on `code`, never on
+// `message`.
 
-/**
- * The codes of a rejected access token, as auth-core's `TokenError::code` reports them. All but
- * `token.key_retired`: a retired key has left the JWKS, so here its tokens are `token.unknown_key`.
- */
-export type TokenErrorCode =
-  | "token.malformed"
-  | "token.too_large"
-  | "token.unsupported_algorithm"
-  | "token.unknown_key"
-  | "token.algorithm_mismatch"
-  | "token.bad_signature"
-  | "token.wrong_type"
-  | "token.missing_claim"
-  | "token.invalid_claim"
-  | "token.expired"
-  | "token.not_yet_valid"
-  | "token.wrong_issuer"
-  | "token.wrong_audience";
+import { TOKEN_ERROR_MESSAGES, type TokenErrorCode } from "./codes.js";
+
+export type { ServerErrorCode, TokenErrorCode } from "./codes.js";
 
 /**
  * Every code an AuthError of the verifier or a guard may carry: the token codes, `token.missing`
@@ -30,19 +16,7 @@ export type TokenErrorCode =
 export type VerifyErrorCode = TokenErrorCode | "token.missing" | "jwks.unavailable";
 
 const MESSAGES: Readonly<Record<string, string>> = {
-  "token.malformed": "the token is not a well-formed JWS compact serialization",
-  "token.too_large": "the token is too large",
-  "token.unsupported_algorithm": "the token's algorithm is not accepted",
-  "token.unknown_key": "the token's key is unknown",
-  "token.algorithm_mismatch": "the token's algorithm does not match its key",
-  "token.bad_signature": "the token's signature is invalid",
-  "token.wrong_type": "the token is not an access token (typ)",
-  "token.missing_claim": "the token lacks a required claim",
-  "token.invalid_claim": "a claim of the token has the wrong type or value",
-  "token.expired": "the token has expired",
-  "token.not_yet_valid": "the token is not valid yet",
-  "token.wrong_issuer": "the token was issued by another issuer",
-  "token.wrong_audience": "the token is meant for another audience",
+  ...TOKEN_ERROR_MESSAGES,
   "token.missing": "no bearer token was presented",
   "jwks.unavailable": "the issuer's key set is unavailable",
 };

@@ -9,7 +9,8 @@
 // ```
 
 export * from "./spec.js";
-export { AuthError, TokenClientError, type TokenErrorCode, type VerifyErrorCode } from "./errors.js";
+export { AuthError, TokenClientError, type ServerErrorCode, type TokenErrorCode, type VerifyErrorCode } from "./errors.js";
+export { TOKEN_ERROR_CODES } from "./codes.js";
 export {
   AccessTokenVerifier,
   MAX_TOKEN_BYTES,

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use auth_core::Error;
+use auth_core::{Code, Error};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
@@ -97,10 +97,10 @@ pub fn decode_sign_up(headers: &HeaderMap, body: &[u8]) -> Result<SignUpBody, Pr
         .map(str::trim)
         .unwrap_or("");
     if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "request.unsupported_media_type", "Send application/json"));
+        return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, Code::RequestUnsupportedMediaType, "Send application/json"));
     }
     let UniqueMembers(mut claims) = serde_json::from_slice(body).map_err(|e| {
-        Problem::new(StatusCode::BAD_REQUEST, "request.malformed", "The body is not a JSON object").detail(e.to_string())
+        Problem::new(StatusCode::BAD_REQUEST, Code::RequestMalformed, "The body is not a JSON object").detail(e.to_string())
     })?;
     let mut take_string = |name: &str| match claims.remove(name) {
         Some(Value::String(s)) => Ok(s),
@@ -161,7 +161,7 @@ pub async fn userinfo(State(state): State<Arc<AppState>>, bearer: Bearer) -> Res
     let mut body = json!({ "sub": claims.sub });
     if claims.sid.is_some() {
         let user = state.authority.user(&claims.sub).await?;
-        let user = user.filter(|u| !u.disabled).ok_or_else(|| Problem::invalid_token("token.subject_unknown"))?;
+        let user = user.filter(|u| !u.disabled).ok_or_else(|| Problem::invalid_token(Code::TokenSubjectUnknown))?;
         body["preferred_username"] = json!(user.username);
         for (name, value) in user.claims {
             body[name] = value;
@@ -257,7 +257,7 @@ pub async fn end_session(
     if state.authority.revoke_family(&bearer.claims.sub, &sid).await? {
         Ok(bearer.with_limit_headers(StatusCode::NO_CONTENT.into_response()))
     } else {
-        Err(Problem::new(StatusCode::NOT_FOUND, "session.not_found", "No such session"))
+        Err(Problem::new(StatusCode::NOT_FOUND, Code::SessionNotFound, "No such session"))
     }
 }
 
@@ -296,7 +296,7 @@ pub async fn logout(
         let sid = claims
             .sid
             .as_deref()
-            .ok_or_else(|| Problem::new(StatusCode::BAD_REQUEST, "session.none", "This token has no session to end"))?;
+            .ok_or_else(|| Problem::new(StatusCode::BAD_REQUEST, Code::SessionNone, "This token has no session to end"))?;
         u64::from(state.authority.revoke_token_family(sid).await?)
     };
     Ok(bearer.with_limit_headers(Json(LogoutResult { sessions_ended: ended }).into_response()))
@@ -313,7 +313,7 @@ impl<S: Send + Sync> FromRequestParts<S> for LogoutQuery {
                 ("all", "true" | "1") => parsed.all = true,
                 ("all", "false" | "0") => parsed.all = false,
                 _ => {
-                    return Err(Problem::new(StatusCode::BAD_REQUEST, "request.invalid_query", "Invalid query")
+                    return Err(Problem::new(StatusCode::BAD_REQUEST, Code::RequestInvalidQuery, "Invalid query")
                         .detail(format!("unexpected parameter {name}={value}")));
                 }
             }

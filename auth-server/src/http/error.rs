@@ -4,7 +4,7 @@
 //! of routes speaks is chosen where the router is assembled ([`ErrorFormat`]), for the answers made
 //! around its handlers (per-IP refusals, the request deadline).
 
-use auth_core::Error;
+use auth_core::{Code, Error};
 use axum::Json;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -34,9 +34,9 @@ impl ErrorFormat {
         let status = StatusCode::SERVICE_UNAVAILABLE;
         match self {
             Self::OAuth => {
-                OAuthError::new(status, "temporarily_unavailable", format!("request.timeout: {detail}")).into_response()
+                OAuthError::new(status, "temporarily_unavailable", Code::RequestTimeout).detail(detail).into_response()
             }
-            Self::Problem => Problem::new(status, "request.timeout", "Service unavailable").detail(detail).into_response(),
+            Self::Problem => Problem::new(status, Code::RequestTimeout, "Service unavailable").detail(detail).into_response(),
         }
     }
 
@@ -46,12 +46,12 @@ impl ErrorFormat {
             GovernorError::TooManyRequests { wait_time, .. } => {
                 let retry = HeaderValue::from(wait_time.max(1));
                 match self {
-                    Self::OAuth => OAuthError::new(StatusCode::TOO_MANY_REQUESTS, "slow_down", "ratelimit.per_ip")
+                    Self::OAuth => OAuthError::new(StatusCode::TOO_MANY_REQUESTS, "slow_down", Code::RatelimitPerIp)
                         .with_header(header::RETRY_AFTER, retry)
                         .into_response(),
                     Self::Problem => Problem::new(
                         StatusCode::TOO_MANY_REQUESTS,
-                        "ratelimit.per_ip",
+                        Code::RatelimitPerIp,
                         "Too many requests from this address",
                     )
                     .with_header(header::RETRY_AFTER, retry)
@@ -61,10 +61,10 @@ impl ErrorFormat {
             other => {
                 tracing::warn!(error = %other, "per-IP limiter could not classify a request");
                 match self {
-                    Self::OAuth => OAuthError::invalid_request("request.unidentified_peer").into_response(),
+                    Self::OAuth => OAuthError::invalid_request(Code::RequestUnidentifiedPeer).into_response(),
                     Self::Problem => Problem::new(
                         StatusCode::BAD_REQUEST,
-                        "request.unidentified_peer",
+                        Code::RequestUnidentifiedPeer,
                         "The client address is unknown",
                     )
                     .into_response(),
@@ -76,12 +76,12 @@ impl ErrorFormat {
 
 /// 405 as problem+json (axum keeps adding the `Allow` header).
 pub async fn method_not_allowed() -> Problem {
-    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "route.method_not_allowed", "Method not allowed on this route")
+    Problem::new(StatusCode::METHOD_NOT_ALLOWED, Code::RouteMethodNotAllowed, "Method not allowed on this route")
 }
 
 /// 404 as problem+json.
 pub async fn not_found() -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, "route.not_found", "No such route")
+    Problem::new(StatusCode::NOT_FOUND, Code::RouteNotFound, "No such route")
 }
 
 /// The JSON body of an RFC 6749 section 5.2 error, as sent on `/oauth/*`.
@@ -110,8 +110,8 @@ pub struct ProblemBody {
     #[schema(example = 401)]
     pub status: u16,
     /// A stable code of this service (`token.expired`, `input.conflict`, ...).
-    #[schema(example = "token.expired")]
-    pub code: String,
+    #[schema(value_type = String, example = "token.expired")]
+    pub code: &'static str,
     /// What happened in this case.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String)]
@@ -125,34 +125,50 @@ pub struct OAuthError {
     pub status: StatusCode,
     /// The `error` code (`invalid_request`, `invalid_grant`, ...).
     pub error: &'static str,
-    /// `error_description`: a stable code of this service (`refresh.reused`, ...).
-    pub description: String,
+    /// The stable code of this service (`refresh.reused`, ...) that starts `error_description`.
+    pub code: Code,
+    /// What happened in this case, after the code in `error_description` (`code: detail`).
+    pub detail: Option<String>,
     /// Extra headers (`WWW-Authenticate`, `Retry-After`).
     pub headers: HeaderMap,
 }
 
 impl OAuthError {
-    /// An error with a status, an RFC 6749 code and a description.
-    pub fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
-        Self { status, error, description: description.into(), headers: HeaderMap::new() }
+    /// An error with a status, an RFC 6749 code and the service's code.
+    pub fn new(status: StatusCode, error: &'static str, code: Code) -> Self {
+        Self { status, error, code, detail: None, headers: HeaderMap::new() }
     }
 
     /// `invalid_request` (400).
-    pub fn invalid_request(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    pub fn invalid_request(code: Code) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", code)
     }
 
     /// `invalid_client` (401) with a Basic challenge (RFC 6749 section 5.2).
     pub fn invalid_client() -> Self {
-        let mut e = Self::new(StatusCode::UNAUTHORIZED, "invalid_client", "auth.invalid_client");
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, "invalid_client", Code::AuthInvalidClient);
         e.headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"auth\""));
         e
     }
 
-    /// Replaces the `error_description`.
-    pub fn described(mut self, description: impl Into<String>) -> Self {
-        self.description = description.into();
+    /// Replaces the code.
+    pub fn coded(mut self, code: Code) -> Self {
+        self.code = code;
         self
+    }
+
+    /// Adds what happened in this case.
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// The `error_description`: the code, then `: ` and the detail if there is one.
+    pub fn description(&self) -> String {
+        match &self.detail {
+            Some(detail) => format!("{}: {detail}", self.code),
+            None => self.code.as_str().to_owned(),
+        }
     }
 
     /// Adds a header.
@@ -169,15 +185,13 @@ impl From<Error> for OAuthError {
             Error::InvalidCredentials | Error::Refresh(_) => Self::new(StatusCode::BAD_REQUEST, "invalid_grant", code),
             Error::InvalidClient => Self::invalid_client(),
             Error::UnauthorizedGrant(_) => Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", code),
-            Error::InvalidScope(scope) => {
-                Self::new(StatusCode::BAD_REQUEST, "invalid_scope", format!("{code}: {scope}"))
-            }
-            Error::MissingParameter(name) => Self::invalid_request(format!("{code}: {name}")),
+            Error::InvalidScope(scope) => Self::new(StatusCode::BAD_REQUEST, "invalid_scope", code).detail(scope),
+            Error::MissingParameter(name) => Self::invalid_request(code).detail(name),
             Error::TooManyAttempts { retry_after_secs } => {
                 Self::new(StatusCode::TOO_MANY_REQUESTS, "invalid_request", code)
                     .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after_secs))
             }
-            Error::Invalid { field, message } => Self::invalid_request(format!("{field}: {message}")),
+            Error::Invalid { field, message } => Self::invalid_request(code).detail(format!("{field}: {message}")),
             other => {
                 let (status, error) = server_side(&other);
                 Self::new(status, error, code)
@@ -193,13 +207,13 @@ impl From<BytesRejection> for OAuthError {
     }
 }
 
-fn body_code(rejection: &BytesRejection) -> &'static str {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { "request.too_large" } else { "request.malformed" }
+fn body_code(rejection: &BytesRejection) -> Code {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { Code::RequestTooLarge } else { Code::RequestMalformed }
 }
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let body = OAuthErrorBody { error: self.error, error_description: self.description };
+        let body = OAuthErrorBody { error: self.error, error_description: self.description() };
         let mut response = (self.status, no_store(), Json(body)).into_response();
         response.headers_mut().extend(self.headers);
         response
@@ -211,11 +225,11 @@ impl IntoResponse for OAuthError {
 fn server_side(e: &Error) -> (StatusCode, &'static str) {
     match e {
         Error::StoreUnavailable(_) | Error::RateLimitBackend(_) => {
-            tracing::warn!(error = %e, code = e.code(), "dependency unavailable");
+            tracing::warn!(error = %e, code = e.code().as_str(), "dependency unavailable");
             (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
         }
         _ => {
-            tracing::error!(error = %e, code = e.code(), "internal error");
+            tracing::error!(error = %e, code = e.code().as_str(), "internal error");
             (StatusCode::INTERNAL_SERVER_ERROR, "server_error")
         }
     }
@@ -235,7 +249,7 @@ pub struct Problem {
     /// HTTP status.
     pub status: StatusCode,
     /// A stable code of this service (`input.conflict`, `token.expired`, ...).
-    pub code: String,
+    pub code: Code,
     /// A short human-readable summary.
     pub title: String,
     /// What happened in this case.
@@ -246,8 +260,8 @@ pub struct Problem {
 
 impl Problem {
     /// A problem with a status, a code and a title.
-    pub fn new(status: StatusCode, code: impl Into<String>, title: impl Into<String>) -> Self {
-        Self { status, code: code.into(), title: title.into(), detail: None, headers: HeaderMap::new() }
+    pub fn new(status: StatusCode, code: Code, title: impl Into<String>) -> Self {
+        Self { status, code, title: title.into(), detail: None, headers: HeaderMap::new() }
     }
 
     /// Adds a detail.
@@ -263,7 +277,7 @@ impl Problem {
     }
 
     /// 401 for a missing or rejected bearer token (RFC 6750 section 3).
-    pub fn invalid_token(code: &str) -> Self {
+    pub fn invalid_token(code: Code) -> Self {
         let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{code}\"");
         let value = HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer error=\"invalid_token\""));
         Self::new(StatusCode::UNAUTHORIZED, code, "The access token is missing or invalid")
@@ -274,7 +288,7 @@ impl Problem {
     pub fn insufficient_scope(scope: &str) -> Self {
         let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"");
         let value = HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer error=\"insufficient_scope\""));
-        Self::new(StatusCode::FORBIDDEN, "auth.insufficient_scope", "The access token lacks a required scope")
+        Self::new(StatusCode::FORBIDDEN, Code::AuthInsufficientScope, "The access token lacks a required scope")
             .with_header(header::WWW_AUTHENTICATE, value)
     }
 }
@@ -321,7 +335,7 @@ impl IntoResponse for Problem {
             kind: "about:blank",
             title: self.title,
             status: self.status.as_u16(),
-            code: self.code,
+            code: self.code.as_str(),
             detail: self.detail,
         };
         // Serializing plain strings and numbers cannot fail.

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use auth_core::Code;
 use auth_core::authority::ClientCredentials;
 use auth_core::ratelimit::ScopeDecision;
 use auth_core::tokens::AccessClaims;
@@ -76,14 +77,11 @@ pub fn parse_form(
     let content_type = content_type.and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-        return Err(OAuthError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "invalid_request",
-            "request.unsupported_media_type: send application/x-www-form-urlencoded",
-        ));
+        return Err(OAuthError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request", Code::RequestUnsupportedMediaType)
+            .detail("send application/x-www-form-urlencoded"));
     }
     if std::str::from_utf8(body).is_err() {
-        return Err(OAuthError::invalid_request("request.malformed: the body is not UTF-8"));
+        return Err(OAuthError::invalid_request(Code::RequestMalformed).detail("the body is not UTF-8"));
     }
     let mut form = HashMap::new();
     for pair in body.split(|b| *b == b'&').filter(|pair| !pair.is_empty()) {
@@ -92,14 +90,14 @@ pub fn parse_form(
             None => (pair, &pair[pair.len()..]),
         };
         let name = percent_decode(name)
-            .ok_or_else(|| OAuthError::invalid_request("request.malformed: a parameter name is not UTF-8"))?;
+            .ok_or_else(|| OAuthError::invalid_request(Code::RequestMalformed).detail("a parameter name is not UTF-8"))?;
         let value = percent_decode(value)
-            .ok_or_else(|| OAuthError::invalid_request(format!("request.malformed: parameter {name} is not UTF-8")))?;
+            .ok_or_else(|| OAuthError::invalid_request(Code::RequestMalformed).detail(format!("parameter {name} is not UTF-8")))?;
         if !known.contains(&name.as_str()) {
             continue;
         }
         if form.contains_key(&name) {
-            return Err(OAuthError::invalid_request(format!("request.duplicate_parameter: {name}")));
+            return Err(OAuthError::invalid_request(Code::RequestDuplicateParameter).detail(name));
         }
         form.insert(name, value);
     }
@@ -195,16 +193,16 @@ impl ClientAuth {
             // leave no single client that authenticated: client authentication failed.
             Basic::Present { id, secret } => {
                 if form.client_secret.is_some() {
-                    return Err(OAuthError::invalid_client().described("request.multiple_client_authentication"));
+                    return Err(OAuthError::invalid_client().coded(Code::RequestMultipleClientAuthentication));
                 }
                 if form.client_id.is_some_and(|f| f != id) {
-                    return Err(OAuthError::invalid_client().described("request.client_id_mismatch"));
+                    return Err(OAuthError::invalid_client().coded(Code::RequestClientIdMismatch));
                 }
                 Ok(ClientCredentials { id, secret: Some(secret) })
             }
             Basic::Absent => match form.client_id {
                 Some(id) if !id.is_empty() => Ok(ClientCredentials { id, secret: form.client_secret }),
-                _ => Err(OAuthError::invalid_request("request.missing_parameter: client_id")),
+                _ => Err(OAuthError::invalid_request(Code::RequestMissingParameter).detail("client_id")),
             },
         }
     }
@@ -234,7 +232,7 @@ impl FromRequestParts<Arc<AppState>> for Bearer {
         if let Some(sid) = &claims.sid
             && !state.authority.family_is_live(sid).await.map_err(Problem::from)?
         {
-            return Err(Problem::invalid_token("token.session_revoked"));
+            return Err(Problem::invalid_token(Code::TokenSessionRevoked));
         }
         let scopes: Vec<&str> = claims.scopes().collect();
         let decision = state.limiter.check_all(&scopes, &claims.sub).await.map_err(Problem::from)?;
@@ -242,7 +240,7 @@ impl FromRequestParts<Arc<AppState>> for Bearer {
             && !decision.decision.allowed
         {
             state.metrics.rate_limited.with_label_values(&[decision.scope.as_str()]).inc();
-            let mut problem = Problem::new(StatusCode::TOO_MANY_REQUESTS, "ratelimit.exceeded", "Too many requests")
+            let mut problem = Problem::new(StatusCode::TOO_MANY_REQUESTS, Code::RatelimitExceeded, "Too many requests")
                 .detail(format!("the limit of scope {} is exhausted", decision.scope));
             problem.headers.extend(limit_headers(decision));
             return Err(problem);
@@ -286,7 +284,7 @@ mod tests {
     fn form(body: &'static str) -> Result<Vec<(String, String)>, String> {
         let content_type = HeaderValue::from_static("application/x-www-form-urlencoded");
         let parsed = parse_form(Some(&content_type), &Bytes::from_static(body.as_bytes()), TOKEN_FORM_PARAMETERS);
-        let mut pairs: Vec<_> = parsed.map_err(|e| e.description)?.into_iter().collect();
+        let mut pairs: Vec<_> = parsed.map_err(|e| e.description())?.into_iter().collect();
         pairs.sort();
         Ok(pairs)
     }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use auth_core::Code;
 use auth_core::oauth::grants;
 use auth_core::spec::Spec;
 use axum::extract::State;
@@ -65,7 +66,7 @@ pub async fn jwks(State(published): State<Arc<WellKnown>>) -> Response {
             let cache = published.jwks_cache_control.clone();
             (StatusCode::OK, [(header::CONTENT_TYPE, json), (header::CACHE_CONTROL, cache)], jwks).into_response()
         }
-        None => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "key.not_loaded", "Signing keys are not loaded").into_response(),
+        None => Problem::new(StatusCode::SERVICE_UNAVAILABLE, Code::KeyNotLoaded, "Signing keys are not loaded").into_response(),
     }
 }
 

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
+use auth_core::Code;
 use auth_core::clock::{Clock, SystemClock};
 use auth_core::error::TokenError;
 use auth_core::keys::{JwkSet, KeySet};
@@ -57,10 +58,10 @@ pub enum AuthError {
 
 impl AuthError {
     /// The stable code: auth-core's token codes, or `jwks.unavailable`.
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> Code {
         match self {
             Self::Token(e) => e.code(),
-            Self::JwksUnavailable => "jwks.unavailable",
+            Self::JwksUnavailable => Code::JwksUnavailable,
         }
     }
 }

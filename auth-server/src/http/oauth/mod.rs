@@ -6,7 +6,7 @@ pub mod token;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use auth_core::Error;
+use auth_core::{Code, Error};
 use auth_core::authority::Introspection;
 use auth_core::error::RefreshError;
 use axum::Json;
@@ -111,7 +111,7 @@ pub async fn revoke(
         Ok(_) => Ok((StatusCode::OK, no_store()).into_response()),
         // RFC 7009 section 2.1: another client's token is refused.
         Err(Error::Refresh(RefreshError::WrongClient)) => {
-            Err(OAuthError::new(StatusCode::BAD_REQUEST, "unauthorized_client", "refresh.wrong_client"))
+            Err(OAuthError::new(StatusCode::BAD_REQUEST, "unauthorized_client", Code::RefreshWrongClient))
         }
         Err(e) => Err(e.into()),
     }

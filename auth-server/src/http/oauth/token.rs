@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use auth_core::Error;
+use auth_core::{Code, Error};
 use auth_core::error::RefreshError;
 use auth_core::oauth::grants::{self, GrantParameters};
 use axum::Json;
@@ -156,7 +156,7 @@ pub async fn token(
         _ => return Err(OAuthError::from(Error::MissingParameter("grant_type"))),
     };
     let Some(grant) = grants::grant(grant_type) else {
-        return Err(OAuthError::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", format!("grant.unsupported: {grant_type}")));
+        return Err(OAuthError::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", Code::GrantUnsupported).detail(grant_type));
     };
     let issued = match grant.issue(&state.authority, client, GrantParameters::new(&form.parameters)).await {
         Ok(issued) => issued,
