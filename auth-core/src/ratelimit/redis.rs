@@ -11,16 +11,6 @@ use crate::clock::UnixMillis;
 use crate::spec::RateLimitSpec;
 use crate::{Error, Result};
 
-/// The admit-or-refuse half of [`Gcra::decide`] for a batch of keys, run atomically in Redis.
-///
-/// KEYS: the keys. ARGV[1]: now in µs; then for key i, ARGV[2i] = T and ARGV[2i+1] = burst × T (µs).
-/// Stores the new TATs (with a TTL ending when the bucket is full again) only if every key admits.
-/// Returns `{all_admitted, found_1, tat_1, found_2, tat_2, ...}` with the TATs as they were *before*,
-/// from which the caller recomputes the decisions with [`Gcra::decide`]. Every value is an integer
-/// below 2^53, which Lua's numbers hold exactly; SET writes them with `%.0f` because Lua's default
-/// number format would round them to 14 digits.
-const GCRA_SCRIPT: &str = include_str!("gcra.lua");
-
 /// GCRA state in Redis, shared by every replica. The script runs atomically (EVALSHA, loaded on
 /// first use); the time is the caller's, not Redis `TIME`, so every replica and a fixed test clock
 /// decide alike. Keys are `{prefix}{key}` and expire when their bucket is full again.
@@ -80,7 +70,7 @@ impl RedisLimiter {
     /// A limiter with explicit settings. No connection is made yet.
     pub fn with_config(url: &str, config: RedisLimiterConfig) -> Result<Self> {
         let client = redis::Client::open(url).map_err(|e| backend_error(&e))?;
-        Ok(Self { client, config, connection: tokio::sync::OnceCell::new(), script: redis::Script::new(GCRA_SCRIPT) })
+        Ok(Self { client, config, connection: tokio::sync::OnceCell::new(), script: redis::Script::new(super::REDIS_GCRA_SCRIPT) })
     }
 
     /// Opens the connection now (e.g. at startup, to report a bad URL early).

@@ -13,6 +13,7 @@ mod malformed;
 mod password;
 mod ratelimit;
 mod refresh;
+mod shared_vectors;
 mod liveness;
 mod store;
 mod vectors;

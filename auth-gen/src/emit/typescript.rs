@@ -1,9 +1,12 @@
 //! The TypeScript target: `spec.ts` is written from the IR (values, the `Scope` union, claim
-//! types); the runtime (verifier, limiter, guards, adapters, token client) is static text from
+//! types); `codes.ts` from auth-core's code list (`auth_core::Code`, `TokenError`);
+//! `gcra-script.ts` carries auth-core's Redis script (`gcra.lua`) as it is; the runtime (verifier, limiter, guards, adapters, token client) is static text from
 //! `templates/typescript/` that reads everything spec-specific from `./spec.js`.
 
 use std::fmt::Write as _;
 
+use auth_core::Code;
+use auth_core::error::TokenError;
 use auth_core::spec::ClaimType;
 
 use super::{EmitError, Emitter, GeneratedFile, doc_text, finish, templates, ts_string};
@@ -15,7 +18,11 @@ pub struct TypeScript;
 
 impl Emitter for TypeScript {
     fn emit(&self, module: &Module) -> Result<Vec<GeneratedFile>, EmitError> {
-        let mut files = vec![finish("spec.ts", &spec_ts(module))];
+        let mut files = vec![
+            finish("spec.ts", &spec_ts(module)),
+            finish("codes.ts", &codes_ts()),
+            finish("gcra-script.ts", &gcra_script_ts()),
+        ];
         files.extend(templates::TYPESCRIPT.iter().map(|(name, text)| finish(name, text)));
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
@@ -35,7 +42,51 @@ fn list(items: impl IntoIterator<Item = String>) -> String {
     items.into_iter().collect::<Vec<_>>().join(", ")
 }
 
+/// A retired key has left the JWKS a module fetches, so there its tokens are `token.unknown_key`.
+const TOKEN_CODES_NOT_SEEN_BY_MODULES: &[TokenError] = &[TokenError::KeyRetired];
+
 // `write!` into a `String` cannot fail; the results are ignored for that reason.
+fn codes_ts() -> String {
+    let token_errors: Vec<TokenError> =
+        TokenError::ALL.iter().copied().filter(|e| !TOKEN_CODES_NOT_SEEN_BY_MODULES.contains(e)).collect();
+    let mut s = String::new();
+    s.push_str("// The stable codes, from auth-core's one list (`auth_core::Code`): the same for every spec.\n\n");
+    s.push_str("/**\n * The codes of a rejected access token, as auth-core's `TokenError::code` reports them. All but\n");
+    s.push_str(" * `token.key_retired`: a retired key has left the JWKS, so here its tokens are `token.unknown_key`.\n */\n");
+    s.push_str("export const TOKEN_ERROR_CODES = [\n");
+    for e in &token_errors {
+        let _ = writeln!(s, "  {},", ts_string(e.code().as_str()));
+    }
+    s.push_str("] as const;\n\n");
+    s.push_str("/** A code of a rejected access token. */\n");
+    s.push_str("export type TokenErrorCode = (typeof TOKEN_ERROR_CODES)[number];\n\n");
+    s.push_str("/** What each token code means (auth-core's messages). */\n");
+    s.push_str("export const TOKEN_ERROR_MESSAGES: Readonly<Record<TokenErrorCode, string>> = {\n");
+    for e in &token_errors {
+        let _ = writeln!(s, "  {}: {},", ts_string(e.code().as_str()), ts_string(&e.to_string()));
+    }
+    s.push_str("};\n\n");
+    s.push_str("/**\n * Every code the auth server answers with: the problem's `code`, or the start of OAuth's\n");
+    s.push_str(" * `error_description` (before any `: detail`). See the server's docs/error-codes.md.\n */\n");
+    s.push_str("export type ServerErrorCode =\n");
+    for code in Code::ALL {
+        let _ = writeln!(s, "  | {}", ts_string(code.as_str()));
+    }
+    s.push_str(";\n");
+    s
+}
+
+fn gcra_script_ts() -> String {
+    let mut s = String::new();
+    s.push_str("// auth-core's Redis script for GCRA (auth-core/src/ratelimit/gcra.lua), as the auth server runs it: the\n");
+    s.push_str("// server and the apps sharing a Redis update the same keys with the same script.\n\n");
+    s.push_str("/**\n * KEYS: the keys; ARGV[1]: nowUs, then for key i ARGV[2i] = emissionUs and ARGV[2i+1] = capacityUs.\n");
+    s.push_str(" * Stores the new TATs only if every key admits. Returns `[allAdmitted, found1, tat1, found2, tat2, ...]`\n");
+    s.push_str(" * with the TATs as they were before.\n */\n");
+    let _ = writeln!(s, "export const REDIS_GCRA_SCRIPT = {};", ts_string(auth_core::ratelimit::REDIS_GCRA_SCRIPT));
+    s
+}
+
 fn spec_ts(m: &Module) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "// Source: {} (spec hash {})", m.source, m.spec_hash);

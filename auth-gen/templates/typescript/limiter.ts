@@ -11,6 +11,7 @@
 // - A key whose TAT is in the past has a full bucket and can be forgotten without changing any
 //   decision: that is how the in-memory store stays bounded.
 
+import { REDIS_GCRA_SCRIPT } from "./gcra-script.js";
 import { SCOPE_LIMITS, type RateLimitQuota } from "./spec.js";
 
 /** The outcome of one check, with what the RateLimit, RateLimit-Policy and Retry-After fields need. */
@@ -139,31 +140,7 @@ export interface LimiterStore {
   update(checks: readonly GcraCheck[], nowUs: number): readonly (number | null)[] | Promise<readonly (number | null)[]>;
 }
 
-/**
- * LimiterStore.update as one Redis script (atomic). KEYS: the keys; ARGV[1]: nowUs, then for key i
- * ARGV[2i] = emissionUs and ARGV[2i+1] = capacityUs. Returns the TATs read (-1: absent). Every
- * value is an integer below 2^53, exact in Lua's numbers; `%.0f` writes all its digits. Each key
- * expires when its bucket is full again. The same script as auth-server's Redis backend, but for
- * the reply.
- */
-export const REDIS_GCRA_SCRIPT = `local now = tonumber(ARGV[1])
-local ok = true
-local out, new_tats = {}, {}
-for i = 1, #KEYS do
-  local stored = tonumber(redis.call('GET', KEYS[i]) or '')
-  local tat = now
-  if stored and stored > now then tat = stored end
-  new_tats[i] = tat + tonumber(ARGV[2 * i])
-  if new_tats[i] - tonumber(ARGV[2 * i + 1]) > now then ok = false end
-  out[i] = stored or -1
-end
-if ok then
-  for i = 1, #KEYS do
-    local ttl = math.max(1, math.ceil((new_tats[i] - now) / 1000))
-    redis.call('SET', KEYS[i], string.format('%.0f', new_tats[i]), 'PX', ttl)
-  end
-end
-return out`;
+export { REDIS_GCRA_SCRIPT };
 
 /** Runs a Lua script on Redis (EVAL) with any client, resolving to its reply. */
 export type RedisEval = (script: string, keys: string[], args: string[]) => Promise<unknown>;
@@ -187,11 +164,13 @@ export function redisLimiterStore(evaluate: RedisEval, options: { readonly prefi
       const args = [String(nowUs)];
       for (const check of checks) args.push(String(check.emissionUs), String(check.capacityUs));
       const reply = await evaluate(REDIS_GCRA_SCRIPT, checks.map((check) => prefix + check.key), args);
-      if (!Array.isArray(reply) || reply.length !== checks.length) throw new Error("unexpected reply from the rate-limit script");
-      return reply.map((value: unknown) => {
-        const tat = Number(value);
-        if (!Number.isSafeInteger(tat)) throw new Error("unexpected reply from the rate-limit script");
-        return tat === -1 ? null : tat;
+      // [allAdmitted, found1, tat1, found2, tat2, ...]: the TATs as they were before.
+      if (!Array.isArray(reply) || reply.length !== 1 + 2 * checks.length) throw new Error("unexpected reply from the rate-limit script");
+      return checks.map((_, i) => {
+        const found = Number(reply[1 + 2 * i]);
+        const tat = Number(reply[2 + 2 * i]);
+        if ((found !== 0 && found !== 1) || !Number.isSafeInteger(tat)) throw new Error("unexpected reply from the rate-limit script");
+        return found === 1 ? tat : null;
       });
     },
   };
