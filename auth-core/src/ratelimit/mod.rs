@@ -42,20 +42,14 @@ use crate::{Error, Result};
 
 #[cfg(feature = "server")]
 mod redis;
-
-/// The admit-or-refuse half of [`Gcra::decide`] for a batch of keys, run atomically in Redis: the
-/// one copy, used by [`RedisLimiter`] (with the `server` feature) and emitted by auth-gen into the
-/// generated TypeScript module, so a server and apps sharing one Redis update the same keys alike.
-///
-/// KEYS: the keys. ARGV[1]: now in µs; then for key i, ARGV[2i] = T and ARGV[2i+1] = burst × T (µs).
-/// Stores the new TATs (with a TTL ending when the bucket is full again) only if every key admits.
-/// Returns `{all_admitted, found_1, tat_1, found_2, tat_2, ...}` with the TATs as they were *before*,
-/// from which the caller recomputes the decisions with [`Gcra::decide`]. Every value is an integer
-/// below 2^53, which Lua's numbers hold exactly; SET writes them with `%.0f` because Lua's default
-/// number format would round them to 14 digits.
-pub const REDIS_GCRA_SCRIPT: &str = include_str!("gcra.lua");
 #[cfg(feature = "server")]
 pub use redis::{RedisLimiter, RedisLimiterConfig};
+
+/// The admit-or-refuse half of [`Gcra::decide`] for a batch of keys, run atomically in Redis
+/// (`ratelimit/gcra.lua`, whose header states its arguments and reply). The one copy: the server's
+/// `RedisLimiter` runs it and auth-gen emits it into the generated TypeScript module, so a server
+/// and apps sharing one Redis update the same keys alike.
+pub const REDIS_GCRA_SCRIPT: &str = include_str!("gcra.lua");
 
 /// The outcome of one rate-limit check, with what the IETF `RateLimit`, `RateLimit-Policy` and
 /// `Retry-After` header fields need.

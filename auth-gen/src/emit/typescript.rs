@@ -1,7 +1,8 @@
 //! The TypeScript target: `spec.ts` is written from the IR (values, the `Scope` union, claim
 //! types); `codes.ts` from auth-core's code list (`auth_core::Code`, `TokenError`);
-//! `gcra-script.ts` carries auth-core's Redis script (`gcra.lua`) as it is; the runtime (verifier, limiter, guards, adapters, token client) is static text from
-//! `templates/typescript/` that reads everything spec-specific from `./spec.js`.
+//! `gcra-script.ts` carries auth-core's Redis script (`gcra.lua`) as it is. The runtime (verifier,
+//! limiter, guards, adapters, token client) is static text from `templates/typescript/` that reads
+//! everything spec-specific from `./spec.js`.
 
 use std::fmt::Write as _;
 
