@@ -12,7 +12,7 @@
 //!   `RateLimit-Policy`, `RateLimit`, `Retry-After`).
 //!
 //! Needs the crates `auth-core` (with `default-features = false`: the verification side only, no
-//! database drivers), `axum`, `reqwest`, `serde_json` and `tokio`.
+//! database drivers), `axum`, `reqwest` (with its `json` feature), `serde_json` and `tokio`.
 
 pub mod spec;
 
