@@ -9,9 +9,14 @@
 
 use std::path::PathBuf;
 
+use auth_core::keys::KeySet;
 use auth_core::ratelimit::{Gcra, RateDecision};
-use auth_core::spec::{RateLimitSpec, Seconds};
-use auth_core::tokens::bearer_token;
+use auth_core::spec::{RateLimitSpec, Seconds, Spec};
+use auth_core::tokens::{AccessTokenVerifier, MAX_TOKEN_BYTES, bearer_token};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use jsonwebtoken::jwk::JwkSet;
+use ring::signature::{Ed25519KeyPair, KeyPair as _};
 use serde_json::{Value, json};
 
 fn vectors_dir() -> PathBuf {
@@ -139,6 +144,95 @@ fn bearer_vectors() {
         .collect();
     check_or_write("bearer.json", &json!({
         "description": "auth-core's tokens::bearer_token: an Authorization header value (null: absent; one character per byte) and the token read from it or the code of the refusal",
+        "cases": cases,
+    }));
+}
+
+/// The instant the verifier vectors are checked at (Unix seconds).
+const VERIFY_AT: i64 = 1_750_000_100;
+
+/// A token of `header` and `claims`, signed by `key` (Ed25519 signs deterministically, so the
+/// vectors are the same on every run).
+fn signed(key: &Ed25519KeyPair, header: &Value, claims: &Value) -> String {
+    let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
+    let signature = B64.encode(key.sign(input.as_bytes()).as_ref());
+    format!("{input}.{signature}")
+}
+
+#[test]
+fn verifier_vectors() {
+    let spec = Spec::parse(include_str!("../../../fixtures/specs/booking.toml")).expect("booking spec");
+    let key = Ed25519KeyPair::from_seed_unchecked(&[7; 32]).expect("a fixed Ed25519 seed");
+    let kid = "vectors-ed25519";
+    let jwks = json!({ "keys": [{
+        "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": kid,
+        "x": B64.encode(key.public_key().as_ref()),
+    }]});
+    let header = json!({ "alg": "EdDSA", "typ": "at+jwt", "kid": kid });
+    let claims = json!({
+        "iss": spec.issuer, "sub": "user-1", "aud": "booking-api", "client_id": "booking-web",
+        "scope": "bookings:read", "jti": "j-1", "iat": VERIFY_AT - 100, "exp": VERIFY_AT + 800,
+        "sid": "s-1", "tenant_id": "hotel-7",
+    });
+    let with = |base: &Value, name: &str, value: Value| {
+        let mut changed = base.clone();
+        changed[name] = value;
+        changed
+    };
+    let without = |base: &Value, name: &str| {
+        let mut changed = base.clone();
+        changed.as_object_mut().expect("an object").remove(name);
+        changed
+    };
+    let good = signed(&key, &header, &claims);
+    let mut bad_signature = good.clone();
+    bad_signature.replace_range(good.len() - 4.., "AAAA");
+    let leeway = i64::try_from(spec.tokens.leeway.0).expect("a small leeway");
+    let cases: Vec<(&str, String)> = vec![
+        ("a good token", good.clone()),
+        ("a good token within the leeway after exp", signed(&key, &header, &with(&claims, "exp", json!(VERIFY_AT - leeway)))),
+        ("not three segments", "abc.def".to_owned()),
+        ("a header that is not JSON", format!("{}.{}", B64.encode("not json"), good.split_once('.').expect("dots").1)),
+        ("larger than the limit", format!("{}{}", "a".repeat(MAX_TOKEN_BYTES), ".b.c")),
+        ("alg none", signed(&key, &with(&header, "alg", json!("none")), &claims)),
+        ("alg HS256", signed(&key, &with(&header, "alg", json!("HS256")), &claims)),
+        ("alg ES256 on an EdDSA key", signed(&key, &with(&header, "alg", json!("ES256")), &claims)),
+        ("an unknown kid", signed(&key, &with(&header, "kid", json!("no-such-key")), &claims)),
+        ("no kid", signed(&key, &without(&header, "kid"), &claims)),
+        ("a signature that does not verify", bad_signature),
+        ("typ JWT", signed(&key, &with(&header, "typ", json!("JWT")), &claims)),
+        ("no exp", signed(&key, &header, &without(&claims, "exp"))),
+        ("no tenant_id (required by the spec)", signed(&key, &header, &without(&claims, "tenant_id"))),
+        ("exp as a string", signed(&key, &header, &with(&claims, "exp", json!("soon")))),
+        ("tenant_id as a number", signed(&key, &header, &with(&claims, "tenant_id", json!(7)))),
+        ("expired beyond the leeway", signed(&key, &header, &with(&claims, "exp", json!(VERIFY_AT - leeway - 1)))),
+        ("nbf beyond the leeway", signed(&key, &header, &with(&claims, "nbf", json!(VERIFY_AT + leeway + 1)))),
+        ("iat beyond the leeway", signed(&key, &header, &with(&claims, "iat", json!(VERIFY_AT + leeway + 1)))),
+        ("another issuer", signed(&key, &header, &with(&claims, "iss", json!("https://evil.example")))),
+        ("another audience", signed(&key, &header, &with(&claims, "aud", json!("other-api")))),
+        ("an audience list naming this one", signed(&key, &header, &with(&claims, "aud", json!(["other-api", "booking-api"])))),
+    ];
+    let verifier = AccessTokenVerifier::from_spec(&spec);
+    let keys = KeySet::from_jwks(&serde_json::from_value::<JwkSet>(jwks.clone()).expect("a JWKS"));
+    let cases: Vec<Value> = cases
+        .into_iter()
+        .map(|(name, token)| {
+            let verdict = match verifier.verify(&token, &keys, VERIFY_AT) {
+                Ok(_) => "ok",
+                Err(e) => e.code().as_str(),
+            };
+            json!({ "name": name, "token": token, "verdict": verdict })
+        })
+        .collect();
+    let verdicts: std::collections::BTreeSet<&str> = cases.iter().filter_map(|c| c["verdict"].as_str()).collect();
+    for code in auth_core::error::TokenError::ALL.iter().map(|e| e.code().as_str()) {
+        // A retired key is known only to the issuer's own key ring, never to a JWKS.
+        assert!(verdicts.contains(code) || code == "token.key_retired", "no vector gives {code}");
+    }
+    check_or_write("verifier.json", &json!({
+        "description": "auth-core's AccessTokenVerifier for fixtures/specs/booking.toml: each token checked against the JWKS at `now` (Unix seconds), and the verdict, `ok` or the code of the rejection",
+        "now": VERIFY_AT,
+        "jwks": jwks,
         "cases": cases,
     }));
 }

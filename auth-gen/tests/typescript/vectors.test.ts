@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { AuthError, bearerToken, Gcra, type RateDecision } from "../gen/index.js";
+import { AccessTokenVerifier, AuthError, bearerToken, Gcra, TOKEN_ERROR_CODES, type RateDecision } from "../gen/index.js";
 
 function vectors<T>(name: string): T {
   const repo = process.env["AUTH_REPO"];
@@ -85,6 +85,35 @@ describe("Authorization header (vectors/bearer.json)", () => {
           (e: unknown) => e instanceof AuthError && e.code === c.code,
         );
       }
+    });
+  }
+});
+
+interface VerifierVectors {
+  readonly now: number;
+  readonly jwks: unknown;
+  readonly cases: readonly { readonly name: string; readonly token: string; readonly verdict: string }[];
+}
+
+describe("access-token verification (vectors/verifier.json)", () => {
+  const { now, jwks, cases } = vectors<VerifierVectors>("verifier.json");
+  const verifier = new AccessTokenVerifier({
+    jwksUrl: "https://issuer.invalid/jwks.json",
+    fetch: async () => new Response(JSON.stringify(jwks), { headers: { "content-type": "application/json" } }),
+    now: () => now,
+    cacheSize: 0,
+  });
+  test("every code a module can give has a vector", () => {
+    const verdicts = new Set(cases.map((c) => c.verdict));
+    for (const code of TOKEN_ERROR_CODES) assert.ok(verdicts.has(code), code);
+  });
+  for (const c of cases) {
+    test(c.name, async () => {
+      const verdict = await verifier.verify(c.token).then(
+        () => "ok",
+        (e: unknown) => (e instanceof AuthError ? e.code : String(e)),
+      );
+      assert.equal(verdict, c.verdict);
     });
   }
 });
