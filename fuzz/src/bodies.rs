@@ -53,7 +53,7 @@ pub fn check_form(data: &[u8]) {
         }
         Err(e) => {
             assert_eq!(e.error, "invalid_request", "{e:?}");
-            assert!(e.description.starts_with("request."), "{e:?}");
+            assert!(e.code.as_str().starts_with("request."), "{e:?}");
             if form_type {
                 assert_eq!(e.status, StatusCode::BAD_REQUEST, "{e:?}");
             } else {
