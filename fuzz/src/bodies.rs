@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use auth_server::http::account::{SignUpBody, decode_sign_up};
+use auth_server::http::account::{SignUpRequest, decode_sign_up};
 use auth_server::http::extract::{FormParameters, parse_form};
 use auth_server::http::oauth::TokenForm;
 use auth_server::http::oauth::token::TokenRequest;
@@ -108,7 +108,7 @@ pub fn check_sign_up(data: &[u8]) {
     });
     let object = serde_json::from_slice::<Value>(body).ok().and_then(|v| v.as_object().cloned());
     match decoded {
-        Ok(SignUpBody { username, password, claims }) => {
+        Ok(SignUpRequest { username, password, claims }) => {
             assert!(unique, "accepted a body that is no object with distinct names: {body:?}");
             let object = object.unwrap_or_else(|| panic!("accepted a body serde_json does not read: {body:?}"));
             assert_eq!(object.get("username"), Some(&Value::String(username)), "{body:?}");

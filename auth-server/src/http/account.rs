@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -44,9 +44,9 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     post,
     path = "/v1/users",
     tag = "users",
-    request_body(content = crate::http::openapi::SignUpRequest, content_type = "application/json"),
+    request_body(content = SignUpRequest, content_type = "application/json"),
     responses(
-        (status = 201, description = "The user was created", body = crate::http::openapi::NewUser),
+        (status = 201, description = "The user was created", body = NewUser),
         (status = 400, response = crate::http::openapi::ProblemBadRequest),
         (status = 409, response = crate::http::openapi::ProblemConflict),
         (status = 413, response = crate::http::openapi::ProblemPayloadTooLarge),
@@ -57,25 +57,49 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     ),
     security(()),
 )]
-pub async fn sign_up(State(state): State<Arc<AppState>>, body: SignUpBody) -> Result<Response, Problem> {
-    let SignUpBody { username, password, claims } = body;
+pub async fn sign_up(
+    State(state): State<Arc<AppState>>,
+    body: SignUpRequest,
+) -> Result<(StatusCode, Json<NewUser>), Problem> {
+    let SignUpRequest { username, password, claims } = body;
     let user = state.authority.sign_up(&username, &password, claims).await?;
-    let body = json!({ "id": user.id, "username": user.username, "claims": user.claims, "created_at": user.created_at });
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    let user = NewUser { id: user.id, username: user.username, claims: user.claims, created_at: user.created_at };
+    Ok((StatusCode::CREATED, Json(user)))
 }
 
-/// The body of `POST /v1/users`, decoded but not yet checked against the spec.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SignUpBody {
-    /// The `username` member, as sent.
+/// The body of `POST /v1/users`: credentials plus the spec's custom claims as top-level members.
+// Decoded by `decode_sign_up`, not yet checked against the spec; the document adds the spec's
+// claims and the username and password rules to the schema.
+#[derive(Debug, Clone, PartialEq, ToSchema)]
+pub struct SignUpRequest {
+    /// The username: 1 to 128 characters as sent, not only whitespace, no control characters;
+    /// stored trimmed, NFKC-normalized and lowercased.
     pub username: String,
-    /// The `password` member, as sent.
+    /// The password, checked against the spec's password policy (its length in characters after
+    /// Unicode NFC).
+    #[schema(format = Password)]
     pub password: String,
-    /// Every other member: the custom claims (the spec's rules are applied by sign-up).
+    /// The spec's custom claims.
+    #[serde(flatten)]
+    #[schema(value_type = BTreeMap<String, Value>)]
     pub claims: Map<String, Value>,
 }
 
-impl<S: Send + Sync> FromRequest<S> for SignUpBody {
+/// A created user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewUser {
+    /// Stable opaque id: the `sub` of the user's tokens.
+    pub id: String,
+    /// The normalized username.
+    pub username: String,
+    /// The user's custom claims.
+    #[schema(value_type = Object)]
+    pub claims: Map<String, Value>,
+    /// When the account was created (Unix seconds).
+    pub created_at: i64,
+}
+
+impl<S: Send + Sync> FromRequest<S> for SignUpRequest {
     type Rejection = Problem;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
@@ -89,7 +113,7 @@ impl<S: Send + Sync> FromRequest<S> for SignUpBody {
 /// `application/json` (else 415 `request.unsupported_media_type`), the body one JSON object with
 /// distinct member names (else 400 `request.malformed`), `username` and `password` strings (else
 /// 400 `input.invalid`). Public so that the decoding can be fuzzed on its own (`fuzz/`).
-pub fn decode_sign_up(headers: &HeaderMap, body: &[u8]) -> Result<SignUpBody, Problem> {
+pub fn decode_sign_up(headers: &HeaderMap, body: &[u8]) -> Result<SignUpRequest, Problem> {
     let essence = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -109,7 +133,7 @@ pub fn decode_sign_up(headers: &HeaderMap, body: &[u8]) -> Result<SignUpBody, Pr
     };
     let username = take_string("username")?;
     let password = take_string("password")?;
-    Ok(SignUpBody { username, password, claims })
+    Ok(SignUpRequest { username, password, claims })
 }
 
 /// A JSON object whose members all have distinct names. `serde_json` keeps the last of repeated
@@ -148,7 +172,7 @@ impl<'de> Deserialize<'de> for UniqueMembers {
     tag = "users",
     responses(
         (status = 200, description = "The subject and, for user sessions, the username and custom claims",
-            body = crate::http::openapi::UserInfo, headers(
+            body = UserInfo, headers(
             ("RateLimit-Policy" = String, description = "The quota of a rate-limited scope of the token, when it has one"),
             ("RateLimit" = String, description = "What is left of that quota"),
         )),
@@ -158,16 +182,29 @@ impl<'de> Deserialize<'de> for UniqueMembers {
 )]
 pub async fn userinfo(State(state): State<Arc<AppState>>, bearer: Bearer) -> Result<Response, Problem> {
     let claims = &bearer.claims;
-    let mut body = json!({ "sub": claims.sub });
+    let mut info = UserInfo { sub: claims.sub.clone(), preferred_username: None, claims: Map::new() };
     if claims.sid.is_some() {
         let user = state.authority.user(&claims.sub).await?;
         let user = user.filter(|u| !u.disabled).ok_or_else(|| Problem::invalid_token(Code::TokenSubjectUnknown))?;
-        body["preferred_username"] = json!(user.username);
-        for (name, value) in user.claims {
-            body[name] = value;
-        }
+        info.preferred_username = Some(user.username);
+        info.claims = user.claims;
     }
-    Ok(bearer.with_limit_headers(Json(body).into_response()))
+    Ok(bearer.with_limit_headers(Json(info).into_response()))
+}
+
+/// `GET /userinfo`: the subject, and for user sessions the username and custom claims.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserInfo {
+    /// The user id (or the client id, for client-credentials tokens).
+    pub sub: String,
+    /// The username (user sessions only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub preferred_username: Option<String>,
+    /// The spec's custom claims.
+    #[serde(flatten)]
+    #[schema(value_type = BTreeMap<String, Value>)]
+    pub claims: Map<String, Value>,
 }
 
 /// One live session of a user.

@@ -7,10 +7,6 @@
 //! only the loaded spec knows: the issuer as the server, the scopes, and the custom claims in the
 //! sign-up, user and userinfo schemas. The document is built once, when the router is, and served
 //! from memory.
-//!
-//! Schemas of JSON bodies that handlers assemble dynamically (introspection, JWKS, discovery,
-//! users, and the sign-up body, whose members are the spec's claims) are described by the
-//! document-only types here.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,20 +17,15 @@ use axum::extract::State;
 use axum::body::Bytes;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use serde_json::Value;
 use utoipa::openapi::response::{Response as ResponseDoc, ResponseBuilder};
 use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::security::{
     ClientCredentials, Flow, Http, HttpAuthScheme, OAuth2, Password, Scopes, SecurityScheme,
 };
 use utoipa::openapi::{Content, Header, OpenApi as OpenApiDoc, Ref, RefOr, Server};
-use utoipa::{IntoResponses, Modify, OpenApi, ToResponse, ToSchema};
+use utoipa::{IntoResponses, Modify, OpenApi, ToResponse};
 
 use super::error::{OAuthErrorBody, ProblemBody};
-
-// ---------------------------------------------------------------------------------------------
-// Request bodies
 
 /// What a username must match: no control character (`Cc`) anywhere, and at least one character
 /// that is neither a control nor whitespace (the set Rust's `char::is_whitespace` trims), written
@@ -44,193 +35,6 @@ pub const USERNAME_PATTERN: &str = concat!(
     r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
     r"[^\x00-\x1f\x7f-\x9f]*$",
 );
-
-/// The body of `POST /v1/users`: credentials plus the spec's custom claims as top-level members.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SignUpRequest {
-    /// The username: 1 to 128 characters as sent, not only whitespace, no control characters;
-    /// stored trimmed, NFKC-normalized and lowercased.
-    pub username: String,
-    /// The password, checked against the spec's password policy (its length in characters after
-    /// Unicode NFC).
-    #[schema(format = Password)]
-    pub password: String,
-    /// The spec's custom claims.
-    #[serde(flatten)]
-    pub claims: std::collections::BTreeMap<String, Value>,
-}
-
-// ---------------------------------------------------------------------------------------------
-// Response bodies assembled as JSON by the handlers
-
-/// A created user.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct NewUser {
-    /// Stable opaque id: the `sub` of the user's tokens.
-    pub id: String,
-    /// The normalized username.
-    pub username: String,
-    /// The user's custom claims.
-    #[schema(value_type = Object)]
-    pub claims: serde_json::Map<String, Value>,
-    /// When the account was created (Unix seconds).
-    pub created_at: i64,
-}
-
-/// `GET /userinfo`: the subject, and for user sessions the username and custom claims.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UserInfo {
-    /// The user id (or the client id, for client-credentials tokens).
-    pub sub: String,
-    /// The username (user sessions only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = String)]
-    pub preferred_username: Option<String>,
-    /// The spec's custom claims.
-    #[serde(flatten)]
-    pub claims: std::collections::BTreeMap<String, Value>,
-}
-
-/// An RFC 7662 introspection answer: `{"active": false}` for anything not live, else the token's
-/// claims (custom claims included for access tokens).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct IntrospectionResponse {
-    /// Whether the token is live.
-    pub active: bool,
-    /// `Bearer` (access token) or `refresh_token`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = String)]
-    pub token_type: Option<String>,
-    /// The client the token was issued to.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = String)]
-    pub client_id: Option<String>,
-    /// Granted scopes, space-separated.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = String)]
-    pub scope: Option<String>,
-    /// The subject (`null` for a refresh token of a client-only session).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sub: Option<String>,
-    /// The session.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = String)]
-    pub sid: Option<String>,
-    /// Expiry (Unix seconds).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = i64)]
-    pub exp: Option<i64>,
-    /// Issued at (Unix seconds).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = i64)]
-    pub iat: Option<i64>,
-    /// Issuer (access tokens).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = String)]
-    pub iss: Option<String>,
-    /// Audience: one string or several (access tokens).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = audience_schema)]
-    pub aud: Option<Value>,
-    /// Token id (access tokens).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = String)]
-    pub jti: Option<String>,
-    /// The spec's custom claims (access tokens).
-    #[serde(flatten)]
-    pub claims: std::collections::BTreeMap<String, Value>,
-}
-
-fn audience_schema() -> Schema {
-    Schema::OneOf(
-        utoipa::openapi::schema::OneOfBuilder::new()
-            .item(ObjectBuilder::new().schema_type(Type::String))
-            .item(ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String)))
-            .build(),
-    )
-}
-
-/// A JSON Web Key Set (RFC 7517 section 5).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Jwks {
-    /// The published keys: pending, active and retiring.
-    pub keys: Vec<Jwk>,
-}
-
-/// A public JSON Web Key (RFC 7517): the members of its key type (`OKP`: `crv`, `x`; `EC`:
-/// `crv`, `x`, `y`; `RSA`: `n`, `e`).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Jwk {
-    /// Key type: `OKP`, `EC` or `RSA`.
-    pub kty: String,
-    /// Key id: the RFC 7638 thumbprint.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = String)]
-    pub kid: Option<String>,
-    /// The algorithm the key signs with.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = String)]
-    pub alg: Option<String>,
-    /// Intended use (`sig`).
-    #[serde(rename = "use", skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = String)]
-    pub key_use: Option<String>,
-    /// Curve (`Ed25519`, `P-256`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = String)]
-    pub crv: Option<String>,
-    /// Public key (OKP) or x coordinate (EC), base64url.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = String)]
-    pub x: Option<String>,
-    /// y coordinate (EC), base64url.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = String)]
-    pub y: Option<String>,
-    /// Modulus (RSA), base64url.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = String)]
-    pub n: Option<String>,
-    /// Exponent (RSA), base64url.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = String)]
-    pub e: Option<String>,
-}
-
-/// Authorization server metadata (RFC 8414), also served as OpenID Connect discovery.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ServerMetadata {
-    /// The issuer.
-    pub issuer: String,
-    /// `POST /oauth/token`.
-    pub token_endpoint: String,
-    /// `POST /oauth/revoke`.
-    pub revocation_endpoint: String,
-    /// `POST /oauth/introspect`.
-    pub introspection_endpoint: String,
-    /// `GET /userinfo`.
-    pub userinfo_endpoint: String,
-    /// `GET /.well-known/jwks.json`.
-    pub jwks_uri: String,
-    /// The spec's scopes.
-    pub scopes_supported: Vec<String>,
-    /// `["token"]`.
-    pub response_types_supported: Vec<String>,
-    /// The grant types some client of the spec may use.
-    pub grant_types_supported: Vec<String>,
-    /// Client authentication at the token endpoint.
-    pub token_endpoint_auth_methods_supported: Vec<String>,
-    /// Client authentication at the revocation endpoint.
-    pub revocation_endpoint_auth_methods_supported: Vec<String>,
-    /// Client authentication at the introspection endpoint.
-    pub introspection_endpoint_auth_methods_supported: Vec<String>,
-    /// The signing algorithm of the spec.
-    pub id_token_signing_alg_values_supported: Vec<String>,
-    /// `["public"]`.
-    pub subject_types_supported: Vec<String>,
-    /// `sub`, `preferred_username` and the spec's custom claims.
-    pub claims_supported: Vec<String>,
-}
 
 // ---------------------------------------------------------------------------------------------
 // Reusable responses

@@ -1,6 +1,7 @@
 //! `GET /.well-known/jwks.json` and the discovery documents (OpenID Connect Discovery and RFC 8414).
 //! Both answer from memory, so they keep working while the database is down.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use auth_core::Code;
@@ -10,7 +11,9 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -32,7 +35,7 @@ pub struct WellKnown {
     /// `Cache-Control` of the JWKS: `public, max-age=<keys.jwks_max_age>`.
     jwks_cache_control: HeaderValue,
     /// The discovery document (OpenID Connect Discovery and RFC 8414 alike).
-    metadata: Value,
+    metadata: ServerMetadata,
 }
 
 impl WellKnown {
@@ -41,7 +44,7 @@ impl WellKnown {
         let max_age = format!("public, max-age={}", state.spec.keys.jwks_max_age.0);
         Self {
             jwks_cache_control: HeaderValue::from_str(&max_age).unwrap_or(HeaderValue::from_static("no-cache")),
-            metadata: metadata(&state.spec),
+            metadata: ServerMetadata::new(&state.spec),
             state,
         }
     }
@@ -54,7 +57,7 @@ impl WellKnown {
     path = "/.well-known/jwks.json",
     tag = "discovery",
     responses(
-        (status = 200, description = "The published public keys", body = crate::http::openapi::Jwks, content_type = "application/json",
+        (status = 200, description = "The published public keys", body = Jwks, content_type = "application/json",
             headers(("Cache-Control" = String, description = "`public, max-age=<keys.jwks_max_age>`"))),
         (status = 503, response = crate::http::openapi::ProblemUnavailable),
     ),
@@ -70,41 +73,133 @@ pub async fn jwks(State(published): State<Arc<WellKnown>>) -> Response {
     }
 }
 
-fn metadata(spec: &Spec) -> Value {
-    let issuer = &spec.issuer;
-    // In registry order, each grant some client of the spec may use.
-    let used: Vec<&'static dyn grants::TokenGrant> = grants::GRANTS
-        .iter()
-        .copied()
-        .filter(|g| spec.clients.values().any(|c| c.allows(g.name())))
-        .collect();
-    let claims: Vec<&str> =
-        ["sub", "preferred_username"].into_iter().chain(spec.claims.keys().map(String::as_str)).collect();
-    let mut grant_names: Vec<&str> = used.iter().map(|g| g.name()).collect();
-    grant_names.sort_unstable();
-    let mut metadata = json!({
-        "issuer": issuer,
-        "token_endpoint": format!("{issuer}/oauth/token"),
-        "revocation_endpoint": format!("{issuer}/oauth/revoke"),
-        "introspection_endpoint": format!("{issuer}/oauth/introspect"),
-        "userinfo_endpoint": format!("{issuer}/userinfo"),
-        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "scopes_supported": spec.scopes.keys().collect::<Vec<_>>(),
-        "response_types_supported": ["token"],
-        "grant_types_supported": grant_names,
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "id_token_signing_alg_values_supported": [spec.tokens.algorithm.as_str()],
-        "subject_types_supported": ["public"],
-        "claims_supported": claims,
-    });
-    for grant in used {
-        for (name, value) in grant.discovery(issuer) {
-            metadata[name] = value;
+/// A JSON Web Key Set (RFC 7517 section 5).
+// The schema of what `jwks` serves: auth-core serializes the key set once per key load and the
+// handler sends those bytes; a test reads them back into this type, which refuses members it
+// does not declare.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Jwks {
+    /// The published keys: pending, active and retiring.
+    pub keys: Vec<Jwk>,
+}
+
+/// A public JSON Web Key (RFC 7517): the members of its key type (`OKP`: `crv`, `x`; `EC`:
+/// `crv`, `x`, `y`; `RSA`: `n`, `e`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Jwk {
+    /// Key type: `OKP`, `EC` or `RSA`.
+    pub kty: String,
+    /// Key id: the RFC 7638 thumbprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub kid: Option<String>,
+    /// The algorithm the key signs with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub alg: Option<String>,
+    /// Intended use (`sig`).
+    #[serde(rename = "use", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub key_use: Option<String>,
+    /// Curve (`Ed25519`, `P-256`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub crv: Option<String>,
+    /// Public key (OKP) or x coordinate (EC), base64url.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub x: Option<String>,
+    /// y coordinate (EC), base64url.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub y: Option<String>,
+    /// Modulus (RSA), base64url.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub n: Option<String>,
+    /// Exponent (RSA), base64url.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub e: Option<String>,
+}
+
+/// Authorization server metadata (RFC 8414), also served as OpenID Connect discovery.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServerMetadata {
+    /// The issuer.
+    pub issuer: String,
+    /// `POST /oauth/token`.
+    pub token_endpoint: String,
+    /// `POST /oauth/revoke`.
+    pub revocation_endpoint: String,
+    /// `POST /oauth/introspect`.
+    pub introspection_endpoint: String,
+    /// `GET /userinfo`.
+    pub userinfo_endpoint: String,
+    /// `GET /.well-known/jwks.json`.
+    pub jwks_uri: String,
+    /// The spec's scopes.
+    pub scopes_supported: Vec<String>,
+    /// `["token"]`.
+    pub response_types_supported: Vec<&'static str>,
+    /// The grant types some client of the spec may use.
+    pub grant_types_supported: Vec<&'static str>,
+    /// Client authentication at the token endpoint.
+    pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// Client authentication at the revocation endpoint.
+    pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// Client authentication at the introspection endpoint.
+    pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// The signing algorithm of the spec.
+    pub id_token_signing_alg_values_supported: Vec<&'static str>,
+    /// `["public"]`.
+    pub subject_types_supported: Vec<&'static str>,
+    /// `sub`, `preferred_username` and the spec's custom claims.
+    pub claims_supported: Vec<String>,
+    /// Members that the grants in use add (each grant's `discovery`).
+    #[serde(flatten)]
+    #[schema(value_type = BTreeMap<String, Value>)]
+    pub grant_members: BTreeMap<&'static str, Value>,
+}
+
+impl ServerMetadata {
+    /// The metadata of a spec: its endpoints, scopes and claims, and the grants some client of it
+    /// may use, in registry order.
+    pub fn new(spec: &Spec) -> Self {
+        let issuer = &spec.issuer;
+        let used: Vec<&'static dyn grants::TokenGrant> = grants::GRANTS
+            .iter()
+            .copied()
+            .filter(|g| spec.clients.values().any(|c| c.allows(g.name())))
+            .collect();
+        let mut grant_types_supported: Vec<&'static str> = used.iter().map(|g| g.name()).collect();
+        grant_types_supported.sort_unstable();
+        let client_auth = || vec!["client_secret_basic", "client_secret_post", "none"];
+        Self {
+            issuer: issuer.clone(),
+            token_endpoint: format!("{issuer}/oauth/token"),
+            revocation_endpoint: format!("{issuer}/oauth/revoke"),
+            introspection_endpoint: format!("{issuer}/oauth/introspect"),
+            userinfo_endpoint: format!("{issuer}/userinfo"),
+            jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+            scopes_supported: spec.scopes.keys().cloned().collect(),
+            response_types_supported: vec!["token"],
+            grant_types_supported,
+            token_endpoint_auth_methods_supported: client_auth(),
+            revocation_endpoint_auth_methods_supported: client_auth(),
+            introspection_endpoint_auth_methods_supported: vec!["client_secret_basic", "client_secret_post"],
+            id_token_signing_alg_values_supported: vec![spec.tokens.algorithm.as_str()],
+            subject_types_supported: vec!["public"],
+            claims_supported: ["sub", "preferred_username"]
+                .into_iter()
+                .map(str::to_owned)
+                .chain(spec.claims.keys().cloned())
+                .collect(),
+            grant_members: used.iter().flat_map(|g| g.discovery(issuer)).collect(),
         }
     }
-    metadata
 }
 
 /// `GET /.well-known/openid-configuration`.
@@ -112,10 +207,10 @@ fn metadata(spec: &Spec) -> Value {
     get,
     path = "/.well-known/openid-configuration",
     tag = "discovery",
-    responses((status = 200, description = "OpenID Connect discovery metadata", body = crate::http::openapi::ServerMetadata)),
+    responses((status = 200, description = "OpenID Connect discovery metadata", body = ServerMetadata)),
 )]
 pub async fn openid_configuration(State(published): State<Arc<WellKnown>>) -> Response {
-    Json(published.metadata.clone()).into_response()
+    Json(&published.metadata).into_response()
 }
 
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414).
@@ -123,8 +218,35 @@ pub async fn openid_configuration(State(published): State<Arc<WellKnown>>) -> Re
     get,
     path = "/.well-known/oauth-authorization-server",
     tag = "discovery",
-    responses((status = 200, description = "RFC 8414 authorization server metadata", body = crate::http::openapi::ServerMetadata)),
+    responses((status = 200, description = "RFC 8414 authorization server metadata", body = ServerMetadata)),
 )]
 pub async fn authorization_server(State(published): State<Arc<WellKnown>>) -> Response {
-    Json(published.metadata.clone()).into_response()
+    Json(&published.metadata).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use auth_core::crypto::PrivateKey;
+    use auth_core::keys::JwkSet;
+    use auth_core::random::OsEntropy;
+    use auth_core::spec::SigningAlgorithm;
+
+    use super::Jwks;
+
+    #[test]
+    fn the_documented_jwks_holds_every_published_key_type() {
+        for alg in [SigningAlgorithm::EdDSA, SigningAlgorithm::ES256, SigningAlgorithm::RS256] {
+            let jwk = PrivateKey::generate(alg, &OsEntropy::default()).unwrap().public_jwk().unwrap();
+            // What auth-core publishes: the key set serialized as is.
+            let published = serde_json::to_vec(&JwkSet { keys: vec![jwk] }).unwrap();
+            let documented: Jwks = serde_json::from_slice(&published)
+                .unwrap_or_else(|e| panic!("{alg:?}: the published JWKS has a member the schema lacks: {e}"));
+            let key = &documented.keys[0];
+            assert_eq!(key.alg.as_deref(), Some(alg.as_str()));
+            assert_eq!(key.key_use.as_deref(), Some("sig"));
+            assert!(key.kid.is_some());
+        }
+    }
 }

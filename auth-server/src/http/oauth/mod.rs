@@ -3,18 +3,19 @@
 
 pub mod token;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use auth_core::{Code, Error};
 use auth_core::authority::Introspection;
 use auth_core::error::RefreshError;
+use auth_core::tokens::{AccessClaims, Audience};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -117,13 +118,99 @@ pub async fn revoke(
     }
 }
 
-/// The introspection answer for an active access token: its claims, `active` and `token_type`.
-#[derive(Serialize)]
-struct ActiveAccessToken<'a> {
-    active: bool,
-    token_type: &'static str,
+/// An RFC 7662 introspection answer: `{"active": false}` for anything not live, else the token's
+/// claims (custom claims included for access tokens).
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct IntrospectionResponse {
+    /// Whether the token is live.
+    pub active: bool,
+    /// `Bearer` (access token) or `refresh_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub token_type: Option<&'static str>,
+    /// The client the token was issued to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub client_id: Option<String>,
+    /// Granted scopes, space-separated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub scope: Option<String>,
+    /// The subject: the user id, or the client id for client-credentials tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub sub: Option<String>,
+    /// The session (absent for client-credentials tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub sid: Option<String>,
+    /// Expiry (Unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = i64)]
+    pub exp: Option<i64>,
+    /// Issued at (Unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = i64)]
+    pub iat: Option<i64>,
+    /// Issuer (access tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub iss: Option<String>,
+    /// Audience: one string or several (access tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = audience_schema)]
+    pub aud: Option<Audience>,
+    /// Token id (access tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub jti: Option<String>,
+    /// The spec's custom claims (access tokens).
     #[serde(flatten)]
-    claims: &'a auth_core::tokens::AccessClaims,
+    pub claims: BTreeMap<String, Value>,
+}
+
+fn audience_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String)))
+        .build()
+        .into()
+}
+
+impl From<Introspection> for IntrospectionResponse {
+    fn from(introspection: Introspection) -> Self {
+        match introspection {
+            Introspection::Access(claims) => {
+                let AccessClaims { iss, sub, aud, exp, iat, jti, client_id, scope, sid, custom } = claims;
+                Self {
+                    active: true,
+                    token_type: Some("Bearer"),
+                    client_id: Some(client_id),
+                    scope: Some(scope),
+                    sub: Some(sub),
+                    sid,
+                    exp: Some(exp),
+                    iat: Some(iat),
+                    iss: Some(iss),
+                    aud: Some(aud),
+                    jti: Some(jti),
+                    claims: custom,
+                }
+            }
+            Introspection::Refresh { family, expires_at } => Self {
+                active: true,
+                token_type: Some("refresh_token"),
+                client_id: Some(family.client_id),
+                scope: Some(family.scope),
+                sub: family.user_id,
+                sid: Some(family.id),
+                exp: Some(expires_at),
+                iat: Some(family.created_at),
+                ..Self::default()
+            },
+        }
+    }
 }
 
 /// `POST /oauth/introspect` (RFC 7662), for confidential clients.
@@ -133,7 +220,7 @@ struct ActiveAccessToken<'a> {
     tag = "oauth",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "The token's state and claims", body = crate::http::openapi::IntrospectionResponse,
+        (status = 200, description = "The token's state and claims", body = IntrospectionResponse,
             headers(("Cache-Control" = String, description = "`no-store`"), ("Pragma" = String, description = "`no-cache`"))),
         crate::http::openapi::OAuthFormRefusals,
     ),
@@ -150,23 +237,6 @@ pub async fn introspect(
     }
     state.authority.authenticate_client(client).await?;
     let token = form.token()?;
-    let answer = match state.authority.introspect(token).await? {
-        None => json!({ "active": false }),
-        Some(Introspection::Access(claims)) => {
-            // Serialized straight from the claims: the answer most often given, kept cheap.
-            let body = ActiveAccessToken { active: true, token_type: "Bearer", claims: &claims };
-            return Ok((StatusCode::OK, no_store(), Json(body)).into_response());
-        }
-        Some(Introspection::Refresh { family, expires_at }) => json!({
-            "active": true,
-            "token_type": "refresh_token",
-            "client_id": family.client_id,
-            "scope": family.scope,
-            "sub": family.user_id,
-            "sid": family.id,
-            "exp": expires_at,
-            "iat": family.created_at,
-        }),
-    };
+    let answer = state.authority.introspect(token).await?.map(IntrospectionResponse::from).unwrap_or_default();
     Ok((StatusCode::OK, no_store(), Json(answer)).into_response())
 }
