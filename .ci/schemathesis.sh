@@ -95,6 +95,8 @@ export RUST_LOG="${RUST_LOG:-warn}"
 
 client_id=booking-backend
 client_secret="$("$binary" clients add "$client_id" | tail -n 1)"
+# The booking spec's tenant_id comes with an invitation (users cannot choose it).
+invitation="$("$binary" invitations create --claim tenant_id=hotel-7 2>/dev/null)"
 
 "$binary" serve --per-ip-rps 100000 --login-attempts 100000 >"$work/server.log" 2>&1 &
 server_pid=$!
@@ -112,7 +114,7 @@ done
 username=fuzz
 password="correct horse battery staple"
 curl -fsS -X POST "$base/v1/users" -H 'content-type: application/json' \
-  -d "{\"username\":\"$username\",\"password\":\"$password\",\"tenant_id\":\"hotel-7\"}" >/dev/null
+  -d "{\"username\":\"$username\",\"password\":\"$password\",\"invitation\":\"$invitation\"}" >/dev/null
 
 export AUTH_FUZZ_USERNAME="$username" AUTH_FUZZ_PASSWORD="$password"
 export AUTH_FUZZ_CLIENT_ID="$client_id" AUTH_FUZZ_CLIENT_SECRET="$client_secret"

@@ -43,6 +43,12 @@ pub enum AuditKind {
     KeyRetired,
     /// A key's private half was sealed again under a new master key.
     KeyRewrapped,
+    /// An operator or an admin client changed a user's custom claims.
+    UserClaimsChanged,
+    /// An invitation was created.
+    InvitationCreated,
+    /// An invitation was redeemed, at sign-up or by a signed-in user.
+    InvitationUsed,
 }
 
 impl AuditKind {
@@ -65,6 +71,9 @@ impl AuditKind {
             Self::KeyRetiring => "key_retiring",
             Self::KeyRetired => "key_retired",
             Self::KeyRewrapped => "key_rewrapped",
+            Self::UserClaimsChanged => "user_claims_changed",
+            Self::InvitationCreated => "invitation_created",
+            Self::InvitationUsed => "invitation_used",
         }
     }
 

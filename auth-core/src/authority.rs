@@ -27,6 +27,10 @@ use crate::tokens::{
 };
 use crate::{Error, Result};
 
+mod claims;
+
+pub use claims::{Admin, DEFAULT_INVITATION_TTL, MAX_INVITATION_TTL, NewInvitation};
+
 /// Longest accepted username, in characters (Unicode scalar values) as sent, before normalization.
 pub const MAX_USERNAME_CHARS: usize = 128;
 
@@ -253,42 +257,64 @@ impl Authority {
         self.refresh.revoke_user(user_id, "logout_all").await
     }
 
-    /// Creates a user. The username is normalized (NFKC, lowercase) so that names differing only
-    /// by Unicode form or case are one account; custom claims are checked against the spec.
-    pub async fn sign_up(&self, username: &str, password: &str, claims: Map<String, Value>) -> Result<UserRecord> {
-        let username = normalize_username(username)?;
+    /// A user signs up. The username is normalized (NFKC, lowercase) so that names differing only
+    /// by Unicode form or case are one account. The user may send only the claims the spec lets
+    /// users set (`set_by = "user"`); claims set by administrators come with an invitation, if
+    /// one is given (redeemed once, and given back if the account cannot be created).
+    pub async fn sign_up(
+        &self,
+        username: &str,
+        password: &str,
+        claims: Map<String, Value>,
+        invitation: Option<&str>,
+    ) -> Result<UserRecord> {
+        let normalized = normalize_username(username)?;
         self.passwords.check_policy(password)?;
-        let claims = self.check_user_claims(claims)?;
+        self.check_sent_claims(&claims)?;
+        let Some(token) = invitation else {
+            let claims = self.new_user_claims(claims, None)?;
+            return self.create_account(&normalized, password, claims, serde_json::json!({ "by": "sign_up" })).await;
+        };
+        let invitation = self.take_invitation(token, &normalized).await?;
+        let created = match self.new_user_claims(claims, Some(&invitation)) {
+            Ok(claims) => {
+                let how = serde_json::json!({ "by": "invitation", "invited_by": invitation.created_by });
+                self.create_account(&normalized, password, claims, how).await
+            }
+            Err(e) => Err(e),
+        };
+        match created {
+            Ok(user) => {
+                let names: Vec<&String> = invitation.claims.keys().collect();
+                self.audit(
+                    AuditEvent::new(self.clock.now_ms(), AuditKind::InvitationUsed)
+                        .user(&user.id)
+                        .detail(serde_json::json!({ "claims": names, "by": invitation.created_by, "joined": false })),
+                )
+                .await?;
+                Ok(user)
+            }
+            Err(e) => {
+                self.release_invitation(&invitation).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Stores a new account: `username` normalized, `password` checked against the policy,
+    /// `claims` settled; `how` goes to the audit event.
+    async fn create_account(&self, username: &str, password: &str, claims: Map<String, Value>, how: Value) -> Result<UserRecord> {
         let user = UserRecord {
             id: random_id(self.entropy.as_ref())?,
-            username,
+            username: username.to_owned(),
             password_hash: self.passwords.hash(password).await?,
             claims,
             disabled: false,
             created_at: self.clock.now(),
         };
         self.store.create_user(&user).await?;
-        self.audit(AuditEvent::new(self.clock.now_ms(), AuditKind::UserCreated).user(&user.id)).await?;
+        self.audit(AuditEvent::new(self.clock.now_ms(), AuditKind::UserCreated).user(&user.id).detail(how)).await?;
         Ok(user)
-    }
-
-    fn check_user_claims(&self, claims: Map<String, Value>) -> Result<Map<String, Value>> {
-        for (name, value) in &claims {
-            let spec = self
-                .spec
-                .claims
-                .get(name)
-                .ok_or_else(|| Error::invalid(name.clone(), "is not a claim declared in the spec"))?;
-            if !spec.kind.matches(value) {
-                return Err(Error::invalid(name.clone(), format!("must be of type {}", spec.kind.as_str())));
-            }
-        }
-        for (name, spec) in &self.spec.claims {
-            if spec.required && !claims.contains_key(name) {
-                return Err(Error::invalid(name.clone(), "is required"));
-            }
-        }
-        Ok(claims)
     }
 
     /// Registers a client of the spec. Confidential clients get a new random secret, returned once
@@ -354,9 +380,16 @@ impl Authority {
         }
     }
 
-    /// The granted scope: the requested scopes (all of the client's when none are requested), each
-    /// of which the client must be allowed.
-    pub fn resolve_scope(client: &ClientSpec, requested: Option<&str>) -> Result<String> {
+    /// The granted scope: the requested scopes, each of which the client must be allowed; when
+    /// none are requested, all of the client's but admin scopes, which are granted only when asked
+    /// for by name.
+    pub fn resolve_scope(spec: &Spec, client: &ClientSpec, requested: Option<&str>) -> Result<String> {
+        let requested = requested.filter(|text| !text.trim().is_empty());
+        if requested.is_none() {
+            let admin = |scope: &str| spec.scopes.get(scope).is_some_and(|s| s.admin);
+            let default: Vec<&str> = client.scopes.iter().map(String::as_str).filter(|s| !admin(s)).collect();
+            return Ok(default.join(" "));
+        }
         grant_scope(client.scopes.iter().map(String::as_str), requested)
     }
 
@@ -371,7 +404,7 @@ impl Authority {
         self.charge_login_attempt(client.id, username).await?;
         let client_spec = self.authenticate_client(client).await?;
         Self::check_grant(client_spec, "password")?;
-        let scope = Self::resolve_scope(client_spec, scope)?;
+        let scope = Self::resolve_scope(&self.spec, client_spec, scope)?;
         let user = match normalize_username(username) {
             Ok(name) => self.store.user_by_username(&name).await?,
             Err(_) => None,
@@ -460,7 +493,7 @@ impl Authority {
     pub async fn client_credentials_grant(&self, client: ClientCredentials<'_>, scope: Option<&str>) -> Result<Grant> {
         let client_spec = self.authenticate_client(client).await?;
         Self::check_grant(client_spec, "client_credentials")?;
-        let scope = Self::resolve_scope(client_spec, scope)?;
+        let scope = Self::resolve_scope(&self.spec, client_spec, scope)?;
         let access = self.issue(client.id, client.id, &scope, None, &Map::new())?;
         self.audit(
             AuditEvent::new(self.clock.now_ms(), AuditKind::ClientCredentialsIssued)
@@ -480,12 +513,20 @@ impl Authority {
         claims: &Map<String, Value>,
     ) -> Result<IssuedToken> {
         let snapshot = self.keys.snapshot()?;
-        // Only claims the spec declares reach the token.
-        let custom: BTreeMap<String, Value> = claims
+        // Only claims the spec declares reach the token; a user lacking one that has a default
+        // (declared after the user signed up) gets the default.
+        let mut custom: BTreeMap<String, Value> = claims
             .iter()
             .filter(|(name, _)| self.spec.claims.contains_key(*name))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        if sid.is_some() {
+            for (name, claim) in &self.spec.claims {
+                if let (false, Some(default)) = (custom.contains_key(name), &claim.default) {
+                    custom.insert(name.clone(), default.clone());
+                }
+            }
+        }
         let subject = TokenSubject {
             sub: sub.to_owned(),
             client_id: client_id.to_owned(),
@@ -632,8 +673,13 @@ mod tests {
             scopes: vec!["a".into(), "b".into()],
             description: String::new(),
         };
-        assert_eq!(Authority::resolve_scope(&client, None).unwrap(), "a b");
-        assert_eq!(Authority::resolve_scope(&client, Some("b b")).unwrap(), "b");
-        assert!(matches!(Authority::resolve_scope(&client, Some("a c")), Err(Error::InvalidScope(s)) if s == "c"));
+        let mut spec = Spec::default_local("http://127.0.0.1:8080");
+        assert_eq!(Authority::resolve_scope(&spec, &client, None).unwrap(), "a b");
+        assert_eq!(Authority::resolve_scope(&spec, &client, Some("b b")).unwrap(), "b");
+        assert!(matches!(Authority::resolve_scope(&spec, &client, Some("a c")), Err(Error::InvalidScope(s)) if s == "c"));
+        // An admin scope is granted only when asked for.
+        spec.scopes.insert("b".into(), crate::spec::ScopeSpec { admin: true, ..Default::default() });
+        assert_eq!(Authority::resolve_scope(&spec, &client, None).unwrap(), "a");
+        assert_eq!(Authority::resolve_scope(&spec, &client, Some("a b")).unwrap(), "a b");
     }
 }

@@ -90,6 +90,8 @@ codes! {
     InputInvalid = "input.invalid": "A value breaks a rule (password policy, username, claim type).",
     InputConflict = "input.conflict": "A unique value already exists (username, client id).",
     InputNotFound = "input.not_found": "A record that must exist does not.",
+    InputClaimNotSettable = "input.claim_not_settable": "The claim is set by an administrator or an invitation, not by the user at sign-up.",
+    InvitationInvalid = "invitation.invalid": "The invitation is unknown, expired, already used, or reserved for another username.",
     SpecInvalid = "spec.invalid": "The spec cannot be read, parsed or validated.",
     StoreUnavailable = "store.unavailable": "The database cannot be reached; worth a retry.",
     StoreError = "store.error": "The database answered with an error that is not an outage.",

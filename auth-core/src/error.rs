@@ -172,6 +172,12 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// The user sent a claim that the spec lets only administrators and invitations set.
+    #[error("{0}: is set by an administrator or an invitation, not at sign-up")]
+    ClaimNotSettable(String),
+    /// The invitation is unknown, expired, used, or reserved for another username.
+    #[error("the invitation is unknown, expired or already used")]
+    InvalidInvitation,
     /// A unique value already exists (username, client id).
     #[error("already exists: {0}")]
     Conflict(String),
@@ -215,6 +221,8 @@ impl Error {
             Self::TooManyAttempts { .. } => Code::AuthTooManyAttempts,
             Self::MissingParameter(_) => Code::RequestMissingParameter,
             Self::Invalid { .. } => Code::InputInvalid,
+            Self::ClaimNotSettable(_) => Code::InputClaimNotSettable,
+            Self::InvalidInvitation => Code::InvitationInvalid,
             Self::Conflict(_) => Code::InputConflict,
             Self::NotFound(_) => Code::InputNotFound,
             Self::StoreUnavailable(_) => Code::StoreUnavailable,

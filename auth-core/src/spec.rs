@@ -245,6 +245,10 @@ pub struct ScopeSpec {
     /// The limit applied per (scope, subject or client) on endpoints that require this scope.
     #[serde(default)]
     pub rate_limit: Option<RateLimitSpec>,
+    /// Whether the scope opens the admin API (`/v1/admin/...`: setting users' claims, inviting).
+    /// Only confidential clients may hold it, through `client_credentials`. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }
 
 /// The JSON type of a custom claim.
@@ -274,6 +278,26 @@ impl ClaimType {
         }
     }
 
+    /// Checks a value for this claim: its type, and the bounds every claim value keeps (at most
+    /// [`MAX_CLAIM_STRING_CHARS`] characters per string, [`MAX_CLAIM_ITEMS`] items per array),
+    /// since each value rides in every token of its user.
+    pub fn check(self, value: &serde_json::Value) -> Result<(), String> {
+        if !self.matches(value) {
+            return Err(format!("must be of type {}", self.as_str()));
+        }
+        let too_long = |s: &serde_json::Value| s.as_str().is_some_and(|s| s.chars().count() > MAX_CLAIM_STRING_CHARS);
+        match value {
+            serde_json::Value::Array(items) if items.len() > MAX_CLAIM_ITEMS => {
+                Err(format!("must have at most {MAX_CLAIM_ITEMS} items"))
+            }
+            serde_json::Value::Array(items) if items.iter().any(too_long) => {
+                Err(format!("items must be at most {MAX_CLAIM_STRING_CHARS} characters"))
+            }
+            s if too_long(s) => Err(format!("must be at most {MAX_CLAIM_STRING_CHARS} characters")),
+            _ => Ok(()),
+        }
+    }
+
     /// The spec's name of the type.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -285,19 +309,67 @@ impl ClaimType {
     }
 }
 
-/// `[claims.name]`: a custom claim carried by access tokens, set per user at sign-up.
+/// The longest string a claim value may hold, in characters.
+pub const MAX_CLAIM_STRING_CHARS: usize = 256;
+/// The most items a `string_array` claim may hold.
+pub const MAX_CLAIM_ITEMS: usize = 64;
+
+/// `[claims.name]`: a custom claim carried by access tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimSpec {
     /// The claim's JSON type.
     #[serde(rename = "type")]
     pub kind: ClaimType,
-    /// Whether every user must have it (sign-up without it is refused). Default false.
+    /// Whether every user must have it (sign-up without it is refused, unless `default` or an
+    /// invitation supplies it). Default false.
     #[serde(default)]
     pub required: bool,
     /// What the claim means.
     #[serde(default)]
     pub description: String,
+    /// Who sets the claim. Default `admin`: a claim that carries authority (a tenant, a role)
+    /// must not be chosen by the user it describes. Left out of the serialized form when it is
+    /// the default, like every field added since the first spec version, so that the hash of a
+    /// spec that does not use it stays what it was.
+    #[serde(default, skip_serializing_if = "ClaimSetter::is_default")]
+    pub set_by: ClaimSetter,
+    /// The value a new user gets when nothing else sets the claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<serde_json::Value>,
+}
+
+impl ClaimSpec {
+    /// A claim of `kind`, set by an administrator, without a default or description.
+    pub fn new(kind: ClaimType, required: bool) -> Self {
+        Self { kind, required, description: String::new(), set_by: ClaimSetter::Admin, default: None }
+    }
+}
+
+/// Who may set a custom claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimSetter {
+    /// Operators (`auth-server users set-claim`), confidential clients holding an admin scope
+    /// (the admin API), and invitations. The user cannot send it at sign-up.
+    #[default]
+    Admin,
+    /// The user, at sign-up; administrators may change it as well.
+    User,
+}
+
+impl ClaimSetter {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The spec's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::User => "user",
+        }
+    }
 }
 
 /// An OAuth 2.0 grant type: a handle on one grant of the registry
@@ -446,7 +518,7 @@ impl Spec {
         let mut scopes = BTreeMap::new();
         scopes.insert(
             "profile".to_owned(),
-            ScopeSpec { description: "Read the user's own profile".to_owned(), rate_limit: None },
+            ScopeSpec { description: "Read the user's own profile".to_owned(), rate_limit: None, admin: false },
         );
         let mut clients = BTreeMap::new();
         clients.insert(
@@ -488,7 +560,7 @@ impl Spec {
             validate_scope(name, scope)?;
         }
         for (name, claim) in &self.claims {
-            validate_claim_name(name, claim)?;
+            validate_claim(name, claim)?;
         }
         for (id, client) in &self.clients {
             self.validate_client(id, client)?;
@@ -593,10 +665,18 @@ impl Spec {
             grant.grant().check_client(client).map_err(|why| SpecError::invalid(field("grants"), why))?;
         }
         for scope in &client.scopes {
-            if !self.scopes.contains_key(scope) {
+            let Some(declared) = self.scopes.get(scope) else {
                 return Err(SpecError::invalid(
                     field("scopes"),
                     format!("scope {scope:?} is not declared under [scopes]"),
+                ));
+            };
+            // The admin API acts for no user: only a confidential client, on its own behalf.
+            let own_behalf = client.grants.iter().all(|g| g.as_str() == "client_credentials");
+            if declared.admin && (client.public || !own_behalf) {
+                return Err(SpecError::invalid(
+                    field("scopes"),
+                    format!("admin scope {scope:?} is for confidential clients whose only grant is client_credentials"),
                 ));
             }
         }
@@ -690,7 +770,15 @@ fn validate_scope(name: &str, scope: &ScopeSpec) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn validate_claim_name(name: &str, _claim: &ClaimSpec) -> Result<(), SpecError> {
+fn validate_claim(name: &str, claim: &ClaimSpec) -> Result<(), SpecError> {
+    validate_claim_name(name)?;
+    if let Some(default) = &claim.default {
+        claim.kind.check(default).map_err(|why| SpecError::invalid(format!("claims.{name}.default"), why))?;
+    }
+    Ok(())
+}
+
+fn validate_claim_name(name: &str) -> Result<(), SpecError> {
     if REGISTERED_CLAIMS.contains(&name) {
         return Err(SpecError::invalid(
             format!("claims.{name}"),

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use auth_core::authority::Admin;
 use auth_core::clock::SystemClock;
 use auth_core::keys::MasterKey;
 use auth_core::random::OsEntropy;
@@ -43,6 +44,9 @@ enum Command {
     /// Manage clients.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Invite users: an invitation sets claims (a tenant, a role) on the account that redeems it.
+    #[command(subcommand)]
+    Invitations(InvitationsCommand),
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -62,6 +66,18 @@ enum UsersCommand {
         /// A custom claim, `name=value` (JSON values are parsed, anything else is a string).
         #[arg(long = "claim")]
         claims: Vec<String>,
+    },
+    /// Set (or with `--unset`, remove) custom claims of a user; tokens carry them from the
+    /// user's next refresh.
+    SetClaim {
+        /// The username.
+        username: String,
+        /// A claim to set, `name=value` (JSON values are parsed, anything else is a string).
+        #[arg(required_unless_present = "unset")]
+        claims: Vec<String>,
+        /// A claim to remove.
+        #[arg(long)]
+        unset: Vec<String>,
     },
     /// List users.
     List {
@@ -85,6 +101,23 @@ enum ClientsCommand {
     },
     /// List registered clients.
     List,
+}
+
+#[derive(Subcommand, Debug)]
+enum InvitationsCommand {
+    /// Create an invitation and print its token (shown once, stored hashed).
+    Create {
+        /// A claim the invitation sets, `name=value` (JSON values are parsed, anything else is a
+        /// string).
+        #[arg(long = "claim", required = true)]
+        claims: Vec<String>,
+        /// Reserve the invitation for this username.
+        #[arg(long)]
+        username: Option<String>,
+        /// How long it can be redeemed (`7d`, `12h`; at most 30 days).
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        expires_in: std::time::Duration,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -160,10 +193,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let snapshot = state.authority.load_keys().await?;
                 println!("database ok; active key {} ({})", snapshot.active.kid, snapshot.active.key.algorithm());
             }
+            let lacking = state.authority.users_lacking_required_claims().await?;
+            if lacking > 0 {
+                println!(
+                    "warning: {lacking} user(s) lack a claim the spec requires; their tokens will be refused until \
+                     `auth-server users set-claim` (or a claim `default`) fills it"
+                );
+            }
             Ok(())
         }
         Command::Users(command) => users(open(config).await?, command).await,
         Command::Clients(command) => clients(open(config).await?, command).await,
+        Command::Invitations(InvitationsCommand::Create { claims, username, expires_in }) => {
+            let state = open(config).await?;
+            let claims = claim_arguments(&claims)?;
+            let invitation =
+                state.authority.create_invitation(claims, username.as_deref(), expires_in, Admin::Operator).await?;
+            println!("{}", invitation.token);
+            eprintln!("expires at {} (Unix seconds); redeem once, at sign-up (`invitation`) or with POST /v1/invitations/accept", invitation.expires_at);
+            Ok(())
+        }
         Command::Keys(command) => keys(open(config).await?, command).await,
         Command::Audit(AuditCommand::Tail { limit }) => {
             let state = open(config).await?;
@@ -215,14 +264,15 @@ async fn users(state: Arc<AppState>, command: UsersCommand) -> anyhow::Result<()
             std::io::stdin().read_to_string(&mut password).context("reading the password from stdin")?;
             let password = password.strip_suffix('\n').unwrap_or(&password);
             let password = password.strip_suffix('\r').unwrap_or(password);
-            let mut map = serde_json::Map::new();
-            for claim in claims {
-                let (name, value) = claim.split_once('=').context("a claim is written name=value")?;
-                let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
-                map.insert(name.to_owned(), value);
-            }
-            let user = state.authority.sign_up(&username, password, map).await?;
+            let user = state.authority.add_user(&username, password, claim_arguments(&claims)?).await?;
             println!("created user {} ({})", user.username, user.id);
+        }
+        UsersCommand::SetClaim { username, claims, unset } => {
+            let user = state.authority.user_by_username(&username).await?.with_context(|| format!("no user {username}"))?;
+            let mut changes = claim_arguments(&claims)?;
+            changes.extend(unset.into_iter().map(|name| (name, serde_json::Value::Null)));
+            let user = state.authority.set_user_claims(&user.id, &changes, Admin::Operator).await?;
+            println!("{}\t{}", user.username, serde_json::Value::Object(user.claims));
         }
         UsersCommand::List { limit } => {
             for user in state.authority.list_users(limit, 0).await? {
@@ -237,6 +287,17 @@ async fn users(state: Arc<AppState>, command: UsersCommand) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+/// `name=value` arguments as claims: JSON values are parsed, anything else is a string.
+fn claim_arguments(arguments: &[String]) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let mut map = serde_json::Map::new();
+    for claim in arguments {
+        let (name, value) = claim.split_once('=').context("a claim is written name=value")?;
+        let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+        map.insert(name.to_owned(), value);
+    }
+    Ok(map)
 }
 
 async fn clients(state: Arc<AppState>, command: ClientsCommand) -> anyhow::Result<()> {

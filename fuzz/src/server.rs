@@ -107,7 +107,7 @@ impl Harness {
             let secret = secret.ok().flatten().unwrap_or_else(|| panic!("booking-backend has no secret"));
             let mut claims = Map::new();
             claims.insert("tenant_id".to_owned(), json!("hotel-7"));
-            if let Err(e) = state.authority.sign_up("alice", PASSWORD, claims).await {
+            if let Err(e) = state.authority.add_user("alice", PASSWORD, claims).await {
                 panic!("signing alice up: {e}");
             }
             (state, secret)

@@ -32,7 +32,31 @@ fn booking_spec_parses_with_its_values() {
     let backend = &spec.clients["booking-backend"];
     assert!(!backend.public);
     assert_eq!(backend.grants, [GrantType::named("client_credentials").unwrap()]);
-    assert_eq!(backend.scopes, ["bookings:read"]);
+    assert_eq!(backend.scopes, ["bookings:read", "users:admin"]);
+    assert!(spec.scopes["users:admin"].admin && !spec.scopes["bookings:read"].admin);
+    assert_eq!(spec.claims["tenant_id"].set_by, crate::spec::ClaimSetter::Admin);
+}
+
+#[test]
+fn claims_are_set_by_administrators_unless_the_spec_says_users() {
+    let base = "spec_version = 1\nissuer = \"https://id.example.com\"\naudiences = [\"api\"]\n";
+    let spec = Spec::parse(&format!("{base}[claims.tenant]\ntype = \"string\"\n[claims.nick]\ntype = \"string\"\nset_by = \"user\"\n")).unwrap();
+    assert_eq!(spec.claims["tenant"].set_by, crate::spec::ClaimSetter::Admin);
+    assert_eq!(spec.claims["nick"].set_by, crate::spec::ClaimSetter::User);
+    assert!(Spec::parse(&format!("{base}[claims.tenant]\ntype = \"string\"\nset_by = \"anyone\"\n")).is_err());
+    // A default must have the claim's type and bounds.
+    assert!(Spec::parse(&format!("{base}[claims.floor]\ntype = \"integer\"\ndefault = 3\n")).is_ok());
+    assert!(Spec::parse(&format!("{base}[claims.floor]\ntype = \"integer\"\ndefault = \"3\"\n")).is_err());
+    let long = "x".repeat(257);
+    assert!(Spec::parse(&format!("{base}[claims.t]\ntype = \"string\"\ndefault = \"{long}\"\n")).is_err());
+    // An admin scope is for confidential clients that act for themselves only.
+    let admin = "[scopes.admin]\nadmin = true\n";
+    let confidential = "[clients.ops]\ngrants = [\"client_credentials\"]\nscopes = [\"admin\"]\n";
+    assert!(Spec::parse(&format!("{base}{admin}{confidential}")).is_ok());
+    let public = "[clients.app]\npublic = true\ngrants = [\"password\"]\nscopes = [\"admin\"]\n";
+    assert!(Spec::parse(&format!("{base}{admin}{public}")).unwrap_err().to_string().contains("admin scope"));
+    let users = "[clients.web]\ngrants = [\"password\", \"client_credentials\"]\nscopes = [\"admin\"]\n";
+    assert!(Spec::parse(&format!("{base}{admin}{users}")).unwrap_err().to_string().contains("admin scope"));
 }
 
 #[test]
@@ -131,7 +155,7 @@ fn cross_field_rules_name_their_field() {
         ("passwords.max_length", Box::new(|s| s.passwords.max_length = 32)),
         ("passwords.memory_kib", Box::new(|s| s.passwords.memory_kib = 1024)),
         ("claims.sub", Box::new(|s| {
-            s.claims.insert("sub".into(), ClaimSpec { kind: ClaimType::String, required: false, description: String::new() });
+            s.claims.insert("sub".into(), ClaimSpec::new(ClaimType::String, false));
         })),
         ("clients.booking-web.grants", Box::new(|s| {
             s.clients.get_mut("booking-web").unwrap().grants.push(GrantType::named("client_credentials").unwrap());

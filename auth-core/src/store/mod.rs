@@ -1,5 +1,5 @@
-//! Storage, one trait per area: [`UserStore`], [`ClientStore`], [`KeyStore`], [`FamilyStore`]
-//! and [`AuditStore`], composed by [`Store`]. Each area has its sqlx implementation for SQLite
+//! Storage, one trait per area: [`UserStore`], [`ClientStore`], [`KeyStore`], [`FamilyStore`],
+//! [`AuditStore`] and [`InvitationStore`], composed by [`Store`]. Each area has its sqlx implementation for SQLite
 //! (the embedded default) and PostgreSQL (several replicas) in `sql/`; migrations live in
 //! `migrations/{sqlite,postgres}`, and both dialects hold the same schema.
 //!
@@ -9,7 +9,9 @@
 //!
 //! Invariants the implementations enforce in the database itself, so that several replicas cannot
 //! break them: at most one `active` and at most one `pending` signing key; a refresh token has at
-//! most one successor (rotation is a conditional update that only one caller can win).
+//! most one successor (rotation is a conditional update that only one caller can win); an
+//! invitation is redeemed once (the same kind of update); a user's claims change only from the
+//! value the changer read.
 
 use async_trait::async_trait;
 
@@ -18,6 +20,7 @@ use crate::Result;
 mod audit;
 mod clients;
 mod families;
+mod invitations;
 mod keys;
 mod sql;
 mod users;
@@ -25,13 +28,14 @@ mod users;
 pub use audit::AuditStore;
 pub use clients::{ClientRecord, ClientStore};
 pub use families::{RefreshFamily, FamilyStore, RefreshTokenRecord, RefreshTokenView, RevocationFeed};
+pub use invitations::{InvitationRecord, InvitationStore};
 pub use keys::{KeyChange, KeyRecord, KeyState, KeyStore};
 pub use sql::{Dialect, SqlStore};
 pub use users::{UserRecord, UserStore};
 
 /// The whole store: every area, plus what concerns the database as a whole.
 #[async_trait]
-pub trait Store: UserStore + ClientStore + KeyStore + FamilyStore + AuditStore {
+pub trait Store: UserStore + ClientStore + KeyStore + FamilyStore + AuditStore + InvitationStore {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;
     /// Checks that the database answers.

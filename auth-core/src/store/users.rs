@@ -38,4 +38,12 @@ pub trait UserStore: Send + Sync + std::fmt::Debug {
     async fn set_password_hash(&self, user_id: &str, password_hash: &str) -> Result<()>;
     /// Disables or enables a user; `NotFound` if there is no such user.
     async fn set_user_disabled(&self, user_id: &str, disabled: bool) -> Result<()>;
+    /// Replaces a user's claims with `new` if they are still `old`; `false` when another change
+    /// came first (the caller reads again), [`crate::Error::NotFound`] if there is no such user.
+    async fn replace_user_claims(
+        &self,
+        user_id: &str,
+        old: &serde_json::Map<String, serde_json::Value>,
+        new: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool>;
 }

@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use auth_core::audit::AuditKind;
-use auth_core::authority::{Authority, ClientCredentials};
+use auth_core::authority::{Admin, Authority, ClientCredentials, DEFAULT_INVITATION_TTL};
 use auth_core::clock::FixedClock;
 use auth_core::error::{RefreshError, TokenError};
 use auth_core::keys::{KeyRing, MasterKey, RotationPolicy};
 use auth_core::password::PasswordHasher;
 use auth_core::random::OsEntropy;
 use auth_core::spec::Spec;
+use std::time::Duration;
 use auth_core::Error;
 use serde_json::json;
 
@@ -26,6 +27,11 @@ on_both_backends!(
     disabling_a_user_ends_its_sessions,
     revocation_ends_the_session,
     sign_up_checks_claims_and_password_policy,
+    invitations_set_claims_once_before_they_expire,
+    an_invitation_taken_for_a_failed_sign_up_is_given_back,
+    joining_by_invitation_and_admin_changes_reach_the_next_refresh,
+    concurrent_claim_changes_all_apply,
+    a_claim_default_fills_new_and_existing_users,
 );
 
 const START: i64 = 1_750_000_000;
@@ -46,7 +52,11 @@ fn spec() -> Spec {
 }
 
 async fn fixture(db: &TestDb) -> Fixture {
-    let spec = Arc::new(spec());
+    fixture_with(db, spec()).await
+}
+
+async fn fixture_with(db: &TestDb, spec: Spec) -> Fixture {
+    let spec = Arc::new(spec);
     let clock = Arc::new(FixedClock::at_seconds(START));
     let entropy = Arc::new(OsEntropy::new());
     let keys = Arc::new(KeyRing::new(
@@ -72,7 +82,7 @@ async fn kinds(db: &TestDb) -> Vec<AuditKind> {
 
 async fn sign_up_then_password_login_issues_both_tokens(db: &TestDb) {
     let f = fixture(db).await;
-    let user = f.authority.sign_up("Alice", "correct horse battery", tenant("hotel-7")).await.unwrap();
+    let user = f.authority.add_user("Alice", "correct horse battery", tenant("hotel-7")).await.unwrap();
     assert_eq!(user.username, "alice");
     assert!(user.password_hash.starts_with("$argon2id$"));
     let grant = f.authority.password_grant(WEB, "alice", "correct horse battery", Some("bookings:write")).await.unwrap();
@@ -90,15 +100,15 @@ async fn sign_up_then_password_login_issues_both_tokens(db: &TestDb) {
 
 async fn usernames_differing_by_case_or_form_are_one_account(db: &TestDb) {
     let f = fixture(db).await;
-    f.authority.sign_up("Ren\u{e9}e", "long enough password", tenant("t")).await.unwrap();
-    let again = f.authority.sign_up("RENE\u{301}E", "another long password", tenant("t")).await;
+    f.authority.add_user("Ren\u{e9}e", "long enough password", tenant("t")).await.unwrap();
+    let again = f.authority.add_user("RENE\u{301}E", "another long password", tenant("t")).await;
     assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
     assert!(f.authority.password_grant(WEB, "rene\u{301}e", "long enough password", None).await.is_ok());
 }
 
 async fn wrong_password_and_unknown_user_get_the_same_error(db: &TestDb) {
     let f = fixture(db).await;
-    f.authority.sign_up("bob", "the right password", tenant("t")).await.unwrap();
+    f.authority.add_user("bob", "the right password", tenant("t")).await.unwrap();
     let wrong = f.authority.password_grant(WEB, "bob", "the wrong password", None).await.unwrap_err();
     let unknown = f.authority.password_grant(WEB, "nobody", "the wrong password", None).await.unwrap_err();
     assert_eq!(wrong.to_string(), unknown.to_string());
@@ -109,7 +119,7 @@ async fn wrong_password_and_unknown_user_get_the_same_error(db: &TestDb) {
 
 async fn refresh_rotates_and_keeps_claims(db: &TestDb) {
     let f = fixture(db).await;
-    f.authority.sign_up("carol", "carol's password", tenant("clinic-2")).await.unwrap();
+    f.authority.add_user("carol", "carol's password", tenant("clinic-2")).await.unwrap();
     let first = f.authority.password_grant(WEB, "carol", "carol's password", None).await.unwrap();
     f.clock.advance_seconds(600);
     let second = f.authority.refresh_grant(WEB, first.refresh_token.as_deref().unwrap(), None).await.unwrap();
@@ -146,7 +156,7 @@ async fn client_credentials_need_the_registered_secret(db: &TestDb) {
 
 async fn clients_are_held_to_their_grants_and_scopes(db: &TestDb) {
     let f = fixture(db).await;
-    f.authority.sign_up("dave", "dave's password", tenant("t")).await.unwrap();
+    f.authority.add_user("dave", "dave's password", tenant("t")).await.unwrap();
     let unknown = ClientCredentials { id: "nope", secret: None };
     assert!(matches!(f.authority.password_grant(unknown, "dave", "dave's password", None).await, Err(Error::InvalidClient)));
     assert!(matches!(f.authority.client_credentials_grant(WEB, None).await, Err(Error::UnauthorizedGrant(_))));
@@ -159,7 +169,7 @@ async fn clients_are_held_to_their_grants_and_scopes(db: &TestDb) {
 
 async fn disabling_a_user_ends_its_sessions(db: &TestDb) {
     let f = fixture(db).await;
-    let user = f.authority.sign_up("erin", "erin's password", tenant("t")).await.unwrap();
+    let user = f.authority.add_user("erin", "erin's password", tenant("t")).await.unwrap();
     let a = f.authority.password_grant(WEB, "erin", "erin's password", None).await.unwrap();
     let b = f.authority.password_grant(WEB, "erin", "erin's password", None).await.unwrap();
     assert_eq!(f.authority.disable_user(&user.id).await.unwrap(), 2);
@@ -176,7 +186,7 @@ async fn disabling_a_user_ends_its_sessions(db: &TestDb) {
 
 async fn revocation_ends_the_session(db: &TestDb) {
     let f = fixture(db).await;
-    f.authority.sign_up("frank", "frank's password", tenant("t")).await.unwrap();
+    f.authority.add_user("frank", "frank's password", tenant("t")).await.unwrap();
     let grant = f.authority.password_grant(WEB, "frank", "frank's password", None).await.unwrap();
     let token = grant.refresh_token.unwrap();
     // Another client cannot revoke it (RFC 7009 section 2.1).
@@ -194,17 +204,160 @@ async fn revocation_ends_the_session(db: &TestDb) {
 
 async fn sign_up_checks_claims_and_password_policy(db: &TestDb) {
     let f = fixture(db).await;
-    let short = f.authority.sign_up("gina", "short", tenant("t")).await.unwrap_err();
+    let none = serde_json::Map::new;
+    let short = f.authority.sign_up("gina", "short", none(), None).await.unwrap_err();
     assert!(matches!(&short, Error::Invalid { field, .. } if field == "password"), "{short:?}");
-    let missing = f.authority.sign_up("gina", "long enough password", serde_json::Map::new()).await.unwrap_err();
+    // tenant_id is required and set by administrators: a user can neither omit it nor choose it.
+    let missing = f.authority.sign_up("gina", "long enough password", none(), None).await.unwrap_err();
     assert!(matches!(&missing, Error::Invalid { field, .. } if field == "tenant_id"), "{missing:?}");
-    let typed = f.authority.sign_up("gina", "long enough password", json!({"tenant_id": 7}).as_object().unwrap().clone()).await.unwrap_err();
+    let chosen = f.authority.sign_up("gina", "long enough password", tenant("victim"), None).await.unwrap_err();
+    assert!(matches!(&chosen, Error::ClaimNotSettable(name) if name == "tenant_id"), "{chosen:?}");
+    assert_eq!(chosen.code(), auth_core::Code::InputClaimNotSettable);
+    assert!(f.authority.user_by_username("gina").await.unwrap().is_none(), "no account was created");
+    // An operator may set it, with the spec's types and names.
+    let typed = f.authority.add_user("gina", "long enough password", json!({"tenant_id": 7}).as_object().unwrap().clone()).await.unwrap_err();
     assert!(matches!(&typed, Error::Invalid { field, .. } if field == "tenant_id"), "{typed:?}");
-    let extra = f.authority.sign_up("gina", "long enough password", json!({"tenant_id": "t", "role": "admin"}).as_object().unwrap().clone()).await.unwrap_err();
+    let extra = f.authority.add_user("gina", "long enough password", json!({"tenant_id": "t", "role": "admin"}).as_object().unwrap().clone()).await.unwrap_err();
     assert!(matches!(&extra, Error::Invalid { field, .. } if field == "role"), "{extra:?}");
+    let huge = f.authority.add_user("gina", "long enough password", tenant(&"t".repeat(257))).await.unwrap_err();
+    assert!(matches!(&huge, Error::Invalid { field, .. } if field == "tenant_id"), "{huge:?}");
     // 64 characters are allowed and not truncated.
     let long = "p".repeat(64);
-    f.authority.sign_up("gina", &long, tenant("t")).await.unwrap();
+    f.authority.add_user("gina", &long, tenant("t")).await.unwrap();
     assert!(f.authority.password_grant(WEB, "gina", &"p".repeat(63), None).await.is_err());
     assert!(f.authority.password_grant(WEB, "gina", &long, None).await.is_ok());
+}
+
+async fn invitations_set_claims_once_before_they_expire(db: &TestDb) {
+    let f = fixture(db).await;
+    let none = serde_json::Map::new;
+    let invitation = f.authority.create_invitation(tenant("hotel-7"), None, DEFAULT_INVITATION_TTL, Admin::Client("booking-backend")).await.unwrap();
+    assert!(invitation.token.starts_with("inv_") && invitation.token.len() == 47, "{}", invitation.token);
+    assert_eq!(invitation.expires_at, START + 7 * 24 * 3600);
+    let user = f.authority.sign_up("ivy", "ivy's long password", none(), Some(&invitation.token)).await.unwrap();
+    assert_eq!(user.claims, tenant("hotel-7"));
+    let grant = f.authority.password_grant(WEB, "ivy", "ivy's long password", None).await.unwrap();
+    assert_eq!(f.authority.verify_access_token(&grant.access.token).unwrap().custom["tenant_id"], "hotel-7");
+    // Single use.
+    let again = f.authority.sign_up("jack", "jack's long password", none(), Some(&invitation.token)).await.unwrap_err();
+    assert!(matches!(again, Error::InvalidInvitation), "{again:?}");
+    // An invitation does not let the user add authority of their own choosing.
+    let other = f.authority.create_invitation(tenant("hotel-7"), None, DEFAULT_INVITATION_TTL, Admin::Operator).await.unwrap();
+    let chosen = f.authority.sign_up("jack", "jack's long password", tenant("victim"), Some(&other.token)).await.unwrap_err();
+    assert!(matches!(chosen, Error::ClaimNotSettable(_)), "{chosen:?}");
+    // Reserved for a username (normalized as usernames are).
+    let reserved = f.authority.create_invitation(tenant("t-9"), Some("Kim"), Duration::from_secs(60), Admin::Operator).await.unwrap();
+    let wrong = f.authority.sign_up("jack", "jack's long password", none(), Some(&reserved.token)).await.unwrap_err();
+    assert!(matches!(wrong, Error::InvalidInvitation), "{wrong:?}");
+    f.authority.sign_up("KIM", "kim's long password", none(), Some(&reserved.token)).await.unwrap();
+    // Expired, unknown, forged and oversized tokens are all the same refusal.
+    let late = f.authority.create_invitation(tenant("t"), None, Duration::from_secs(60), Admin::Operator).await.unwrap();
+    f.clock.advance_seconds(60);
+    for token in [late.token.as_str(), "inv_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "nope", &"x".repeat(100_000)] {
+        let refused = f.authority.sign_up("lee", "lee's long password", none(), Some(token)).await.unwrap_err();
+        assert!(matches!(refused, Error::InvalidInvitation), "{refused:?}");
+    }
+    // Bounds on what an invitation carries.
+    let empty = f.authority.create_invitation(none(), None, DEFAULT_INVITATION_TTL, Admin::Operator).await.unwrap_err();
+    assert!(matches!(&empty, Error::Invalid { field, .. } if field == "claims"), "{empty:?}");
+    let forever = f.authority.create_invitation(tenant("t"), None, Duration::from_secs(31 * 24 * 3600), Admin::Operator).await.unwrap_err();
+    assert!(matches!(&forever, Error::Invalid { field, .. } if field == "expires_in"), "{forever:?}");
+    let events = kinds(db).await;
+    assert_eq!(events.iter().filter(|k| **k == AuditKind::InvitationCreated).count(), 4);
+    assert_eq!(events.iter().filter(|k| **k == AuditKind::InvitationUsed).count(), 2);
+}
+
+async fn an_invitation_taken_for_a_failed_sign_up_is_given_back(db: &TestDb) {
+    let f = fixture(db).await;
+    let none = serde_json::Map::new;
+    f.authority.add_user("taken", "a long password", tenant("t")).await.unwrap();
+    let invitation = f.authority.create_invitation(tenant("hotel-7"), None, DEFAULT_INVITATION_TTL, Admin::Operator).await.unwrap();
+    let conflict = f.authority.sign_up("Taken", "another long password", none(), Some(&invitation.token)).await.unwrap_err();
+    assert!(matches!(conflict, Error::Conflict(_)), "{conflict:?}");
+    let user = f.authority.sign_up("fresh", "another long password", none(), Some(&invitation.token)).await.unwrap();
+    assert_eq!(user.claims, tenant("hotel-7"));
+}
+
+async fn joining_by_invitation_and_admin_changes_reach_the_next_refresh(db: &TestDb) {
+    let f = fixture(db).await;
+    let user = f.authority.add_user("mia", "mia's long password", tenant("old-hotel")).await.unwrap();
+    let grant = f.authority.password_grant(WEB, "mia", "mia's long password", None).await.unwrap();
+    let invitation = f.authority.create_invitation(tenant("new-hotel"), None, DEFAULT_INVITATION_TTL, Admin::Operator).await.unwrap();
+    let joined = f.authority.accept_invitation(&user.id, &invitation.token).await.unwrap();
+    assert_eq!(joined.claims, tenant("new-hotel"));
+    assert!(matches!(f.authority.accept_invitation(&user.id, &invitation.token).await, Err(Error::InvalidInvitation)));
+    let refreshed = f.authority.refresh_grant(WEB, grant.refresh_token.as_deref().unwrap(), None).await.unwrap();
+    assert_eq!(f.authority.verify_access_token(&refreshed.access.token).unwrap().custom["tenant_id"], "new-hotel");
+
+    // A merge patch: set one claim; a required claim cannot be removed; undeclared ones are refused.
+    let changed = f.authority.set_user_claims(&user.id, &tenant("third"), Admin::Client("booking-backend")).await.unwrap();
+    assert_eq!(changed.claims, tenant("third"));
+    let removed = f.authority.set_user_claims(&user.id, json!({"tenant_id": null}).as_object().unwrap(), Admin::Operator).await.unwrap_err();
+    assert!(matches!(&removed, Error::Invalid { field, .. } if field == "tenant_id"), "{removed:?}");
+    let undeclared = f.authority.set_user_claims(&user.id, json!({"role": "admin"}).as_object().unwrap(), Admin::Operator).await.unwrap_err();
+    assert!(matches!(&undeclared, Error::Invalid { field, .. } if field == "role"), "{undeclared:?}");
+    let nobody = f.authority.set_user_claims("no-such-user", &tenant("t"), Admin::Operator).await.unwrap_err();
+    assert!(matches!(nobody, Error::NotFound(_)), "{nobody:?}");
+    let refreshed = f.authority.refresh_grant(WEB, refreshed.refresh_token.as_deref().unwrap(), None).await.unwrap();
+    assert_eq!(f.authority.verify_access_token(&refreshed.access.token).unwrap().custom["tenant_id"], "third");
+    let events = db.dyn_store().audit_tail(100).await.unwrap();
+    let changes: Vec<_> = events.iter().filter(|e| e.kind == AuditKind::UserClaimsChanged).map(|e| e.detail.clone()).collect();
+    assert_eq!(changes, [json!({ "claims": ["tenant_id"], "by": "client:booking-backend" })]);
+}
+
+async fn concurrent_claim_changes_all_apply(db: &TestDb) {
+    // A spec with two optional claims set by administrators, changed at once from many tasks:
+    // each change re-reads and retries, so none is lost.
+    let mut spec = spec();
+    for name in ["a", "b", "c", "d"] {
+        spec.claims.insert(name.to_owned(), auth_core::spec::ClaimSpec::new(auth_core::spec::ClaimType::String, false));
+    }
+    let f = fixture_with(db, spec).await;
+    let user = f.authority.add_user("nia", "nia's long password", tenant("t")).await.unwrap();
+    let authority = Arc::new(f.authority);
+    let tasks: Vec<_> = ["a", "b", "c", "d"]
+        .into_iter()
+        .map(|name| {
+            let authority = authority.clone();
+            let id = user.id.clone();
+            tokio::spawn(async move {
+                let change = json!({ name: name }).as_object().unwrap().clone();
+                authority.set_user_claims(&id, &change, Admin::Operator).await.unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let claims = authority.user(&user.id).await.unwrap().unwrap().claims;
+    assert_eq!(serde_json::Value::Object(claims), json!({ "tenant_id": "t", "a": "a", "b": "b", "c": "c", "d": "d" }));
+}
+
+async fn a_claim_default_fills_new_and_existing_users(db: &TestDb) {
+    let f = fixture(db).await;
+    let old = f.authority.add_user("oli", "oli's long password", tenant("t")).await.unwrap();
+    // The spec gains a required claim with a default after oli signed up.
+    let mut with_default = spec();
+    let mut tier = auth_core::spec::ClaimSpec::new(auth_core::spec::ClaimType::String, true);
+    tier.default = Some(json!("standard"));
+    with_default.claims.insert("tier".to_owned(), tier);
+    let mut bare = with_default.clone();
+    bare.claims.get_mut("tier").unwrap().default = None;
+    with_default.validate().unwrap();
+    let f = fixture_with(db, with_default).await;
+    assert_eq!(f.authority.users_lacking_required_claims().await.unwrap(), 0, "the default fills it");
+    let grant = f.authority.password_grant(WEB, "oli", "oli's long password", None).await.unwrap();
+    assert_eq!(f.authority.verify_access_token(&grant.access.token).unwrap().custom["tier"], "standard");
+    let new = f.authority.add_user("pam", "pam's long password", tenant("t")).await.unwrap();
+    assert_eq!(new.claims["tier"], "standard");
+    assert!(!old.claims.contains_key("tier"));
+    // Without a default, operators are told how many users lack it.
+    let f = fixture_with(db, bare).await;
+    assert_eq!(f.authority.users_lacking_required_claims().await.unwrap(), 1);
+    // A default of the wrong type is a spec error.
+    let mut wrong = spec();
+    let mut claim = auth_core::spec::ClaimSpec::new(auth_core::spec::ClaimType::Integer, false);
+    claim.default = Some(json!("seven"));
+    wrong.claims.insert("floor".to_owned(), claim);
+    assert!(wrong.validate().is_err());
 }

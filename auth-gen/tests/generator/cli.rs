@@ -210,7 +210,7 @@ fn broken_specs_get_the_servers_errors_and_nothing_is_written() {
         ),
         (
             "scope.toml",
-            booking.replace("scopes = [\"bookings:read\"]", "scopes = [\"bookings:delete\"]"),
+            booking.replace("scopes = [\"bookings:read\", \"users:admin\"]", "scopes = [\"bookings:delete\"]"),
             "spec field `clients.booking-backend.scopes`: scope \"bookings:delete\" is not declared",
         ),
     ];

@@ -161,8 +161,15 @@ impl AuthServer {
     ) -> serde_json::Value {
         let http = reqwest::Client::new();
         let mut body = serde_json::json!({ "username": username, "password": "correct horse battery" });
-        if let (Some(body), Some(claims)) = (body.as_object_mut(), claims.as_object()) {
-            body.extend(claims.clone());
+        // The claims come with an invitation from an operator: users cannot set the claims the
+        // spec leaves to administrators.
+        if let Some(claims) = claims.as_object().filter(|c| !c.is_empty()) {
+            let pairs: Vec<String> = claims.iter().map(|(name, value)| format!("{name}={value}")).collect();
+            let mut args = vec!["invitations", "create"];
+            for pair in &pairs {
+                args.extend(["--claim", pair.as_str()]);
+            }
+            body["invitation"] = serde_json::Value::String(self.cli(&args).trim().to_owned());
         }
         let signed_up = http.post(self.url("/v1/users")).json(&body).send().await.expect("sign up");
         assert_eq!(signed_up.status(), 201, "{}", signed_up.text().await.unwrap_or_default());

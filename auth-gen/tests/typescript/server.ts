@@ -151,14 +151,26 @@ export class AuthServer {
     if (!keepData) await rm(this.dataDir, { recursive: true, force: true });
   }
 
-  /** Signs up a new user with the booking tenant, or with the given custom claims; returns the username. */
+  /**
+   * Signs up a new user with the booking tenant, or with the given custom claims; returns the
+   * username. The claims come with an invitation that an operator creates (`auth-server
+   * invitations create`): users cannot set claims that the spec leaves to administrators.
+   */
   async signUp(claims: string | Record<string, unknown> = "hotel-7"): Promise<string> {
     const username = `user${++this.#users}-${process.pid}`;
     const custom = typeof claims === "string" ? { tenant_id: claims } : claims;
+    const body: Record<string, unknown> = { username, password: PASSWORD };
+    const set = Object.entries(custom).filter(([, value]) => value !== undefined);
+    if (set.length > 0) {
+      const args = ["invitations", "create", "--spec", this.specPath, "--data-dir", this.dataDir];
+      for (const [name, value] of set) args.push("--claim", `${name}=${JSON.stringify(value)}`);
+      const { stdout } = await execFileAsync(SERVER_BIN, args, { env: { ...process.env, NO_COLOR: "1" } });
+      body.invitation = stdout.trim();
+    }
     const response = await fetch(`${this.url}/v1/users`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ username, password: PASSWORD, ...custom }),
+      body: JSON.stringify(body),
     });
     if (response.status !== 201) throw new Error(`sign-up: ${response.status} ${await response.text()}`);
     return username;

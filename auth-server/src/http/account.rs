@@ -46,8 +46,9 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     tag = "users",
     request_body(content = SignUpRequest, content_type = "application/json"),
     responses(
-        (status = 201, description = "The user was created", body = NewUser),
+        (status = 201, description = "The user was created", body = Account),
         (status = 400, response = crate::http::openapi::ProblemBadRequest),
+        (status = 403, response = crate::http::openapi::ProblemForbidden),
         (status = 409, response = crate::http::openapi::ProblemConflict),
         (status = 413, response = crate::http::openapi::ProblemPayloadTooLarge),
         (status = 415, response = crate::http::openapi::ProblemUnsupportedMediaType),
@@ -60,11 +61,10 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
 pub async fn sign_up(
     State(state): State<Arc<AppState>>,
     body: SignUpRequest,
-) -> Result<(StatusCode, Json<NewUser>), Problem> {
-    let SignUpRequest { username, password, claims } = body;
-    let user = state.authority.sign_up(&username, &password, claims).await?;
-    let user = NewUser { id: user.id, username: user.username, claims: user.claims, created_at: user.created_at };
-    Ok((StatusCode::CREATED, Json(user)))
+) -> Result<(StatusCode, Json<Account>), Problem> {
+    let SignUpRequest { username, password, invitation, claims } = body;
+    let user = state.authority.sign_up(&username, &password, claims, invitation.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(Account::from(user))))
 }
 
 /// The body of `POST /v1/users`: credentials plus the spec's custom claims as top-level members.
@@ -79,15 +79,18 @@ pub struct SignUpRequest {
     /// Unicode NFC).
     #[schema(format = Password)]
     pub password: String,
-    /// The spec's custom claims.
+    /// An invitation: it sets the claims that users cannot set themselves (a tenant, a role).
+    #[schema(value_type = String, required = false, max_length = 64)]
+    pub invitation: Option<String>,
+    /// The spec's custom claims that users set themselves (`set_by = "user"`).
     #[serde(flatten)]
     #[schema(value_type = BTreeMap<String, Value>)]
     pub claims: Map<String, Value>,
 }
 
-/// A created user.
+/// A user account.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct NewUser {
+pub struct Account {
     /// Stable opaque id: the `sub` of the user's tokens.
     pub id: String,
     /// The normalized username.
@@ -97,6 +100,12 @@ pub struct NewUser {
     pub claims: Map<String, Value>,
     /// When the account was created (Unix seconds).
     pub created_at: i64,
+}
+
+impl From<auth_core::store::UserRecord> for Account {
+    fn from(user: auth_core::store::UserRecord) -> Self {
+        Self { id: user.id, username: user.username, claims: user.claims, created_at: user.created_at }
+    }
 }
 
 impl<S: Send + Sync> FromRequest<S> for SignUpRequest {
@@ -109,11 +118,63 @@ impl<S: Send + Sync> FromRequest<S> for SignUpRequest {
     }
 }
 
-/// Decodes the body of `POST /v1/users` as [`sign_up`] reads it: the content type must be
-/// `application/json` (else 415 `request.unsupported_media_type`), the body one JSON object with
-/// distinct member names (else 400 `request.malformed`), `username` and `password` strings (else
-/// 400 `input.invalid`). Public so that the decoding can be fuzzed on its own (`fuzz/`).
-pub fn decode_sign_up(headers: &HeaderMap, body: &[u8]) -> Result<SignUpRequest, Problem> {
+/// A JSON object body with distinct member names, sent as `application/json` (the account and
+/// admin endpoints' bodies).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonObject(pub Map<String, Value>);
+
+/// A JSON body decoded into `T` member by member ([`JsonObject`]), so that each refusal names
+/// its member (`400 input.invalid`, `<member>: <why>`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: TryFrom<JsonObject, Error = Problem>> FromRequest<S> for JsonBody<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+        let object = JsonObject::from_request(request, state).await?;
+        T::try_from(object).map(Self)
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+        let headers = request.headers().clone();
+        let body = Bytes::from_request(request, state).await.map_err(Problem::from)?;
+        json_object(&headers, &body).map(Self)
+    }
+}
+
+impl JsonObject {
+    /// Removes and returns the string member `name`; `None` if absent.
+    pub fn take_string(&mut self, name: &str) -> Result<Option<String>, Problem> {
+        match self.0.remove(name) {
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(Problem::from(Error::invalid(name, "must be a string"))),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes and returns the string member `name`, which must be present.
+    pub fn require_string(&mut self, name: &str) -> Result<String, Problem> {
+        self.take_string(name)?.ok_or_else(|| Problem::from(Error::invalid(name, "is required")))
+    }
+
+    /// Refuses members that nobody took.
+    pub fn finish(self) -> Result<(), Problem> {
+        match self.0.keys().next() {
+            Some(name) => Err(Problem::from(Error::invalid(name.clone(), "is not a member of this body"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Reads a JSON object body: the content type must be `application/json` (else 415
+/// `request.unsupported_media_type`), the body one JSON object with distinct member names (else
+/// 400 `request.malformed`).
+pub fn json_object(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, Problem> {
     let essence = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -123,17 +184,22 @@ pub fn decode_sign_up(headers: &HeaderMap, body: &[u8]) -> Result<SignUpRequest,
     if !essence.eq_ignore_ascii_case("application/json") {
         return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, Code::RequestUnsupportedMediaType, "Send application/json"));
     }
-    let UniqueMembers(mut claims) = serde_json::from_slice(body).map_err(|e| {
+    let UniqueMembers(members) = serde_json::from_slice(body).map_err(|e| {
         Problem::new(StatusCode::BAD_REQUEST, Code::RequestMalformed, "The body is not a JSON object").detail(e.to_string())
     })?;
-    let mut take_string = |name: &str| match claims.remove(name) {
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(Problem::from(Error::invalid(name, "must be a string"))),
-        None => Err(Problem::from(Error::invalid(name, "is required"))),
-    };
-    let username = take_string("username")?;
-    let password = take_string("password")?;
-    Ok(SignUpRequest { username, password, claims })
+    Ok(members)
+}
+
+/// Decodes the body of `POST /v1/users` as [`sign_up`] reads it: a JSON object ([`json_object`]),
+/// `username` and `password` strings, `invitation` a string if present (else 400
+/// `input.invalid`); the other members are the claims. Public so that the decoding can be fuzzed
+/// on its own (`fuzz/`).
+pub fn decode_sign_up(headers: &HeaderMap, body: &[u8]) -> Result<SignUpRequest, Problem> {
+    let mut object = JsonObject(json_object(headers, body)?);
+    let username = object.require_string("username")?;
+    let password = object.require_string("password")?;
+    let invitation = object.take_string("invitation")?;
+    Ok(SignUpRequest { username, password, invitation, claims: object.0 })
 }
 
 /// A JSON object whose members all have distinct names. `serde_json` keeps the last of repeated

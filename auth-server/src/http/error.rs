@@ -301,6 +301,9 @@ impl From<Error> for Problem {
             Error::Invalid { field, message } => {
                 Self::new(StatusCode::BAD_REQUEST, code, "Invalid input").detail(format!("{field}: {message}"))
             }
+            Error::ClaimNotSettable(name) => Self::new(StatusCode::FORBIDDEN, code, "A claim the user cannot set")
+                .detail(format!("{name}: is set by an administrator or an invitation")),
+            Error::InvalidInvitation => Self::new(StatusCode::FORBIDDEN, code, "The invitation cannot be used"),
             Error::Conflict(_) => Self::new(StatusCode::CONFLICT, code, "Already exists"),
             Error::NotFound(what) => Self::new(StatusCode::NOT_FOUND, code, "Not found").detail(what),
             Error::InvalidCredentials => Self::new(StatusCode::UNAUTHORIZED, code, "Invalid credentials"),

@@ -4,6 +4,7 @@
 //! ```text
 //! oauth/      POST /oauth/token (grants from auth-core's registry), /oauth/revoke, /oauth/introspect
 //! account     POST /v1/users, GET /userinfo, /v1/sessions, DELETE /v1/sessions/{sid}, POST /v1/logout
+//! admin       PATCH /v1/admin/users/{id}/claims, POST /v1/admin/invitations (admin scope); POST /v1/invitations/accept
 //! wellknown   GET /.well-known/jwks.json, /.well-known/openid-configuration, /.well-known/oauth-authorization-server
 //! ops         GET /healthz, /readyz, /metrics, /openapi.json
 //! ```
@@ -12,6 +13,7 @@
 //! the answers made around its handlers (per-IP refusals, the request deadline, 405) speak it.
 
 pub mod account;
+pub mod admin;
 pub mod error;
 pub mod extract;
 pub mod oauth;
@@ -70,7 +72,7 @@ impl Areas {
             credentials: oauth::credential_routes(),
             introspection: oauth::introspection_routes(),
             sign_up: account::sign_up_routes(),
-            account: account::routes(),
+            account: account::routes().merge(admin::routes()),
             wellknown: wellknown::routes(),
             ops: ops::routes(),
             document: openapi::routes(),

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use auth_core::authority::MAX_USERNAME_CHARS;
-use auth_core::spec::{ClaimType, Spec};
+use auth_core::spec::{ClaimSetter, ClaimType, Spec};
 use axum::extract::State;
 use axum::body::Bytes;
 use axum::http::{HeaderValue, header};
@@ -105,6 +105,8 @@ reusable_responses! {
     /// 401 on bearer endpoints.
     BearerUnauthorized => problem("The access token is missing, invalid, expired, or its session has ended")
         .header("WWW-Authenticate", string_header("`Bearer error=\"invalid_token\", error_description=\"<code>\"`"));
+    /// 403 as a problem.
+    ProblemForbidden => problem("Not allowed: a claim the user cannot set (`input.claim_not_settable`), an invitation that cannot be used (`invitation.invalid`), or a token without an admin scope (`auth.insufficient_scope`)");
     /// 404 as a problem.
     ProblemNotFound => problem("Not found");
     /// 409 as a problem.
@@ -178,7 +180,7 @@ shared_refusals! {
         responses(
             OAuthBadRequest, OAuthUnauthorized, OAuthPayloadTooLarge, OAuthUnsupportedMediaType,
             OAuthTooManyRequests, OAuthServerError, OAuthUnavailable, ProblemBadRequest,
-            BearerUnauthorized, ProblemNotFound, ProblemConflict, ProblemPayloadTooLarge,
+            BearerUnauthorized, ProblemForbidden, ProblemNotFound, ProblemConflict, ProblemPayloadTooLarge,
             ProblemUnsupportedMediaType, BearerTooManyRequests, ProblemTooManyRequests,
             ProblemServerError, ProblemUnavailable,
         )
@@ -187,7 +189,8 @@ shared_refusals! {
     tags(
         (name = "oauth", description = "RFC 6749 token endpoint, RFC 7009 revocation, RFC 7662 introspection"),
         (name = "discovery", description = "JWKS and server metadata"),
-        (name = "users", description = "Sign-up, userinfo and sessions"),
+        (name = "users", description = "Sign-up, userinfo, sessions and invitations"),
+        (name = "admin", description = "For confidential clients holding an admin scope: users' claims and invitations"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )
 )]
@@ -240,21 +243,27 @@ pub fn document(spec: &Spec, mut doc: OpenApiDoc) -> OpenApiDoc {
         )),
     );
 
-    for (schema, closed, with_required) in [
-        ("SignUpRequest", true, true),
-        ("UserInfo", false, false),
-        ("IntrospectionResponse", false, false),
-    ] {
+    for (schema, sign_up) in [("SignUpRequest", true), ("UserInfo", false), ("IntrospectionResponse", false)] {
         if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) {
             for (name, claim) in &spec.claims {
+                // Sign-up takes only the claims users set themselves.
+                if sign_up && claim.set_by != ClaimSetter::User {
+                    continue;
+                }
                 object.properties.insert(name.clone(), RefOr::T(claim_schema(claim.kind, &claim.description)));
-                if with_required && claim.required {
+                if sign_up && claim.required && claim.default.is_none() {
                     object.required.push(name.clone());
                 }
             }
-            // Sign-up refuses members that are not declared claims.
-            if closed {
+            // Sign-up refuses members that are not declared claims; when a required claim comes
+            // only from administrators, a sign-up without an invitation cannot succeed.
+            if sign_up {
                 object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+                let needs_invitation =
+                    spec.claims.values().any(|c| c.required && c.set_by == ClaimSetter::Admin && c.default.is_none());
+                if needs_invitation {
+                    object.required.push("invitation".to_owned());
+                }
             }
         }
     }
@@ -271,7 +280,7 @@ pub fn document(spec: &Spec, mut doc: OpenApiDoc) -> OpenApiDoc {
             password.max_length = Some(spec.passwords.max_length);
         }
     }
-    if let Some(RefOr::T(Schema::Object(user))) = components.schemas.get_mut("NewUser")
+    if let Some(RefOr::T(Schema::Object(user))) = components.schemas.get_mut("Account")
         && let Some(RefOr::T(Schema::Object(claims))) = user.properties.get_mut("claims")
     {
         for (name, claim) in &spec.claims {
@@ -332,15 +341,22 @@ mod tests {
 
     use std::collections::BTreeSet;
 
-    use auth_core::spec::{ClaimSpec, ClaimType, Spec};
+    use auth_core::spec::{ClaimSetter, ClaimSpec, ClaimType, Spec};
     use serde_json::Value;
 
-
+    /// Two claims set by administrators (`tenant_id` required) and two set by users (`nickname`
+    /// required, `newsletter` optional).
     fn spec() -> Spec {
         let mut spec = Spec::default_local("http://127.0.0.1:8080");
-        let claim = |kind, required| ClaimSpec { kind, required, description: "A custom claim".to_owned() };
-        spec.claims.insert("tenant_id".to_owned(), claim(ClaimType::String, true));
-        spec.claims.insert("roles".to_owned(), claim(ClaimType::StringArray, false));
+        let claim = |kind, required, set_by| ClaimSpec {
+            description: "A custom claim".to_owned(),
+            set_by,
+            ..ClaimSpec::new(kind, required)
+        };
+        spec.claims.insert("tenant_id".to_owned(), claim(ClaimType::String, true, ClaimSetter::Admin));
+        spec.claims.insert("roles".to_owned(), claim(ClaimType::StringArray, false, ClaimSetter::Admin));
+        spec.claims.insert("nickname".to_owned(), claim(ClaimType::String, true, ClaimSetter::User));
+        spec.claims.insert("newsletter".to_owned(), claim(ClaimType::Boolean, false, ClaimSetter::User));
         spec
     }
 
@@ -365,6 +381,9 @@ mod tests {
             "get /v1/sessions",
             "delete /v1/sessions/{sid}",
             "post /v1/logout",
+            "patch /v1/admin/users/{id}/claims",
+            "post /v1/admin/invitations",
+            "post /v1/invitations/accept",
             "get /.well-known/jwks.json",
             "get /.well-known/openid-configuration",
             "get /.well-known/oauth-authorization-server",
@@ -375,7 +394,7 @@ mod tests {
         ] {
             assert!(documented.contains(expected), "{expected} is not documented: {documented:?}");
         }
-        assert_eq!(documented.len(), 15, "{documented:?}");
+        assert_eq!(documented.len(), 18, "{documented:?}");
     }
 
     #[test]
@@ -439,14 +458,19 @@ mod tests {
         let doc = json();
         assert_eq!(doc["openapi"], "3.1.0");
         assert_eq!(doc["servers"][0]["url"], "http://127.0.0.1:8080");
+        // Sign-up takes the claims users set, and only those.
         let sign_up = &doc["components"]["schemas"]["SignUpRequest"];
-        assert_eq!(sign_up["properties"]["tenant_id"]["type"], "string");
-        assert_eq!(sign_up["properties"]["roles"]["type"], "array");
+        assert_eq!(sign_up["properties"]["nickname"]["type"], "string");
+        assert_eq!(sign_up["properties"]["newsletter"]["type"], "boolean");
+        assert!(sign_up["properties"].get("tenant_id").is_none() && sign_up["properties"].get("roles").is_none());
         assert_eq!(sign_up["additionalProperties"], false);
         let required: Vec<&str> = sign_up["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-        assert!(required.contains(&"username") && required.contains(&"password") && required.contains(&"tenant_id"));
-        assert!(!required.contains(&"roles"));
-        assert_eq!(doc["components"]["schemas"]["UserInfo"]["properties"]["tenant_id"]["type"], "string");
+        assert_eq!(required, ["username", "password", "nickname", "invitation"], "tenant_id comes only with an invitation");
+        for schema in ["UserInfo", "IntrospectionResponse"] {
+            assert_eq!(doc["components"]["schemas"][schema]["properties"]["tenant_id"]["type"], "string");
+            assert_eq!(doc["components"]["schemas"][schema]["properties"]["roles"]["type"], "array");
+        }
+        assert_eq!(doc["components"]["schemas"]["Account"]["properties"]["claims"]["properties"]["nickname"]["type"], "string");
         let flows = &doc["components"]["securitySchemes"]["oauth2"]["flows"];
         assert_eq!(flows["password"]["tokenUrl"], "http://127.0.0.1:8080/oauth/token");
         for scope in spec().scopes.keys() {

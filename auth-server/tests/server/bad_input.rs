@@ -188,7 +188,7 @@ async fn usernames_differing_by_normalization_are_one_account(db: TestDb) {
     let id = server.sign_up("Ren\u{e9}e").await;
     for other in ["Rene\u{301}e", "RENE\u{301}E", "ren\u{e9}e"] {
         let response = server
-            .post_user(&json!({ "username": other, "password": "another password", "tenant_id": "t-2" }))
+            .post_user(&json!({ "username": other, "password": "another password", "invitation": server.invitation("t-2").await }))
             .await;
         let (status, headers, body) = read_json(response).await;
         assert_problem(status, &headers, &body, StatusCode::CONFLICT, "input.conflict");
@@ -214,7 +214,7 @@ async fn sql_and_path_characters_in_usernames_are_just_text(db: TestDb) {
     ];
     for name in names {
         let response = server
-            .post_user(&json!({ "username": name, "password": PASSWORD, "tenant_id": "t-1" }))
+            .post_user(&json!({ "username": name, "password": PASSWORD, "invitation": server.invitation("t-1").await }))
             .await;
         let (status, _, body) = read_json(response).await;
         assert_eq!(status, StatusCode::CREATED, "{name}: {body}");

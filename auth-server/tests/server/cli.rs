@@ -37,6 +37,18 @@ async fn operator_commands_manage_users_clients_keys_and_audit() {
     let listed = deployment.cli(&["users", "list"], None).await;
     assert!(listed.contains("alice\tactive") && listed.contains("\"tenant_id\":\"t1\""), "{listed}");
 
+    // Claims that carry authority are set by operators: set-claim, and invitations.
+    let changed = deployment.cli(&["users", "set-claim", "ALICE", "tenant_id=t2"], None).await;
+    assert!(changed.contains("alice\t{\"tenant_id\":\"t2\"}"), "{changed}");
+    let required = deployment.try_cli(&["users", "set-claim", "alice", "--unset", "tenant_id"], None).await;
+    assert!(!required.status.success() && String::from_utf8_lossy(&required.stderr).contains("tenant_id"), "{required:?}");
+    let invitation = deployment.cli(&["invitations", "create", "--claim", "tenant_id=t3", "--expires-in", "1h"], None).await;
+    assert!(invitation.trim().starts_with("inv_") && invitation.trim().len() == 47, "{invitation}");
+    let too_long = deployment.try_cli(&["invitations", "create", "--claim", "tenant_id=t3", "--expires-in", "60d"], None).await;
+    assert!(!too_long.status.success(), "{too_long:?}");
+    let audit = deployment.cli(&["audit", "tail"], None).await;
+    assert!(audit.contains("user_claims_changed") && audit.contains("invitation_created"), "{audit}");
+
     // clients add prints a confidential client's secret once; list shows no secret.
     let secret = deployment.add_confidential_client("booking-backend").await;
     assert!(secret.len() >= 43, "{secret}");

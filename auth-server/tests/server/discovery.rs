@@ -84,7 +84,7 @@ async fn discovery_documents_describe_this_server(db: TestDb) {
         );
         assert_eq!(
             body["scopes_supported"],
-            json!(["bookings:read", "bookings:write"])
+            json!(["bookings:read", "bookings:write", "users:admin"])
         );
         let auth_methods = body["token_endpoint_auth_methods_supported"]
             .as_array()

@@ -10,6 +10,7 @@ mod support;
 
 mod bad_input;
 mod bearer;
+mod claims;
 mod cli;
 mod client_library;
 mod discovery;

@@ -282,9 +282,10 @@ enum JsonDefect {
     NotAnObject(Value),
     /// A member written twice.
     Repeat(usize),
-    /// `username`, `password` or `tenant_id` of another JSON type.
+    /// `username`, `password` or `invitation` of another JSON type.
     WrongType(usize, Value),
-    /// `username`, `password` or `tenant_id` left out.
+    /// `username`, `password` or `invitation` left out (without the invitation, the required
+    /// `tenant_id` is missing).
     Missing(usize),
     /// A member the spec does not declare.
     Undeclared(String),
@@ -296,7 +297,7 @@ enum JsonDefect {
     Existing(&'static str),
 }
 
-const MEMBERS: [&str; 3] = ["username", "password", "tenant_id"];
+const MEMBERS: [&str; 3] = ["username", "password", "invitation"];
 
 /// Status and problem code of a defect.
 fn expected_problem(defect: &JsonDefect) -> (StatusCode, &'static str) {
@@ -346,10 +347,11 @@ fn json_noise() -> impl Strategy<Value = JsonNoise> {
         .prop_map(|(username, order, space)| JsonNoise { username, order, space })
 }
 
-/// The body and content type.
-fn broken_sign_up(defect: &JsonDefect, noise: &JsonNoise) -> (Vec<u8>, &'static str) {
+/// The body and content type. `invitation` is a valid invitation: every case is refused before it
+/// is spent, or (a taken username) gives it back.
+fn broken_sign_up(defect: &JsonDefect, noise: &JsonNoise, invitation: &str) -> (Vec<u8>, &'static str) {
     let mut members: Vec<(String, Value)> =
-        vec![("username".into(), json!(noise.username)), ("password".into(), json!(PASSWORD)), ("tenant_id".into(), json!("t-1"))];
+        vec![("username".into(), json!(noise.username)), ("password".into(), json!(PASSWORD)), ("invitation".into(), json!(invitation))];
     let mut content_type = "application/json";
     match defect {
         JsonDefect::ContentType(other) => content_type = other,
@@ -397,8 +399,9 @@ fn broken_sign_up(defect: &JsonDefect, noise: &JsonNoise) -> (Vec<u8>, &'static 
 async fn malformed_sign_ups_get_problems(db: TestDb) {
     let server = Server::start(db).await;
     server.sign_up("alice").await;
+    let invitation = server.invitation("t-1").await;
     run((json_defect(), json_noise()), async |(defect, noise)| {
-        let (body, content_type) = broken_sign_up(&defect, &noise);
+        let (body, content_type) = broken_sign_up(&defect, &noise, &invitation);
         let mut builder = server.http.post(server.url("/v1/users")).body(body.clone());
         if !content_type.is_empty() {
             builder = builder.header(CONTENT_TYPE, content_type);

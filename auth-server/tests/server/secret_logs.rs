@@ -108,6 +108,11 @@ async fn scenario(mut deployment: Deployment) {
     let added = deployment.try_cli(&["users", "add", "alice", "--claim", "tenant_id=t1"], Some(&format!("{PASSWORD}\n"))).await;
     seen.command("users add", &added, true);
     seen.secret("alice's password", PASSWORD);
+    // An invitation (its token printed once, on stdout) for bob's sign-up.
+    let invited = deployment.try_cli(&["invitations", "create", "--claim", "tenant_id=t1"], None).await;
+    seen.command("invitations create", &invited, false);
+    let invitation = String::from_utf8_lossy(&invited.stdout).trim().to_owned();
+    seen.secret("invitation", &invitation);
 
     let server = deployment
         .start(&["--key-refresh-secs", "1", "--per-ip-rps", "10000", "--login-attempts", "100"])
@@ -120,7 +125,7 @@ async fn scenario(mut deployment: Deployment) {
     seen.secret("bob's password", bob_password);
     let response = client
         .post(server.url("/v1/users"))
-        .json(&json!({ "username": "bob", "password": bob_password, "tenant_id": "t1" }))
+        .json(&json!({ "username": "bob", "password": bob_password, "invitation": invitation }))
         .send()
         .await
         .unwrap();

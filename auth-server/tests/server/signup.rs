@@ -19,7 +19,7 @@ on_both_backends!(
 async fn sign_up_creates_a_user(db: TestDb) {
     let server = Server::start(db).await;
     let response = server
-        .post_user(&json!({ "username": "  Alice ", "password": "correct horse battery staple", "tenant_id": "t-1" }))
+        .post_user(&json!({ "username": "  Alice ", "password": "correct horse battery staple", "invitation": server.invitation("t-1").await }))
         .await;
     let (status, _, body) = read_json(response).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -48,7 +48,7 @@ async fn duplicate_username_is_a_conflict(db: TestDb) {
     for name in ["bob", "BOB", "\u{ff22}ob"] {
         let response = server
             .post_user(
-                &json!({ "username": name, "password": "another password", "tenant_id": "t-2" }),
+                &json!({ "username": name, "password": "another password", "invitation": server.invitation("t-2").await }),
             )
             .await;
         let (status, headers, body) = read_json(response).await;
@@ -119,7 +119,7 @@ async fn missing_required_claim_is_refused(db: TestDb) {
         StatusCode::BAD_REQUEST,
         "input.invalid",
     );
-    assert_eq!(body["detail"], "tenant_id: is required");
+    assert_eq!(body["detail"], "tenant_id: is required and comes with an invitation");
     // Nothing was created: the name is still free.
     server.sign_up("carol").await;
 }
@@ -146,7 +146,7 @@ async fn undeclared_or_mistyped_claims_are_refused(db: TestDb) {
 
 async fn wrong_content_type_is_415(db: TestDb) {
     let server = Server::start(db).await;
-    let body = json!({ "username": "erin", "password": "correct horse battery staple", "tenant_id": "t-1" }).to_string();
+    let body = json!({ "username": "erin", "password": "correct horse battery staple", "invitation": server.invitation("t-1").await }).to_string();
     for content_type in [
         None,
         Some("text/plain"),

@@ -363,10 +363,23 @@ impl Server {
             .expect("POST /v1/users")
     }
 
-    /// Signs up `username` with `password` and tenant `t-1`; returns the new user's id.
+    /// An invitation into `tenant`, as an operator creates it (the booking spec's `tenant_id` is
+    /// set by administrators, never by the user).
+    pub async fn invitation(&self, tenant: &str) -> String {
+        let claims = json!({ "tenant_id": tenant }).as_object().expect("an object").clone();
+        self.state
+            .authority
+            .create_invitation(claims, None, auth_core::authority::DEFAULT_INVITATION_TTL, auth_core::authority::Admin::Operator)
+            .await
+            .expect("create an invitation")
+            .token
+    }
+
+    /// Signs up `username` with `password`, invited into tenant `t-1`; returns the new user's id.
     pub async fn sign_up_with(&self, username: &str, password: &str) -> String {
+        let invitation = self.invitation("t-1").await;
         let response = self
-            .post_user(&json!({ "username": username, "password": password, "tenant_id": "t-1" }))
+            .post_user(&json!({ "username": username, "password": password, "invitation": invitation }))
             .await;
         let (status, _, body) = read_json(response).await;
         assert_eq!(status, StatusCode::CREATED, "sign-up of {username}: {body}");

@@ -181,13 +181,26 @@ after(async () => {
   if (auth !== undefined) await rm(auth.dataDir, { recursive: true, force: true });
 });
 
-/** Signs up a new user of `tenant` at the auth server; returns the username. */
+/** An invitation into `tenant`, created by booking-backend through the admin API. */
+async function invite(tenant: string): Promise<string> {
+  const backend = new TokenClient({ clientId: "booking-backend", clientSecret: auth!.backendSecret, baseUrl: auth!.url });
+  const tokens = await backend.clientCredentials("users:admin");
+  const response = await fetch(`${auth!.url}/v1/admin/invitations`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${tokens.accessToken}` },
+    body: JSON.stringify({ claims: { tenant_id: tenant } }),
+  });
+  assert.equal(response.status, 201, `invitation: ${await response.clone().text()}`);
+  return ((await response.json()) as { invitation: string }).invitation;
+}
+
+/** Signs up a new user of `tenant` at the auth server, invited by the backend; returns the username. */
 async function signUp(tenant: string): Promise<string> {
   const username = `guest${++users}-${process.pid}`;
   const response = await fetch(`${auth!.url}/v1/users`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ username, password: PASSWORD, tenant_id: tenant }),
+    body: JSON.stringify({ username, password: PASSWORD, invitation: await invite(tenant) }),
   });
   assert.equal(response.status, 201, `sign-up: ${await response.clone().text()}`);
   return username;
@@ -349,9 +362,21 @@ describe("booking-api against a live auth-server", { timeout: 60_000 }, () => {
 
   test("a client-credentials token has no tenant: 403 booking.tenant_required", async () => {
     const backend = new TokenClient({ clientId: "booking-backend", clientSecret: auth!.backendSecret, baseUrl: auth!.url });
-    await backend.clientCredentials();
+    await backend.clientCredentials("bookings:read");
     assert.equal(backend.tokens!.scope, "bookings:read");
     await assertProblem(await call("/bookings", { as: backend }), 403, "booking.tenant_required");
+  });
+
+  test("a guest cannot choose a tenant at sign-up: 403 input.claim_not_settable, and no account", async () => {
+    const username = `mallory-${process.pid}`;
+    const signUp = await fetch(`${auth!.url}/v1/users`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ username, password: PASSWORD, tenant_id: "hotel-7" }),
+    });
+    await assertProblem(signUp, 403, "input.claim_not_settable");
+    const guest = new TokenClient({ clientId: "booking-web", baseUrl: auth!.url });
+    await assert.rejects(guest.login(username, PASSWORD), "no account was created");
   });
 
   test("bookings belong to the tenant: a colleague sees them, another tenant's user can neither see nor cancel them", async () => {

@@ -38,6 +38,7 @@ macro_rules! audit_columns {
 mod audit;
 mod clients;
 mod families;
+mod invitations;
 mod keys;
 mod users;
 
@@ -201,6 +202,16 @@ pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 pub(super) fn conflict_or(e: sqlx::Error, what: impl FnOnce() -> String) -> Error {
     if is_unique_violation(&e) { Error::Conflict(what()) } else { Error::from(e) }
+}
+
+/// A TEXT column holding a JSON object (users' and invitations' claims); `column` names it in the
+/// error when it holds anything else.
+pub(super) fn json_object_column(text: &str, column: impl FnOnce() -> String) -> Result<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Error::Store(format!("{} is not a JSON object", column()))),
+        Err(e) => Err(Error::Store(format!("{} is not valid JSON: {e}", column()))),
+    }
 }
 
 pub(super) fn to_i64(n: u32) -> i64 {

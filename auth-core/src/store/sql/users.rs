@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{SqlStore, conflict_or, to_i64};
+use super::{SqlStore, conflict_or, json_object_column, to_i64};
 use crate::store::{UserRecord, UserStore};
 use crate::{Error, Result};
 
@@ -57,15 +57,7 @@ fn user_from_row(row: &AnyRow) -> Result<UserRecord> {
 fn user_from_columns(row: &AnyRow, columns: &UserColumns) -> Result<UserRecord> {
     let id: String = row.try_get(columns.id)?;
     let claims_text: String = row.try_get(columns.claims)?;
-    let claims = match serde_json::from_str::<serde_json::Value>(&claims_text) {
-        Ok(serde_json::Value::Object(map)) => map,
-        Ok(_) => {
-            return Err(Error::Store(format!("users.claims of user {id} is not a JSON object")));
-        }
-        Err(e) => {
-            return Err(Error::Store(format!("users.claims of user {id} is not valid JSON: {e}")));
-        }
-    };
+    let claims = json_object_column(&claims_text, || format!("users.claims of user {id}"))?;
     Ok(UserRecord {
         username: row.try_get(columns.username)?,
         password_hash: row.try_get(columns.password_hash)?,
@@ -153,5 +145,30 @@ impl UserStore for SqlStore {
             return Err(Error::NotFound(format!("user {user_id}")));
         }
         Ok(())
+    }
+
+    async fn replace_user_claims(
+        &self,
+        user_id: &str,
+        old: &serde_json::Map<String, serde_json::Value>,
+        new: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool> {
+        // The stored text is what serde_json wrote for the map (keys sorted), so the text of the
+        // map as read is the text in the row unless the row changed since.
+        let old = serde_json::Value::Object(old.clone()).to_string();
+        let new = serde_json::Value::Object(new.clone()).to_string();
+        let done = sqlx::query("UPDATE users SET claims = $3 WHERE id = $1 AND claims = $2")
+            .bind(user_id)
+            .bind(old)
+            .bind(new)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 1 {
+            return Ok(true);
+        }
+        match self.user_by_id(user_id).await? {
+            Some(_) => Ok(false),
+            None => Err(Error::NotFound(format!("user {user_id}"))),
+        }
     }
 }

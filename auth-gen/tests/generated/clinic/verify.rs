@@ -135,14 +135,7 @@ impl Auth {
         let claims: BTreeMap<String, ClaimSpec> = spec::CUSTOM_CLAIMS
             .iter()
             .map(|(name, kind, required)| {
-                (
-                    (*name).to_owned(),
-                    ClaimSpec {
-                        kind: *kind,
-                        required: *required,
-                        description: String::new(),
-                    },
-                )
+                ((*name).to_owned(), ClaimSpec::new(*kind, *required))
             })
             .collect();
         let verifier = AccessTokenVerifier::new(

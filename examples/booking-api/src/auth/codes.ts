@@ -96,6 +96,8 @@ export type ServerErrorCode =
   | "input.invalid"
   | "input.conflict"
   | "input.not_found"
+  | "input.claim_not_settable"
+  | "invitation.invalid"
   | "spec.invalid"
   | "store.unavailable"
   | "store.error"
