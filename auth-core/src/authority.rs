@@ -18,7 +18,7 @@ use crate::password::PasswordHasher;
 use crate::random::{Entropy, random_32, random_id};
 use crate::refresh::RefreshFamilies;
 use crate::liveness::FamilyLiveness;
-use crate::ratelimit::{LimiterBackend, ScopeLimiter};
+use crate::ratelimit::LimiterBackend;
 use crate::spec::{ClientSpec, RateLimitSpec, Spec};
 use crate::store::{ClientRecord, RefreshFamily, KeyRecord, Store, UserRecord};
 use crate::tokens::{
@@ -28,8 +28,10 @@ use crate::tokens::{
 use crate::{Error, Result};
 
 mod claims;
+mod login;
 
 pub use claims::{Admin, DEFAULT_INVITATION_TTL, MAX_INVITATION_TTL, NewInvitation};
+pub use login::DEVICE_TOKEN_TTL_SECS;
 
 /// Longest accepted username, in characters (Unicode scalar values) as sent, before normalization.
 pub const MAX_USERNAME_CHARS: usize = 128;
@@ -43,6 +45,9 @@ pub struct Grant {
     pub refresh_token: Option<String>,
     /// The granted scope (space-separated).
     pub scope: String,
+    /// A new device token (password logins): presented at the user's next login from the same
+    /// device, it keeps a login allowance of its own.
+    pub device_token: Option<String>,
 }
 
 /// An active token, as introspection reports it.
@@ -124,9 +129,10 @@ impl Authority {
         }
     }
 
-    /// Limits password attempts per account to `quota` on `backend`: every attempt on an account
-    /// takes one unit of its allowance before the password is checked, so that parallel guesses
-    /// cannot slip past it; unknown usernames are limited exactly like known ones.
+    /// Limits password attempts to `quota` per account for unknown devices and per device for
+    /// devices that logged in before (see `authority/login.rs`), on `backend`: every attempt takes
+    /// one unit before the password is checked, so that parallel guesses cannot slip past it;
+    /// unknown usernames are limited exactly like known ones.
     pub fn with_login_limits(mut self, backend: Arc<dyn LimiterBackend>, quota: RateLimitSpec) -> Self {
         self.login_limits = Some(LoginLimits { backend, quota });
         self
@@ -401,7 +407,21 @@ impl Authority {
         password: &str,
         scope: Option<&str>,
     ) -> Result<Grant> {
-        self.charge_login_attempt(client.id, username).await?;
+        self.password_login(client, username, password, scope, None).await
+    }
+
+    /// The password grant from a device that may have logged in before (`device_token`, as a
+    /// previous login returned it). The client is authenticated and the request checked first, so
+    /// that a request failing them charges no account; then the attempt is charged to the
+    /// device's allowance, or to the account's for unknown devices.
+    pub async fn password_login(
+        &self,
+        client: ClientCredentials<'_>,
+        username: &str,
+        password: &str,
+        scope: Option<&str>,
+        device_token: Option<&str>,
+    ) -> Result<Grant> {
         let client_spec = self.authenticate_client(client).await?;
         Self::check_grant(client_spec, "password")?;
         let scope = Self::resolve_scope(&self.spec, client_spec, scope)?;
@@ -409,6 +429,7 @@ impl Authority {
             Ok(name) => self.store.user_by_username(&name).await?,
             Err(_) => None,
         };
+        self.charge_login_attempt(client.id, username, user.as_ref(), device_token).await?;
         // Unknown users cost the same verification as known ones (dummy hash).
         let check = self.passwords.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
         let user = match user {
@@ -436,28 +457,8 @@ impl Authority {
                 .detail(serde_json::json!({ "scope": scope, "jti": access.claims.jti })),
         )
         .await?;
-        Ok(Grant { access, refresh_token: Some(refresh_token), scope })
-    }
-
-    /// Takes one login attempt from the account's allowance, atomically in the limiter; refuses
-    /// with [`Error::TooManyAttempts`] (and a `login_locked_out` audit event) when none is left.
-    async fn charge_login_attempt(&self, client_id: &str, username: &str) -> Result<()> {
-        let Some(limits) = &self.login_limits else { return Ok(()) };
-        let account = normalize_username(username).unwrap_or_else(|_| username.to_owned());
-        let key = ScopeLimiter::key("login", &account);
-        let now_ms = self.clock.now_ms();
-        let decision = limits.backend.check(&key, limits.quota, now_ms).await?;
-        if decision.allowed {
-            return Ok(());
-        }
-        let retry_after_secs = decision.retry_after_secs().unwrap_or(1).max(1);
-        let event = AuditEvent::new(now_ms, AuditKind::LoginLockedOut)
-            .client(client_id)
-            .detail(serde_json::json!({ "retry_after_secs": decision.retry_after_secs() }));
-        if let Err(e) = self.audit(event).await {
-            tracing::warn!(error = %e, "could not record a lockout");
-        }
-        Err(Error::TooManyAttempts { retry_after_secs })
+        let device_token = Some(self.device_token(&user.id)?);
+        Ok(Grant { access, refresh_token: Some(refresh_token), scope, device_token })
     }
 
     /// The refresh-token grant: rotates the refresh token and issues a new access token. A
@@ -486,7 +487,7 @@ impl Authority {
         };
         let scope = grant_scope(family.scope.split(' ').filter(|s| !s.is_empty()), scope)?;
         let access = self.issue(&user.id, client.id, &scope, Some(family.id.clone()), &user.claims)?;
-        Ok(Grant { access, refresh_token: Some(rotation.refresh_token), scope })
+        Ok(Grant { access, refresh_token: Some(rotation.refresh_token), scope, device_token: None })
     }
 
     /// The client-credentials grant: a token whose subject is the client itself, no refresh family.
@@ -501,7 +502,7 @@ impl Authority {
                 .detail(serde_json::json!({ "scope": scope, "jti": access.claims.jti })),
         )
         .await?;
-        Ok(Grant { access, refresh_token: None, scope })
+        Ok(Grant { access, refresh_token: None, scope, device_token: None })
     }
 
     fn issue(

@@ -108,12 +108,14 @@ pub fn check_sign_up(data: &[u8]) {
     });
     let object = serde_json::from_slice::<Value>(body).ok().and_then(|v| v.as_object().cloned());
     match decoded {
-        Ok(SignUpRequest { username, password, claims }) => {
+        Ok(SignUpRequest { username, password, invitation, claims }) => {
             assert!(unique, "accepted a body that is no object with distinct names: {body:?}");
             let object = object.unwrap_or_else(|| panic!("accepted a body serde_json does not read: {body:?}"));
             assert_eq!(object.get("username"), Some(&Value::String(username)), "{body:?}");
             assert_eq!(object.get("password"), Some(&Value::String(password)), "{body:?}");
-            assert_eq!(object.len(), claims.len() + 2, "{body:?}");
+            assert_eq!(object.get("invitation"), invitation.map(Value::String).as_ref(), "{body:?}");
+            let members = claims.len() + 2 + usize::from(object.contains_key("invitation"));
+            assert_eq!(object.len(), members, "{body:?}");
             for (name, value) in &claims {
                 assert_eq!(object.get(name), Some(value), "claim {name} of {body:?}");
             }
@@ -126,7 +128,8 @@ pub fn check_sign_up(data: &[u8]) {
                     assert!(unique, "refused as invalid input but it is no object with distinct names: {body:?}");
                     let object = object.unwrap_or_default();
                     let strings = ["username", "password"].iter().all(|name| object.get(*name).is_some_and(Value::is_string));
-                    assert!(!strings, "refused although username and password are strings: {body:?}");
+                    let invitation = object.get("invitation").is_none_or(Value::is_string);
+                    assert!(!(strings && invitation), "refused although username, password (and invitation) are strings: {body:?}");
                 }
                 other => panic!("unexpected code {other}: {problem:?}"),
             }

@@ -106,6 +106,19 @@ impl KeyRing {
         self.master.id()
     }
 
+    /// Seals a small secret value under the current master key, bound to `context` (for tokens
+    /// that only this service, on any replica, must be able to read and trust), with a nonce from
+    /// `entropy`.
+    pub fn seal(&self, context: &str, plaintext: &[u8], entropy: &dyn Entropy) -> Result<Vec<u8>> {
+        self.master.seal(context, plaintext, entropy)
+    }
+
+    /// Opens what [`KeyRing::seal`] sealed with `context`, under the current or a previous master
+    /// key; `None` if none opens it (forged, corrupted, or sealed under a retired master key).
+    pub fn open(&self, context: &str, sealed: &[u8]) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        std::iter::once(&self.master).chain(&self.previous).find_map(|key| key.open(context, sealed).ok())
+    }
+
     /// Reloads the ring from the store (to pick up another replica's rotation).
     pub async fn reload(&self) -> Result<Arc<KeySnapshot>> {
         let records = self.store.list_keys().await?;

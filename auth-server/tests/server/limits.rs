@@ -13,6 +13,7 @@ use crate::support::{
 on_both_backends!(
     scope_limit_refuses_with_ratelimit_headers,
     parallel_wrong_passwords_cannot_bypass_the_backoff,
+    nobody_can_lock_the_owner_out_of_a_trusted_device,
     per_ip_limit_on_credential_endpoints
 );
 
@@ -260,6 +261,93 @@ pub(crate) async fn login_backoff_with(db: TestDb, options: Options, attempts: u
         f64::from(u32::try_from(refused + 1).unwrap()),
         "every refusal and the locked-out right password are counted: {page}"
     );
+}
+
+/// The lockout slows guessing but cannot be turned against the owner: requests that fail client
+/// authentication charge nothing, and a device that logged in before keeps its own allowance
+/// (its device token) while guesses from elsewhere exhaust the one of unknown devices.
+async fn nobody_can_lock_the_owner_out_of_a_trusted_device(db: TestDb) {
+    let server = Server::start_with(db, Options { login_attempts: 5, ..Options::default() }).await;
+    let victim = format!("victim_{}", unique_suffix());
+    let victim_id = server.sign_up(&victim).await;
+    let bystander = format!("bystander_{}", unique_suffix());
+    server.sign_up(&bystander).await;
+    let login = |username: &str, password: &str, device: Option<&str>| {
+        let mut form = vec![
+            ("grant_type", "password".to_owned()),
+            ("client_id", crate::support::WEB.to_owned()),
+            ("username", username.to_owned()),
+            ("password", password.to_owned()),
+        ];
+        if let Some(device) = device {
+            form.push(("device_token", device.to_owned()));
+        }
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let request = server.form_request("/oauth/token", &pairs);
+        async move { read_json(request.send().await.unwrap()).await }
+    };
+
+    // The owner's device logged in before: it holds a device token.
+    let (status, _, body) = login(&victim, PASSWORD, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let device = body["device_token"].as_str().expect("a device token").to_owned();
+    let (_, _, body) = login(&bystander, PASSWORD, None).await;
+    let bystander_device = body["device_token"].as_str().unwrap().to_owned();
+
+    // Requests that fail client authentication charge no account.
+    for _ in 0..10 {
+        let request = server.form_request(
+            "/oauth/token",
+            &[("grant_type", "password"), ("client_id", "no-such-client"), ("username", &victim), ("password", "guess")],
+        );
+        let (status, headers, body) = read_json(request.send().await.unwrap()).await;
+        assert_oauth_error(status, &headers, &body, StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    let (status, _, body) = login(&victim, PASSWORD, None).await;
+    assert_eq!(status, StatusCode::OK, "client failures spent nothing: {body}");
+
+    // Guesses from unknown devices exhaust the account's shared allowance ...
+    let mut refused = false;
+    for i in 0..10 {
+        let (status, _, body) = login(&victim, &format!("guess {i}"), None).await;
+        match status {
+            StatusCode::BAD_REQUEST => assert_eq!(body["error"], "invalid_grant"),
+            StatusCode::TOO_MANY_REQUESTS => {
+                refused = true;
+                break;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert!(refused, "guessing is throttled");
+    // ... so the right password from an unknown device waits too, as does a device token that is
+    // another user's, forged, or oversized ...
+    let forged = "A".repeat(90);
+    let huge = "A".repeat(300);
+    for token in [None, Some(bystander_device.as_str()), Some(forged.as_str()), Some(huge.as_str())] {
+        let (status, _, body) = login(&victim, PASSWORD, token).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{token:?}: {body}");
+    }
+    // ... but the owner's device logs in, and gets a new device token.
+    let (status, _, body) = login(&victim, PASSWORD, Some(&device)).await;
+    assert_eq!(status, StatusCode::OK, "the trusted device is not locked out: {body}");
+    let renewed = body["device_token"].as_str().unwrap();
+    assert_ne!(renewed, device);
+    let (status, _, body) = login(&victim, PASSWORD, Some(renewed)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Other accounts never shared the allowance.
+    let (status, _, _) = login(&bystander, PASSWORD, None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Lockouts name the account and the kind of device; no event stores the unknown client id.
+    let audit = server.state.authority.audit_tail(200).await.unwrap();
+    let lockouts: Vec<_> = audit.iter().filter(|e| e.kind == AuditKind::LoginLockedOut).collect();
+    assert!(!lockouts.is_empty());
+    for event in &lockouts {
+        assert_eq!(event.user_id.as_deref(), Some(victim_id.as_str()));
+        assert_eq!(event.detail["device"], "unknown");
+    }
+    assert!(audit.iter().all(|e| e.client_id.as_deref() != Some("no-such-client")), "unauthenticated client ids are not stored");
 }
 
 async fn per_ip_limit_on_credential_endpoints(db: TestDb) {

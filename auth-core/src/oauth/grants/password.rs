@@ -15,6 +15,13 @@ const PARAMETERS: &[Parameter] = &[
     },
     Parameter { name: "password", required: true, secret: true, description: "The password." },
     SCOPE,
+    Parameter {
+        name: "device_token",
+        required: false,
+        secret: true,
+        description: "The `device_token` of this device's previous login: a device that logged in before keeps a login \
+                      allowance of its own, which failed attempts from elsewhere cannot spend.",
+    },
 ];
 
 #[async_trait::async_trait]
@@ -44,6 +51,7 @@ impl TokenGrant for PasswordGrant {
     ) -> crate::Result<crate::authority::Grant> {
         let username = parameters.required("username")?;
         let password = parameters.required("password")?;
-        authority.password_grant(client, username, password, parameters.optional("scope")).await
+        let scope = parameters.optional("scope");
+        authority.password_login(client, username, password, scope, parameters.optional("device_token")).await
     }
 }

@@ -129,6 +129,12 @@ pub struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String)]
     pub refresh_token: Option<String>,
+    /// Password logins: a token that identifies this device to the account. Send it as
+    /// `device_token` with the next password login from this device: the device then keeps a
+    /// login allowance of its own, which failed attempts from elsewhere cannot spend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub device_token: Option<String>,
 }
 
 /// `POST /oauth/token`.
@@ -177,6 +183,7 @@ pub async fn token(
         expires_in: issued.access.expires_in,
         scope: issued.scope,
         refresh_token: issued.refresh_token,
+        device_token: issued.device_token,
     };
     Ok((StatusCode::OK, no_store(), Json(body)))
 }
