@@ -471,7 +471,9 @@ impl Authority {
     ) -> Result<Grant> {
         let client_spec = self.authenticate_client(client).await?;
         Self::check_grant(client_spec, "refresh_token")?;
-        let rotation = self.refresh.rotate(refresh_token, client.id).await?;
+        // A scope wider than the session's is refused before the token is rotated.
+        let admit = |family: &RefreshFamily| grant_scope(family.scope.split(' ').filter(|s| !s.is_empty()), scope).map(drop);
+        let rotation = self.refresh.rotate_if(refresh_token, client.id, admit).await?;
         let family = &rotation.family;
         if family.user_id.is_none() {
             return Err(Error::Refresh(RefreshError::Unknown));

@@ -211,6 +211,18 @@ impl RefreshFamilies {
     /// Refusals are [`Error::Refresh`]: `Unknown` (malformed or never issued), `WrongClient`,
     /// `Revoked`, `Expired`, and `Reused` (used again after the grace: the family is now revoked).
     pub async fn rotate(&self, token: &str, client_id: &str) -> Result<Rotation> {
+        self.rotate_if(token, client_id, |_| Ok(())).await
+    }
+
+    /// [`RefreshFamilies::rotate`], but `admit` sees the family of a usable, unused token first and
+    /// may refuse: a refused request (a wider scope than the session's) then spends nothing, and
+    /// the token stays the client's next one.
+    pub async fn rotate_if(
+        &self,
+        token: &str,
+        client_id: &str,
+        admit: impl FnOnce(&RefreshFamily) -> Result<()> + Send,
+    ) -> Result<Rotation> {
         let presented = RefreshSecret::parse(token).ok_or(RefreshError::Unknown)?;
         let hash = presented.hash();
         let now_ms = self.clock.now_ms();
@@ -222,6 +234,7 @@ impl RefreshFamilies {
         let record = if record.used_at.is_some() {
             record
         } else {
+            admit(&family)?;
             let successor = RefreshSecret::generate(self.entropy.as_ref())?;
             let sealed = presented.seal_successor(&successor, self.entropy.as_ref())?;
             let next = self.token_record(&successor, &family, now);

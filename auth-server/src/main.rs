@@ -228,6 +228,17 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let listen = config.listen;
     let state = open(config).await?;
     state.rotate_keys().await?;
+    // RFC 9700 section 2.4: the password grant MUST NOT be used; it stays for migrations.
+    for (id, client) in &state.spec.clients {
+        if client.allows("password") {
+            tracing::warn!(
+                client = %id,
+                "client {id} may use the password grant, which RFC 9700 (OAuth 2.0 Security BCP) section 2.4 forbids \
+                 and OAuth 2.1 drops: the user's password passes through the client; move it to a flow through the \
+                 browser when there is one"
+            );
+        }
+    }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let local = listener.local_addr()?;
     tracing::info!(

@@ -231,9 +231,10 @@ impl<'de> Deserialize<'de> for UniqueMembers {
     }
 }
 
-/// `GET /userinfo`: the user's claims (bearer).
+/// `GET` or `POST /userinfo` (OpenID Connect Core 5.3.1 asks for both): the user's claims
+/// (bearer).
 #[utoipa::path(
-    get,
+    method(get, post),
     path = "/userinfo",
     tag = "users",
     responses(

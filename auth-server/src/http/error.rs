@@ -28,6 +28,14 @@ impl ErrorFormat {
         self == Self::OAuth
     }
 
+    /// 400 for a request the server cannot take as sent (before any handler).
+    pub fn bad_request(self, code: Code, detail: &str) -> Response {
+        match self {
+            Self::OAuth => OAuthError::invalid_request(code).detail(detail).into_response(),
+            Self::Problem => Problem::new(StatusCode::BAD_REQUEST, code, "Bad request").detail(detail).into_response(),
+        }
+    }
+
     /// 503 for a request that did not complete within `timeout`.
     pub fn timeout(self, timeout: std::time::Duration) -> Response {
         let detail = format!("the request did not complete within {} s", timeout.as_secs_f64());
@@ -278,6 +286,12 @@ impl Problem {
 
     /// 401 for a missing or rejected bearer token (RFC 6750 section 3).
     pub fn invalid_token(code: Code) -> Self {
+        // RFC 6750 section 3.1: a request that carried no token gets a challenge without an error
+        // code; the problem body still says `token.missing`.
+        if code == Code::TokenMissing {
+            return Self::new(StatusCode::UNAUTHORIZED, code, "The access token is missing or invalid")
+                .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{code}\"");
         let value = HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer error=\"invalid_token\""));
         Self::new(StatusCode::UNAUTHORIZED, code, "The access token is missing or invalid")

@@ -24,7 +24,9 @@ pub mod wellknown;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use auth_core::Code;
 use axum::Router;
+use axum::http::{HeaderValue, Method, StatusCode, Version, header};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::handler::Handler as _;
 use axum::middleware::{Next, from_fn_with_state};
@@ -127,7 +129,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         }
         None => router,
     };
-    let around = |format| from_fn_with_state(Around { state: state.clone(), format }, around_every_request);
+    let around = |format| from_fn_with_state(Around { state: state.clone(), format, personal: false }, around_every_request);
+    // Answers about a user (claims, sessions) are never stored by caches.
+    let personal = |format| from_fn_with_state(Around { state: state.clone(), format, personal: true }, around_every_request);
 
     let (routers, api) = Areas::new().split();
     let wellknown = routers.wellknown.with_state(Arc::new(wellknown::WellKnown::new(state.clone())));
@@ -136,8 +140,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(limited(routers.credentials, ErrorFormat::OAuth).layer(around(ErrorFormat::OAuth)))
         .merge(routers.introspection.layer(around(ErrorFormat::OAuth)))
-        .merge(limited(routers.sign_up, ErrorFormat::Problem).layer(around(ErrorFormat::Problem)))
-        .merge(routers.account.layer(around(ErrorFormat::Problem)))
+        .merge(limited(routers.sign_up, ErrorFormat::Problem).layer(personal(ErrorFormat::Problem)))
+        .merge(routers.account.layer(personal(ErrorFormat::Problem)))
         .merge(wellknown.layer(around(ErrorFormat::Problem)))
         .merge(routers.ops.layer(around(ErrorFormat::Problem)))
         .merge(document.layer(around(ErrorFormat::Problem)))
@@ -151,6 +155,25 @@ pub fn router(state: Arc<AppState>) -> Router {
 struct Around {
     state: Arc<AppState>,
     format: ErrorFormat,
+    /// Whether the answers concern a user (`Cache-Control: no-store` on every one).
+    personal: bool,
+}
+
+/// The method as a metric label: one of the standard methods, else `OTHER` (a client may send any
+/// token as a method; each would be a new series).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "OTHER",
+    }
 }
 
 /// What is done around every request, in one layer (it runs on every request):
@@ -165,29 +188,45 @@ struct Around {
 ///   token state from introspection (RFC 7662) must not be stored: the handlers set
 ///   `Cache-Control: no-store` and `Pragma: no-cache` on their own answers; this sets them on the
 ///   ones made around a handler as well (per-IP refusals, 405, the deadline's 503).
-/// - **Metrics** of every request by its matched route, method and status, with its latency.
+/// - **Metrics** of every request by its matched route, method and status, with its latency;
+///   every label comes from a bounded set (matched routes, standard methods, status codes).
+/// - **HTTP/1.1 framing.** A request without exactly one `Host` header is refused with 400 (RFC
+///   9112 section 3.2); a 413 closes the connection and says so (`Connection: close`), since the
+///   rest of the body was not read.
+/// - **`X-Content-Type-Options: nosniff`** on every answer, and `Cache-Control: no-store` on the
+///   answers about a user (sign-up, userinfo, sessions, the admin API).
 async fn around_every_request(State(around): State<Around>, request: Request, next: Next) -> Response {
-    let Around { state, format } = around;
+    let Around { state, format, personal } = around;
     // Shared handles, not copies.
     let route = request.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let method = request.method().clone();
+    let method = method_label(request.method());
+    let http1 = request.version() <= Version::HTTP_11;
     let started = std::time::Instant::now();
     let timeout = state.config.request_timeout;
-    let mut response = match tokio::time::timeout(timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::warn!(route, timeout_secs = timeout.as_secs_f64(), "request not completed in time; answered 503");
-            format.timeout(timeout).into_response()
+    let hosts = request.headers().get_all(header::HOST).iter().count();
+    let mut response = if request.version() == Version::HTTP_11 && hosts != 1 {
+        format.bad_request(Code::RequestInvalidHost, "an HTTP/1.1 request has exactly one Host header")
+    } else {
+        match tokio::time::timeout(timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => {
+                tracing::warn!(route, timeout_secs = timeout.as_secs_f64(), "request not completed in time; answered 503");
+                format.timeout(timeout).into_response()
+            }
         }
     };
-    if format.no_store() {
-        let headers = response.headers_mut();
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if format.no_store() || personal {
         for (name, value) in error::no_store() {
             headers.insert(name, value);
         }
     }
-    state.metrics.record(route, method.as_str(), response.status().as_str(), started.elapsed());
+    if http1 && response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    state.metrics.record(route, method, response.status().as_str(), started.elapsed());
     response
 }
 

@@ -104,7 +104,7 @@ reusable_responses! {
     ProblemBadRequest => problem("Invalid input");
     /// 401 on bearer endpoints.
     BearerUnauthorized => problem("The access token is missing, invalid, expired, or its session has ended")
-        .header("WWW-Authenticate", string_header("`Bearer error=\"invalid_token\", error_description=\"<code>\"`"));
+        .header("WWW-Authenticate", string_header("`Bearer error=\"invalid_token\", error_description=\"<code>\"`; plain `Bearer` when no token was sent"));
     /// 403 as a problem.
     ProblemForbidden => problem("Not allowed: a claim the user cannot set (`input.claim_not_settable`), an invitation that cannot be used (`invitation.invalid`), or a token without an admin scope (`auth.insufficient_scope`)");
     /// 404 as a problem.
@@ -378,6 +378,7 @@ mod tests {
             "post /oauth/introspect",
             "post /v1/users",
             "get /userinfo",
+            "post /userinfo",
             "get /v1/sessions",
             "delete /v1/sessions/{sid}",
             "post /v1/logout",
@@ -394,7 +395,7 @@ mod tests {
         ] {
             assert!(documented.contains(expected), "{expected} is not documented: {documented:?}");
         }
-        assert_eq!(documented.len(), 18, "{documented:?}");
+        assert_eq!(documented.len(), 19, "{documented:?}");
     }
 
     #[test]

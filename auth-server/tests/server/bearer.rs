@@ -16,7 +16,8 @@ on_both_backends!(
     logout_all_ends_every_session_of_the_user,
 );
 
-/// An RFC 6750 section 3 refusal: 401, problem+json, `WWW-Authenticate: Bearer error="invalid_token"`.
+/// An RFC 6750 section 3 refusal: 401, problem+json, `WWW-Authenticate: Bearer error="invalid_token"`
+/// (plain `Bearer` when no token was sent).
 #[track_caller]
 fn assert_invalid_token(
     status: StatusCode,
@@ -26,6 +27,11 @@ fn assert_invalid_token(
 ) {
     assert_problem(status, headers, body, StatusCode::UNAUTHORIZED, code);
     let challenge = header(headers, "www-authenticate");
+    if code == "token.missing" {
+        // RFC 6750 section 3.1: no token sent, no error code in the challenge.
+        assert_eq!(challenge, "Bearer");
+        return;
+    }
     assert!(
         challenge.starts_with("Bearer error=\"invalid_token\""),
         "{challenge}"
@@ -56,6 +62,13 @@ async fn userinfo_answers_the_users_claims(db: TestDb) {
         .get(server.url("/userinfo"))
         .header("authorization", format!("bearer {}", tokens.access));
     assert_eq!(response.send().await.unwrap().status(), StatusCode::OK);
+    // Personal data: never stored by caches, never sniffed.
+    assert_eq!(header(&headers, "cache-control"), "no-store");
+    assert_eq!(header(&headers, "x-content-type-options"), "nosniff");
+    // POST answers the same (OpenID Connect Core 5.3.1).
+    let response = server.http.post(server.url("/userinfo")).bearer_auth(&tokens.access).send().await.unwrap();
+    let (status, _, posted) = read_json(response).await;
+    assert_eq!((status, &posted), (StatusCode::OK, &body));
 }
 
 async fn missing_garbage_and_expired_tokens_are_401(db: TestDb) {

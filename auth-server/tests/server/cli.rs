@@ -59,6 +59,11 @@ async fn operator_commands_manage_users_clients_keys_and_audit() {
 
     // Disabling a user ends its sessions: the live refresh token stops working.
     let server = deployment.start(&[]).await;
+    // The booking spec's web client may use the password grant: the server says what RFC 9700
+    // thinks of it, once per such client, and not of the others.
+    let log = server.log();
+    assert!(log.contains("client booking-web may use the password grant") && log.contains("RFC 9700"), "{log}");
+    assert!(!log.contains("client booking-backend may use the password grant"), "{log}");
     let client = http_client();
     let login: Value = client
         .post(server.url("/oauth/token"))

@@ -16,6 +16,7 @@ mod client_library;
 mod discovery;
 mod faults;
 mod grants;
+mod hardening;
 mod limits;
 mod malformed_bodies;
 mod master_key;

@@ -125,5 +125,6 @@ async fn unknown_route_and_wrong_method_are_problems(db: TestDb) {
         StatusCode::METHOD_NOT_ALLOWED,
         "route.method_not_allowed",
     );
-    assert_eq!(header(&headers, "allow"), "GET,HEAD");
+    // GET and POST (OpenID Connect Core 5.3.1), and HEAD with GET.
+    assert_eq!(header(&headers, "allow"), "GET,HEAD,POST");
 }

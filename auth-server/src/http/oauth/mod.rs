@@ -124,7 +124,8 @@ pub async fn revoke(
 pub struct IntrospectionResponse {
     /// Whether the token is live.
     pub active: bool,
-    /// `Bearer` (access token) or `refresh_token`.
+    /// `Bearer` for an access token; absent for a refresh token (RFC 7662 section 2.2 ties the
+    /// member to RFC 6749 access token types).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String)]
     pub token_type: Option<&'static str>,
@@ -198,9 +199,11 @@ impl From<Introspection> for IntrospectionResponse {
                     claims: custom,
                 }
             }
+            // RFC 7662 section 2.2 ties `token_type` to RFC 6749's access token types; a refresh
+            // token has none, so the member is left out.
             Introspection::Refresh { family, expires_at } => Self {
                 active: true,
-                token_type: Some("refresh_token"),
+                token_type: None,
                 client_id: Some(family.client_id),
                 scope: Some(family.scope),
                 sub: family.user_id,

@@ -81,10 +81,13 @@ export interface ActiveAccessToken {
   readonly [claim: string]: unknown;
 }
 
-/** RFC 7662 answer for an active refresh token. */
+/**
+ * RFC 7662 answer for an active refresh token. It has no `token_type` (RFC 7662 ties the member to
+ * RFC 6749 access token types), which tells it from an access token.
+ */
 export interface ActiveRefreshToken {
   readonly active: true;
-  readonly token_type: "refresh_token";
+  readonly token_type?: undefined;
   readonly client_id: string;
   readonly scope: string;
   readonly sub: string;

@@ -86,6 +86,7 @@ export type ServerErrorCode =
   | "request.client_id_mismatch"
   | "request.unidentified_peer"
   | "request.timeout"
+  | "request.invalid_host"
   | "ratelimit.per_ip"
   | "ratelimit.exceeded"
   | "ratelimit.backend"

@@ -1,0 +1,128 @@
+//! Findings of an outside attack, each replayed through real HTTP (a raw socket where a client
+//! library would not send the request): metric labels from invented methods, HTTP/1.1 `Host`
+//! rules, headers of refused and personal answers, and a refresh asking for more scope.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::support::{Server, TestDb, Tokens, assert_oauth_error, header, read_json};
+
+on_both_backends!(
+    invented_methods_add_no_metric_series,
+    http11_requests_need_exactly_one_host,
+    refused_bodies_close_the_connection_and_answers_are_not_sniffed,
+    a_wider_refresh_scope_is_refused_before_the_token_is_spent,
+);
+
+/// Sends raw bytes on a new connection; returns what came back until the server closed it or
+/// went quiet.
+async fn raw(server: &Server, request: &[u8]) -> String {
+    let addr = server.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+async fn invented_methods_add_no_metric_series(db: TestDb) {
+    let server = Server::start(db).await;
+    let before = server.metrics().await;
+    for i in 0..50 {
+        let request = format!("MADEUP{i} /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer = raw(&server, request.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    }
+    let after = server.metrics().await;
+    assert!(!after.contains("MADEUP"), "a method as sent became a label");
+    let series = |page: &str| page.lines().filter(|l| l.starts_with("http_requests_total{")).count();
+    // One new series at most: route /healthz, method OTHER, status 405.
+    assert!(series(&after) <= series(&before) + 2, "{} -> {}", series(&before), series(&after));
+    assert!(after.contains("method=\"OTHER\""), "{after}");
+}
+
+async fn http11_requests_need_exactly_one_host(db: TestDb) {
+    let server = Server::start(db).await;
+    let none = raw(&server, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert!(none.starts_with("HTTP/1.1 400"), "{none}");
+    assert!(none.contains("request.invalid_host"), "{none}");
+    let two = raw(&server, b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n").await;
+    assert!(two.starts_with("HTTP/1.1 400"), "{two}");
+    let oauth = raw(&server, b"POST /oauth/token HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+    assert!(oauth.starts_with("HTTP/1.1 400") && oauth.contains("\"error\":\"invalid_request\""), "{oauth}");
+    let one = raw(&server, b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+    assert!(one.starts_with("HTTP/1.1 200"), "{one}");
+    // HTTP/1.0 has no Host requirement.
+    let old = raw(&server, b"GET /healthz HTTP/1.0\r\n\r\n").await;
+    assert!(old.starts_with("HTTP/1.0 200") || old.starts_with("HTTP/1.1 200"), "{old}");
+}
+
+async fn refused_bodies_close_the_connection_and_answers_are_not_sniffed(db: TestDb) {
+    let server = Server::start(db).await;
+    let huge = format!("grant_type=password&username=a&password={}", "x".repeat(70 * 1024));
+    let response = server
+        .http
+        .post(server.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    let (status, headers, _) = read_json(response).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(header(&headers, "connection"), "close");
+    for path in ["/healthz", "/.well-known/jwks.json", "/openapi.json", "/no-such-route"] {
+        let response = server.get(path).await;
+        assert_eq!(header(response.headers(), "x-content-type-options"), "nosniff", "{path}");
+    }
+    // Sign-up answers concern a user: not stored.
+    let response = server.post_user(&serde_json::json!({ "username": "x" })).await;
+    assert_eq!(header(response.headers(), "cache-control"), "no-store");
+}
+
+async fn a_wider_refresh_scope_is_refused_before_the_token_is_spent(db: TestDb) {
+    let server = Server::start(db).await;
+    server.sign_up("alice").await;
+    let (status, _, body) = read_json(
+        server
+            .post_form(
+                "/oauth/token",
+                &[
+                    ("grant_type", "password"),
+                    ("client_id", crate::support::WEB),
+                    ("username", "alice"),
+                    ("password", crate::support::PASSWORD),
+                    ("scope", "bookings:read"),
+                ],
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let tokens = Tokens::from_body(&body);
+    let wider = server
+        .post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", crate::support::WEB),
+                ("refresh_token", &tokens.refresh),
+                ("scope", "bookings:read bookings:write"),
+            ],
+        )
+        .await;
+    let (status, headers, body) = read_json(wider).await;
+    assert_oauth_error(status, &headers, &body, StatusCode::BAD_REQUEST, "invalid_scope");
+    // The token was not spent: its next use rotates normally, long after any reuse grace.
+    let (status, _, body) = read_json(server.refresh(&tokens.refresh).await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["scope"], "bookings:read");
+}
