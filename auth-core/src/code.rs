@@ -82,6 +82,7 @@ codes! {
     RequestTimeout = "request.timeout": "The request was not completed within the server's deadline.",
     RequestInvalidHost = "request.invalid_host": "An HTTP/1.1 request without exactly one `Host` header (RFC 9112 section 3.2).",
     RatelimitPerIp = "ratelimit.per_ip": "The per-address limit of the credential endpoints is exhausted; retry after `Retry-After`.",
+    RatelimitSignUp = "ratelimit.sign_up": "The spec's sign-up limit for this address is exhausted; retry after `Retry-After`.",
     RatelimitExceeded = "ratelimit.exceeded": "The limit of one of the token's scopes is exhausted.",
     RatelimitBackend = "ratelimit.backend": "The rate-limit backend (Redis) failed.",
     RouteNotFound = "route.not_found": "No such route.",

@@ -158,6 +158,12 @@ pub enum Error {
         /// Seconds until an attempt is admitted again.
         retry_after_secs: u64,
     },
+    /// Too many sign-ups from one source address (the spec's `sign_up.per_source`).
+    #[error("too many sign-ups from this address; retry in {retry_after_secs} s")]
+    TooManySignUps {
+        /// Seconds until a sign-up is admitted again.
+        retry_after_secs: u64,
+    },
     /// A required request parameter is absent or empty.
     #[error("the parameter `{0}` is required")]
     MissingParameter(&'static str),
@@ -219,6 +225,7 @@ impl Error {
             Self::UnauthorizedGrant(_) => Code::AuthUnauthorizedGrant,
             Self::InvalidScope(_) => Code::AuthInvalidScope,
             Self::TooManyAttempts { .. } => Code::AuthTooManyAttempts,
+            Self::TooManySignUps { .. } => Code::RatelimitSignUp,
             Self::MissingParameter(_) => Code::RequestMissingParameter,
             Self::Invalid { .. } => Code::InputInvalid,
             Self::ClaimNotSettable(_) => Code::InputClaimNotSettable,

@@ -235,6 +235,31 @@ pub struct RateLimitSpec {
     pub per: Seconds,
 }
 
+/// `[sign_up]`: limits on creating accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignUpPolicy {
+    /// Sign-ups admitted per source address (`POST /v1/users`). Default 20 an hour, at once or spread.
+    #[serde(default = "SignUpPolicy::default_per_source")]
+    pub per_source: RateLimitSpec,
+}
+
+impl SignUpPolicy {
+    fn default_per_source() -> RateLimitSpec {
+        RateLimitSpec { burst: 20, per: Seconds(3600) }
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Default for SignUpPolicy {
+    fn default() -> Self {
+        Self { per_source: Self::default_per_source() }
+    }
+}
+
 /// `[scopes."name"]`: a scope that tokens may carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -494,6 +519,9 @@ pub struct Spec {
     /// OAuth clients.
     #[serde(default)]
     pub clients: BTreeMap<String, ClientSpec>,
+    /// `[sign_up]`: limits on creating accounts.
+    #[serde(default, skip_serializing_if = "SignUpPolicy::is_default")]
+    pub sign_up: SignUpPolicy,
 }
 
 impl Spec {
@@ -540,6 +568,7 @@ impl Spec {
             scopes,
             claims: BTreeMap::new(),
             clients,
+            sign_up: SignUpPolicy::default(),
         }
     }
 
@@ -564,6 +593,10 @@ impl Spec {
         }
         for (id, client) in &self.clients {
             self.validate_client(id, client)?;
+        }
+        let per_source = self.sign_up.per_source;
+        if per_source.burst == 0 || per_source.per.0 == 0 {
+            return Err(SpecError::invalid("sign_up.per_source", "burst and per must be at least 1 and 1s"));
         }
         Ok(())
     }

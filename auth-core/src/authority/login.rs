@@ -96,4 +96,17 @@ impl Authority {
         }
         Err(Error::TooManyAttempts { retry_after_secs })
     }
+
+    /// Takes one sign-up from the allowance of `source` (the client's address; the spec's
+    /// `sign_up.per_source`), on the login limits' backend; [`Error::TooManySignUps`] when none is
+    /// left. Without login limits configured, every sign-up is admitted.
+    pub async fn admit_sign_up(&self, source: std::net::IpAddr) -> Result<()> {
+        let Some(limits) = &self.login_limits else { return Ok(()) };
+        let key = ScopeLimiter::key("sign-up", &source.to_string());
+        let decision = limits.backend.check(&key, self.spec.sign_up.per_source, self.clock.now_ms()).await?;
+        if decision.allowed {
+            return Ok(());
+        }
+        Err(Error::TooManySignUps { retry_after_secs: decision.retry_after_secs().unwrap_or(1).max(1) })
+    }
 }

@@ -5,12 +5,13 @@
 //! In the HTTP API a "session" is what a user sees as one login: a refresh family in auth-core
 //! (`sid` is the family's id).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use auth_core::{Code, Error};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -60,8 +61,16 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
 )]
 pub async fn sign_up(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: SignUpRequest,
 ) -> Result<(StatusCode, Json<Account>), Problem> {
+    // The spec's per-address sign-up limit, on top of the per-IP request limit.
+    if let Err(e) = state.authority.admit_sign_up(peer.ip()).await {
+        if matches!(e, Error::TooManySignUps { .. }) {
+            state.metrics.rate_limited.with_label_values(&["sign_up"]).inc();
+        }
+        return Err(e.into());
+    }
     let SignUpRequest { username, password, invitation, claims } = body;
     let user = state.authority.sign_up(&username, &password, claims, invitation.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(Account::from(user))))

@@ -195,7 +195,7 @@ impl From<Error> for OAuthError {
             Error::UnauthorizedGrant(_) => Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", code),
             Error::InvalidScope(scope) => Self::new(StatusCode::BAD_REQUEST, "invalid_scope", code).detail(scope),
             Error::MissingParameter(name) => Self::invalid_request(code).detail(name),
-            Error::TooManyAttempts { retry_after_secs } => {
+            Error::TooManyAttempts { retry_after_secs } | Error::TooManySignUps { retry_after_secs } => {
                 Self::new(StatusCode::TOO_MANY_REQUESTS, "invalid_request", code)
                     .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after_secs))
             }
@@ -314,6 +314,10 @@ impl From<Error> for Problem {
             Error::Token(t) => Self::invalid_token(t.code()),
             Error::Invalid { field, message } => {
                 Self::new(StatusCode::BAD_REQUEST, code, "Invalid input").detail(format!("{field}: {message}"))
+            }
+            Error::TooManySignUps { retry_after_secs } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, code, "Too many sign-ups from this address")
+                    .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after_secs))
             }
             Error::ClaimNotSettable(name) => Self::new(StatusCode::FORBIDDEN, code, "A claim the user cannot set")
                 .detail(format!("{name}: is set by an administrator or an invitation")),

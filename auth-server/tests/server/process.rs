@@ -51,7 +51,8 @@ pub fn booking_spec(edits: &[(&str, &str)]) -> String {
 pub fn cheap_booking_spec(edits: &[(&str, &str)]) -> String {
     let mut all = vec![("memory_kib = 19456\niterations = 2", "memory_kib = 4096\niterations = 1")];
     all.extend_from_slice(edits);
-    booking_spec(&all)
+    // Every test signs up from 127.0.0.1.
+    booking_spec(&all) + "\n[sign_up]\nper_source = { burst = 100000, per = \"1h\" }\n"
 }
 
 /// A name no other test of this run (or of a concurrent run) uses.

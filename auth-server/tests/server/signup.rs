@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::json;
 
-use crate::support::{Server, TestDb, assert_problem, read_json};
+use crate::support::{Options, Server, TestDb, assert_problem, header, metric_value, read_json};
 
 on_both_backends!(
     sign_up_creates_a_user,
@@ -14,6 +14,7 @@ on_both_backends!(
     undeclared_or_mistyped_claims_are_refused,
     wrong_content_type_is_415,
     malformed_json_is_400,
+    sign_ups_from_one_address_are_limited_by_the_spec,
 );
 
 async fn sign_up_creates_a_user(db: TestDb) {
@@ -206,4 +207,25 @@ async fn malformed_json_is_400(db: TestDb) {
         StatusCode::PAYLOAD_TOO_LARGE,
         "request.too_large",
     );
+}
+
+/// The spec's `sign_up.per_source` (3 an hour here): the fourth sign-up from one address waits,
+/// whatever the per-IP request limit allows; accounts made before are unaffected.
+async fn sign_ups_from_one_address_are_limited_by_the_spec(db: TestDb) {
+    let server = Server::start_with(db, Options { sign_ups_per_hour: 3, ..Options::default() }).await;
+    for name in ["one", "two", "three"] {
+        server.sign_up(name).await;
+    }
+    let invitation = server.invitation("t-1").await;
+    let (status, headers, body) = read_json(
+        server.post_user(&json!({ "username": "four", "password": "correct horse battery staple", "invitation": invitation })).await,
+    )
+    .await;
+    assert_problem(status, &headers, &body, StatusCode::TOO_MANY_REQUESTS, "ratelimit.sign_up");
+    let retry: u64 = header(&headers, "retry-after").parse().expect("Retry-After in seconds");
+    assert!((1..=1200).contains(&retry), "one sign-up comes back every 20 minutes: {retry}");
+    assert!(server.state.authority.user_by_username("four").await.unwrap().is_none());
+    server.login("one").await;
+    let page = server.metrics().await;
+    assert_eq!(metric_value(&page, "auth_rate_limit_rejections_total", &["limit=\"sign_up\""]), 1.0, "{page}");
 }

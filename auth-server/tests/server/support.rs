@@ -199,6 +199,8 @@ pub struct Options {
     pub per_ip_burst: u32,
     /// Redis for the rate limits; in memory when `None`.
     pub redis_url: Option<String>,
+    /// The spec's sign-ups per source address per hour.
+    pub sign_ups_per_hour: u32,
 }
 
 impl Default for Options {
@@ -210,6 +212,7 @@ impl Default for Options {
             login_attempts: 100,
             per_ip_burst: 10_000,
             redis_url: None,
+            sign_ups_per_hour: 100_000,
         }
     }
 }
@@ -238,6 +241,8 @@ fn spec_text(issuer: &str, options: &Options) -> String {
         );
         text = text.replace(&from, &to);
     }
+    // Every test signs up from 127.0.0.1.
+    text.push_str(&format!("\n[sign_up]\nper_source = {{ burst = {}, per = \"1h\" }}\n", options.sign_ups_per_hour));
     text
 }
 

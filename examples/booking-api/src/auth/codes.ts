@@ -88,6 +88,7 @@ export type ServerErrorCode =
   | "request.timeout"
   | "request.invalid_host"
   | "ratelimit.per_ip"
+  | "ratelimit.sign_up"
   | "ratelimit.exceeded"
   | "ratelimit.backend"
   | "route.not_found"
