@@ -228,6 +228,20 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let listen = config.listen;
     let state = open(config).await?;
     state.rotate_keys().await?;
+    // A claim made required after users signed up locks those users out of every verifier. The
+    // count reads every user, so it runs beside serving rather than before it.
+    let counting = state.clone();
+    tokio::spawn(async move {
+        match counting.authority.users_lacking_required_claims().await {
+            Ok(0) => {}
+            Ok(lacking) => tracing::warn!(
+                lacking,
+                "{lacking} user(s) lack a claim the spec requires and have no default for it: their tokens will \
+                 be refused until `auth-server users set-claim` (or a claim `default`) fills it"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not count users lacking a required claim"),
+        }
+    });
     // RFC 9700 section 2.4: the password grant MUST NOT be used; it stays for migrations.
     for (id, client) in &state.spec.clients {
         if client.allows("password") {

@@ -124,3 +124,29 @@ async fn a_key_refresh_beyond_the_spec_margins_is_warned_about() {
     let response = http_client().get(server.url("/healthz")).send().await.expect("GET /healthz");
     assert_eq!(response.status(), StatusCode::OK, "a warning, not a refusal");
 }
+
+/// A claim made required after users signed up: `check` and the start log count the users that
+/// lack it (their tokens would be refused everywhere); a `default` fills it and silences both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_lacking_a_newly_required_claim_are_counted() {
+    let spec = cheap_booking_spec(&[]);
+    let deployment = Deployment::sqlite(&spec);
+    deployment.cli(&["users", "add", "alice", "--claim", "tenant_id=t1"], Some(&format!("{PASSWORD}\n"))).await;
+    let check = deployment.cli(&["check"], None).await;
+    assert!(!check.contains("lack a claim"), "{check}");
+
+    std::fs::write(&deployment.spec_path, format!("{spec}\n[claims.tier]\ntype = \"string\"\nrequired = true\n")).unwrap();
+    let check = deployment.cli(&["check"], None).await;
+    assert!(check.contains("warning: 1 user(s) lack a claim the spec requires"), "{check}");
+    let server = deployment.start(&[]).await;
+    let started = std::time::Instant::now();
+    while !server.log().contains("1 user(s) lack a claim the spec requires") {
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{}", server.log());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(server);
+
+    std::fs::write(&deployment.spec_path, format!("{spec}\n[claims.tier]\ntype = \"string\"\nrequired = true\ndefault = \"standard\"\n")).unwrap();
+    let check = deployment.cli(&["check"], None).await;
+    assert!(!check.contains("lack a claim"), "the default fills it: {check}");
+}
