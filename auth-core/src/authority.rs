@@ -326,7 +326,11 @@ impl Authority {
     /// Registers a client of the spec. Confidential clients get a new random secret, returned once
     /// and stored only as a SHA-256 hash (256-bit random secrets need no slow hash).
     pub async fn register_client(&self, id: &str) -> Result<Option<String>> {
-        let spec = self.client_spec(id)?;
+        let spec = self.spec.clients.get(id).ok_or_else(|| {
+            let known: Vec<&str> = self.spec.clients.keys().map(String::as_str).collect();
+            let shown: String = id.chars().take(64).collect();
+            Error::invalid("client", format!("{shown:?} is not a client of the spec; its clients: {}", known.join(", ")))
+        })?;
         let secret = if spec.public {
             None
         } else {

@@ -4,6 +4,32 @@
 // A command-line tool: printing its results is its job.
 #![allow(clippy::print_stdout)]
 
+/// `println!` through [`emit`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        emit(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Writes to standard output. When the reader has gone (`auth-gen ... | head`), the rest of the
+/// output is dropped and the command goes on to its own exit code (a `--check` that finds drift
+/// still fails); any other write error is reported once on standard error.
+fn emit(text: &str) {
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static CLOSED: AtomicBool = AtomicBool::new(false);
+    if CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        CLOSED.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("auth-gen: writing to standard output: {e}");
+        }
+    }
+}
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -85,7 +111,7 @@ fn main() -> ExitCode {
         Command::Init { out, force } => init(&out, force),
         Command::Check { spec } => match auth_core::spec::Spec::load(&spec) {
             Ok(parsed) => {
-                println!("{}: ok, spec hash {}", spec.display(), parsed.hash());
+                out!("{}: ok, spec hash {}", spec.display(), parsed.hash());
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -111,7 +137,7 @@ fn init(out: &Path, force: bool) -> ExitCode {
     }
     match std::fs::write(out, auth_gen::STARTER_SPEC) {
         Ok(()) => {
-            println!("wrote {}; check it with `auth-gen check --spec {}`", out.display(), out.display());
+            out!("wrote {}; check it with `auth-gen check --spec {}`", out.display(), out.display());
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -126,19 +152,19 @@ fn run_generate(spec: &Path, target: Target, out: &Path, check: bool) -> Result<
     let generated = generate::generate(spec, target)?;
     let changes = generate::compare(out, &generated)?;
     let verb = if check { "checking" } else { "generating" };
-    println!(
+    out!(
         "auth-gen {verb} {target} module for {} (spec hash {}) in {}",
         spec.display(),
         generated.manifest.spec_hash,
         out.display()
     );
-    print!("{}", changes.summary());
+    emit(&changes.summary());
     if check {
         if changes.is_empty() {
-            println!("up to date");
+            out!("up to date");
             return Ok(ExitCode::SUCCESS);
         }
-        println!("drift: {} differs from what the spec generates; run without --check to update it", out.display());
+        out!("drift: {} differs from what the spec generates; run without --check to update it", out.display());
         return Ok(ExitCode::FAILURE);
     }
     generate::write(out, &generated, &changes)?;
@@ -158,7 +184,7 @@ fn fixtures(command: FixturesCommand) -> ExitCode {
     match command {
         FixturesCommand::Record { spec, out } => match runtime.block_on(fixtures::record::record(&spec, &out)) {
             Ok(dir) => {
-                println!("recorded {}", dir.display());
+                out!("recorded {}", dir.display());
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -186,9 +212,9 @@ fn fixtures(command: FixturesCommand) -> ExitCode {
             let reports: Vec<_> =
                 folders.iter().map(|dir| runtime.block_on(fixtures::replay::replay_folder(dir))).collect();
             if json {
-                println!("{}", serde_json::to_string_pretty(&reports).unwrap_or_default());
+                out!("{}", serde_json::to_string_pretty(&reports).unwrap_or_default());
             } else {
-                print!("{}", fixtures::replay::render(&reports));
+                emit(&fixtures::replay::render(&reports));
             }
             if reports.iter().any(fixtures::replay::FolderReport::is_breaking) {
                 eprintln!("auth-gen: replay found breaking differences");

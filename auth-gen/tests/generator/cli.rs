@@ -230,3 +230,28 @@ fn broken_specs_get_the_servers_errors_and_nothing_is_written() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(text(&missing).1.contains("cannot read spec nope.toml"), "{:?}", text(&missing));
 }
+
+/// `auth-gen generate --check | head -1`: the reader goes away early; the command neither panics
+/// nor loses its verdict (drift still exits 1, up to date 0).
+#[test]
+fn a_closed_standard_output_does_not_change_the_verdict() {
+    let spec = repo().join("fixtures/specs/booking.toml");
+    let up_to_date = repo().join("examples/booking-api/src/auth");
+    let missing = scratch_dir("cli-closed-stdout").join("nowhere");
+    for (out, expected) in [(up_to_date, 0), (missing, 1)] {
+        let mut child = std::process::Command::new(crate::support::AUTH_GEN)
+            .args(["generate", "--spec", spec.to_str().unwrap(), "--target", "typescript", "--out"])
+            .arg(&out)
+            .arg("--check")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the reading end at once, before the first line is written.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(expected), "{}: {stderr}", out.display());
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

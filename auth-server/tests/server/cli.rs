@@ -56,6 +56,8 @@ async fn operator_commands_manage_users_clients_keys_and_audit() {
     assert!(clients.contains("booking-backend\tconfidential") && !clients.contains(&secret), "{clients}");
     let unknown = deployment.try_cli(&["clients", "add", "not-in-the-spec"], None).await;
     assert!(!unknown.status.success());
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    assert!(said.contains("\"not-in-the-spec\" is not a client of the spec; its clients: booking-backend, booking-web"), "{said}");
 
     // Disabling a user ends its sessions: the live refresh token stops working.
     let server = deployment.start(&[]).await;
