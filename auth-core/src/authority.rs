@@ -282,22 +282,15 @@ impl Authority {
             return self.create_account(&normalized, password, claims, serde_json::json!({ "by": "sign_up" })).await;
         };
         let invitation = self.take_invitation(token, &normalized).await?;
-        let created = match self.new_user_claims(claims, Some(&invitation)) {
-            Ok(claims) => {
-                let how = serde_json::json!({ "by": "invitation", "invited_by": invitation.created_by });
-                self.create_account(&normalized, password, claims, how).await
-            }
-            Err(e) => Err(e),
-        };
+        let created = async {
+            let claims = self.new_user_claims(claims, Some(&invitation))?;
+            let how = serde_json::json!({ "by": "invitation", "invited_by": invitation.created_by });
+            self.create_account(&normalized, password, claims, how).await
+        }
+        .await;
         match created {
             Ok(user) => {
-                let names: Vec<&String> = invitation.claims.keys().collect();
-                self.audit(
-                    AuditEvent::new(self.clock.now_ms(), AuditKind::InvitationUsed)
-                        .user(&user.id)
-                        .detail(serde_json::json!({ "claims": names, "by": invitation.created_by, "joined": false })),
-                )
-                .await?;
+                self.audit_invitation_used(&user.id, &invitation, false).await?;
                 Ok(user)
             }
             Err(e) => {
@@ -429,11 +422,14 @@ impl Authority {
         let client_spec = self.authenticate_client(client).await?;
         Self::check_grant(client_spec, "password")?;
         let scope = Self::resolve_scope(&self.spec, client_spec, scope)?;
-        let user = match normalize_username(username) {
-            Ok(name) => self.store.user_by_username(&name).await?,
+        let normalized = normalize_username(username);
+        let user = match &normalized {
+            Ok(name) => self.store.user_by_username(name).await?,
             Err(_) => None,
         };
-        self.charge_login_attempt(client.id, username, user.as_ref(), device_token).await?;
+        // A name the rules refuse is charged as sent: it is no account, but still a guess.
+        let account = normalized.as_deref().unwrap_or(username);
+        self.charge_login_attempt(client.id, account, user.as_ref(), device_token).await?;
         // Unknown users cost the same verification as known ones (dummy hash).
         let check = self.passwords.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
         let user = match user {

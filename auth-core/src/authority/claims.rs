@@ -17,7 +17,7 @@ use super::{Authority, base64_url, hash_secret, normalize_username};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::UnixSeconds;
 use crate::random::random_32;
-use crate::spec::ClaimSetter;
+use crate::spec::{ClaimSetter, ClaimSpec};
 use crate::store::{InvitationRecord, UserRecord};
 use crate::{Error, Result};
 
@@ -59,21 +59,28 @@ pub struct NewInvitation {
 }
 
 impl Authority {
-    /// Checks a claim value against its declaration: declared, of its type and within bounds.
-    fn check_claim(&self, name: &str, value: &Value) -> Result<()> {
-        let spec = self
-            .spec
-            .claims
-            .get(name)
-            .ok_or_else(|| Error::invalid(name, "is not a claim declared in the spec"))?;
-        spec.kind.check(value).map_err(|why| Error::invalid(name, why))
+    /// The spec's declaration of claim `name`.
+    fn declared_claim(&self, name: &str) -> Result<&ClaimSpec> {
+        self.spec.claims.get(name).ok_or_else(|| Error::invalid(name, "is not a claim declared in the spec"))
+    }
+
+    /// Checks a claim value against its declaration: declared, of its type and within bounds;
+    /// returns the declaration.
+    fn check_claim(&self, name: &str, value: &Value) -> Result<&ClaimSpec> {
+        let declared = self.declared_claim(name)?;
+        declared.kind.check(value).map_err(|why| Error::invalid(name, why))?;
+        Ok(declared)
+    }
+
+    /// [`Self::check_claim`] for each of `claims`.
+    fn check_claims(&self, claims: &Map<String, Value>) -> Result<()> {
+        claims.iter().try_for_each(|(name, value)| self.check_claim(name, value).map(drop))
     }
 
     /// Checks the claims a user sends at sign-up: each declared, settable by the user, well-typed.
     pub(super) fn check_sent_claims(&self, claims: &Map<String, Value>) -> Result<()> {
         for (name, value) in claims {
-            self.check_claim(name, value)?;
-            if self.spec.claims.get(name).is_some_and(|c| c.set_by != ClaimSetter::User) {
+            if self.check_claim(name, value)?.set_by != ClaimSetter::User {
                 return Err(Error::ClaimNotSettable(name.clone()));
             }
         }
@@ -109,9 +116,7 @@ impl Authority {
     pub async fn add_user(&self, username: &str, password: &str, claims: Map<String, Value>) -> Result<UserRecord> {
         let username = normalize_username(username)?;
         self.passwords.check_policy(password)?;
-        for (name, value) in &claims {
-            self.check_claim(name, value)?;
-        }
+        self.check_claims(&claims)?;
         let claims = self.new_user_claims(claims, None)?;
         self.create_account(&username, password, claims, serde_json::json!({ "by": "operator" })).await
     }
@@ -121,15 +126,10 @@ impl Authority {
     /// all apply (each re-reads and retries); the new claims reach tokens at the next refresh.
     pub async fn set_user_claims(&self, user_id: &str, changes: &Map<String, Value>, by: Admin<'_>) -> Result<UserRecord> {
         for (name, value) in changes {
-            if value.is_null() {
-                if self.spec.claims.get(name).is_some_and(|c| c.required) {
-                    return Err(Error::invalid(name.clone(), "is required and cannot be removed"));
-                }
-                if !self.spec.claims.contains_key(name) {
-                    return Err(Error::invalid(name.clone(), "is not a claim declared in the spec"));
-                }
-            } else {
+            if !value.is_null() {
                 self.check_claim(name, value)?;
+            } else if self.declared_claim(name)?.required {
+                return Err(Error::invalid(name.clone(), "is required and cannot be removed"));
             }
         }
         let user = self.change_claims(user_id, changes).await?;
@@ -176,9 +176,7 @@ impl Authority {
         if claims.is_empty() {
             return Err(Error::invalid("claims", "must set at least one claim"));
         }
-        for (name, value) in &claims {
-            self.check_claim(name, value)?;
-        }
+        self.check_claims(&claims)?;
         if ttl.is_zero() || ttl > MAX_INVITATION_TTL {
             return Err(Error::invalid("expires_in", format!("must be 1 s to {} s", MAX_INVITATION_TTL.as_secs())));
         }
@@ -235,14 +233,19 @@ impl Authority {
                 return Err(e);
             }
         };
+        self.audit_invitation_used(user_id, &invitation, true).await?;
+        Ok(user)
+    }
+
+    /// The `invitation_used` audit event: at sign-up (`joined` false) or by a signed-in user.
+    pub(super) async fn audit_invitation_used(&self, user_id: &str, invitation: &InvitationRecord, joined: bool) -> Result<()> {
         let names: Vec<&String> = invitation.claims.keys().collect();
         self.audit(
             AuditEvent::new(self.clock.now_ms(), AuditKind::InvitationUsed)
                 .user(user_id)
-                .detail(serde_json::json!({ "claims": names, "by": invitation.created_by, "joined": true })),
+                .detail(serde_json::json!({ "claims": names, "by": invitation.created_by, "joined": joined })),
         )
-        .await?;
-        Ok(user)
+        .await
     }
 
     /// How many users lack a claim that the spec requires (a claim made required after they

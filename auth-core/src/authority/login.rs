@@ -15,7 +15,7 @@
 //! SHA-256 of the normalized username (or of the device token), so their size does not depend on
 //! what was sent and unknown names cost the same as known ones.
 
-use super::{Authority, base64_url, hash_secret, normalize_username};
+use super::{Authority, base64_url, hash_secret};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::random::OsEntropy;
 use crate::ratelimit::ScopeLimiter;
@@ -55,12 +55,13 @@ impl Authority {
     }
 
     /// Takes one login attempt from the allowance of the device (`device`, a device token of
-    /// `user`) or, for unknown devices, of the account; refuses with [`Error::TooManyAttempts`]
-    /// (and a `login_locked_out` audit event) when none is left.
+    /// `user`) or, for unknown devices, of the account (`account`, the normalized username);
+    /// refuses with [`Error::TooManyAttempts`] (and a `login_locked_out` audit event) when none is
+    /// left.
     pub(super) async fn charge_login_attempt(
         &self,
         client_id: &str,
-        username: &str,
+        account: &str,
         user: Option<&UserRecord>,
         device: Option<&str>,
     ) -> Result<()> {
@@ -71,10 +72,7 @@ impl Authority {
         };
         let key = match device {
             Some(token) if trusted => ScopeLimiter::key("login-device", &hash_secret(token)),
-            _ => {
-                let account = normalize_username(username).unwrap_or_else(|_| username.to_owned());
-                ScopeLimiter::key("login", &hash_secret(&account))
-            }
+            _ => ScopeLimiter::key("login", &hash_secret(account)),
         };
         let now_ms = self.clock.now_ms();
         let decision = limits.backend.check(&key, limits.quota, now_ms).await?;
