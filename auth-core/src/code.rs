@@ -80,6 +80,7 @@ codes! {
     RequestClientIdMismatch = "request.client_id_mismatch": "The form's `client_id` differs from the Basic credentials'.",
     RequestUnidentifiedPeer = "request.unidentified_peer": "The client's address cannot be determined for the per-IP limit.",
     RequestTimeout = "request.timeout": "The request was not completed within the server's deadline.",
+    RequestBodyTimeout = "request.body_timeout": "The request's body did not arrive within the body-read timeout.",
     RequestInvalidHost = "request.invalid_host": "An HTTP/1.1 request without exactly one `Host` header (RFC 9112 section 3.2).",
     RatelimitPerIp = "ratelimit.per_ip": "The per-address limit of the credential endpoints is exhausted; retry after `Retry-After`.",
     RatelimitSignUp = "ratelimit.sign_up": "The spec's sign-up limit for this address is exhausted; retry after `Retry-After`.",

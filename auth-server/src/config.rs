@@ -58,6 +58,20 @@ pub struct ServerArgs {
     /// stops answering mid-query).
     #[arg(long, env = "AUTH_REQUEST_TIMEOUT_SECS", default_value_t = 10, global = true)]
     pub request_timeout_secs: u64,
+    /// Seconds a client has to send a request's headers, counted from the connection's start or
+    /// from the first byte of a later request; a slower sender is disconnected.
+    #[arg(long, env = "AUTH_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, global = true)]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request's body has to arrive once its headers are in (408 after).
+    #[arg(long, env = "AUTH_BODY_READ_TIMEOUT_SECS", default_value_t = 5, global = true)]
+    pub body_read_timeout_secs: u64,
+    /// Seconds a kept-alive connection may stay idle between requests before it is closed.
+    #[arg(long, env = "AUTH_IDLE_TIMEOUT_SECS", default_value_t = 60, global = true)]
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; one accepted beyond is closed at once (keep the process's
+    /// open-file limit above this).
+    #[arg(long, env = "AUTH_MAX_CONNECTIONS", default_value_t = 1000, global = true)]
+    pub max_connections: usize,
     /// Login attempts allowed per account per minute (burst; refills evenly).
     #[arg(long, env = "AUTH_LOGIN_ATTEMPTS", default_value_t = 5, global = true)]
     pub login_attempts: u32,
@@ -100,6 +114,12 @@ impl ServerArgs {
             key_refresh: Duration::from_secs(self.key_refresh_secs.max(1)),
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
             session_cache: Duration::from_secs(self.session_cache_secs),
+            connections: ConnectionLimits {
+                header_read: Duration::from_secs(self.header_read_timeout_secs.max(1)),
+                body_read: Duration::from_secs(self.body_read_timeout_secs.max(1)),
+                idle: Duration::from_secs(self.idle_timeout_secs.max(1)),
+                max_connections: self.max_connections.max(1),
+            },
         }
     }
 }
@@ -152,6 +172,22 @@ pub struct ServerConfig {
     /// and bearer endpoints (revocations are seen at once, see `auth_core::sessions`); zero reads
     /// the database on every request.
     pub session_cache: Duration,
+    /// How long a connection may take over each part of a request, and how many are served.
+    pub connections: ConnectionLimits,
+}
+
+/// What a connection may hold: the bounds against clients that send slowly or not at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Time to send a request's headers, from the connection's start (first request) or from the
+    /// first byte of the request (later ones).
+    pub header_read: Duration,
+    /// Time for a request's body to arrive once its headers are in.
+    pub body_read: Duration,
+    /// Time a connection may wait for its next request.
+    pub idle: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
 }
 
 impl ServerConfig {
@@ -214,6 +250,15 @@ mod tests {
         assert_eq!(config.key_refresh, Duration::from_secs(30));
         assert_eq!(config.session_cache, Duration::from_secs(2));
         assert_eq!(config.request_timeout, Duration::from_secs(10));
+        assert_eq!(
+            config.connections,
+            ConnectionLimits {
+                header_read: Duration::from_secs(10),
+                body_read: Duration::from_secs(5),
+                idle: Duration::from_secs(60),
+                max_connections: 1000,
+            }
+        );
         assert!(config.master_key.key.is_none() && config.spec.is_none());
     }
 }

@@ -27,6 +27,11 @@ pub struct Metrics {
     pub session_cache_in_use: IntGauge,
     /// `auth_session_cache_entries`, the sessions remembered.
     pub session_cache_entries: IntGauge,
+    /// `http_connections_open`.
+    pub connections_open: IntGauge,
+    /// `http_connections_dropped_total{reason}`: connections the server closed on a client
+    /// (`header_read_timeout`, `idle_timeout`, `over_capacity`).
+    pub connections_dropped: IntCounterVec,
 }
 
 impl Metrics {
@@ -61,6 +66,11 @@ impl Metrics {
             "1 while session liveness is answered from memory (0: configured off, or the feed of revoked sessions is down)",
         )?;
         let session_cache_entries = IntGauge::new("auth_session_cache_entries", "Sessions whose liveness is remembered")?;
+        let connections_open = IntGauge::new("http_connections_open", "Connections being served")?;
+        let connections_dropped = IntCounterVec::new(
+            Opts::new("http_connections_dropped_total", "Connections closed by the server on a slow, idle or surplus client"),
+            &["reason"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(tokens_issued.clone()))?;
@@ -71,6 +81,8 @@ impl Metrics {
         registry.register(Box::new(limiter_fallbacks.clone()))?;
         registry.register(Box::new(session_cache_in_use.clone()))?;
         registry.register(Box::new(session_cache_entries.clone()))?;
+        registry.register(Box::new(connections_open.clone()))?;
+        registry.register(Box::new(connections_dropped.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -83,6 +95,8 @@ impl Metrics {
             limiter_fallbacks,
             session_cache_in_use,
             session_cache_entries,
+            connections_open,
+            connections_dropped,
         })
     }
 

@@ -11,6 +11,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tower_governor::GovernorError;
+
+use super::connections::BodyTimedOut;
 use utoipa::ToSchema;
 
 /// The error format of a group of routes.
@@ -208,15 +210,28 @@ impl From<Error> for OAuthError {
     }
 }
 
-/// A body that could not be read: too large (413) or broken off (400).
+/// A body that could not be read: too large (413), too slow (408) or broken off (400).
 impl From<BytesRejection> for OAuthError {
     fn from(rejection: BytesRejection) -> Self {
-        Self::new(rejection.status(), "invalid_request", body_code(&rejection))
+        let (status, code, _) = body_refusal(&rejection);
+        Self::new(status, "invalid_request", code)
     }
 }
 
-fn body_code(rejection: &BytesRejection) -> Code {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { Code::RequestTooLarge } else { Code::RequestMalformed }
+/// The status, code and title of a body that could not be read.
+fn body_refusal(rejection: &BytesRejection) -> (StatusCode, Code, &'static str) {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(error) = cause {
+        if error.is::<BodyTimedOut>() {
+            return (StatusCode::REQUEST_TIMEOUT, Code::RequestBodyTimeout, "The request body did not arrive in time");
+        }
+        cause = error.source();
+    }
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        (StatusCode::PAYLOAD_TOO_LARGE, Code::RequestTooLarge, "The request body is too large")
+    } else {
+        (rejection.status(), Code::RequestMalformed, "The request body could not be read")
+    }
 }
 
 impl IntoResponse for OAuthError {
@@ -338,15 +353,11 @@ impl From<Error> for Problem {
     }
 }
 
-/// A body that could not be read: too large (413) or broken off (400).
+/// A body that could not be read: too large (413), too slow (408) or broken off (400).
 impl From<BytesRejection> for Problem {
     fn from(rejection: BytesRejection) -> Self {
-        let title = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            "The request body is too large"
-        } else {
-            "The request body could not be read"
-        };
-        Self::new(rejection.status(), body_code(&rejection), title)
+        let (status, code, title) = body_refusal(&rejection);
+        Self::new(status, code, title)
     }
 }
 

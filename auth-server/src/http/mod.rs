@@ -14,6 +14,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod oauth;
@@ -21,11 +22,11 @@ pub mod openapi;
 pub mod ops;
 pub mod wellknown;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use auth_core::Code;
 use axum::Router;
+use axum::body::{Body, HttpBody as _};
 use axum::http::{HeaderValue, Method, StatusCode, Version, header};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::handler::Handler as _;
@@ -37,6 +38,7 @@ use tower_governor::key_extractor::PeerIpKeyExtractor;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+use self::connections::BodyDeadline;
 use self::error::ErrorFormat;
 use crate::background::spawn_background;
 use crate::state::AppState;
@@ -193,6 +195,8 @@ fn method_label(method: &Method) -> &'static str {
 /// - **HTTP/1.1 framing.** A request without exactly one `Host` header is refused with 400 (RFC
 ///   9112 section 3.2); a 413 closes the connection and says so (`Connection: close`), since the
 ///   rest of the body was not read.
+/// - **A body deadline.** A body must arrive within `body_read` of the request's head; a slower
+///   one is answered 408 in the group's format, and the connection closed.
 /// - **`X-Content-Type-Options: nosniff`** on every answer, and `Cache-Control: no-store` on the
 ///   answers about a user (sign-up, userinfo, sessions, the admin API).
 async fn around_every_request(State(around): State<Around>, request: Request, next: Next) -> Response {
@@ -205,6 +209,12 @@ async fn around_every_request(State(around): State<Around>, request: Request, ne
     let started = std::time::Instant::now();
     let timeout = state.config.request_timeout;
     let hosts = request.headers().get_all(header::HOST).iter().count();
+    let request = if request.body().is_end_stream() {
+        request
+    } else {
+        let within = state.config.connections.body_read;
+        request.map(|body| Body::new(BodyDeadline::new(body, within)))
+    };
     let mut response = if request.version() == Version::HTTP_11 && hosts != 1 {
         format.bad_request(Code::RequestInvalidHost, "an HTTP/1.1 request has exactly one Host header")
     } else {
@@ -223,18 +233,20 @@ async fn around_every_request(State(around): State<Around>, request: Request, ne
             headers.insert(name, value);
         }
     }
-    if http1 && response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if http1 && matches!(response.status(), StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) {
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     state.metrics.record(route, method, response.status().as_str(), started.elapsed());
     response
 }
 
-/// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.
+/// Serves until SIGTERM or Ctrl-C, then drains in-flight requests (see [`connections`] for the
+/// bounds on each connection).
 pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     let background = spawn_background(state.clone());
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    let limits = state.config.connections;
+    let metrics = state.metrics.clone();
+    connections::serve(listener, router(state), limits, metrics, shutdown_signal()).await;
     background.abort();
     Ok(())
 }

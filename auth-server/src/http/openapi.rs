@@ -89,6 +89,8 @@ reusable_responses! {
     );
     /// 401 on `/oauth/*`: the client failed to authenticate.
     OAuthUnauthorized => oauth_error("`invalid_client`").header("WWW-Authenticate", string_header("`Basic realm=\"auth\"`"));
+    /// 408 on `/oauth/*`.
+    OAuthRequestTimeout => oauth_error("The body did not arrive within the body-read timeout (`invalid_request`, `request.body_timeout`); the connection is closed");
     /// 413 on `/oauth/*`.
     OAuthPayloadTooLarge => oauth_error("The body exceeds 64 KiB (`invalid_request`, `request.too_large`)");
     /// 415 on `/oauth/*`.
@@ -111,6 +113,8 @@ reusable_responses! {
     ProblemNotFound => problem("Not found");
     /// 409 as a problem.
     ProblemConflict => problem("Already exists");
+    /// 408 as a problem.
+    ProblemRequestTimeout => problem("The body did not arrive within the body-read timeout (`request.body_timeout`); the connection is closed");
     /// 413 as a problem.
     ProblemPayloadTooLarge => problem("The body exceeds 64 KiB (`request.too_large`)");
     /// 415 as a problem.
@@ -149,10 +153,17 @@ shared_refusals! {
     OAuthFormRefusals => [
         ("400", OAuthBadRequest),
         ("401", OAuthUnauthorized),
+        ("408", OAuthRequestTimeout),
         ("413", OAuthPayloadTooLarge),
         ("415", OAuthUnsupportedMediaType),
         ("500", OAuthServerError),
         ("503", OAuthUnavailable),
+    ];
+    /// What every endpoint taking a JSON body may refuse it with.
+    JsonBodyRefusals => [
+        ("408", ProblemRequestTimeout),
+        ("413", ProblemPayloadTooLarge),
+        ("415", ProblemUnsupportedMediaType),
     ];
     /// What every bearer endpoint may refuse with.
     BearerRefusals => [
@@ -178,9 +189,9 @@ shared_refusals! {
     components(
         schemas(OAuthErrorBody, ProblemBody),
         responses(
-            OAuthBadRequest, OAuthUnauthorized, OAuthPayloadTooLarge, OAuthUnsupportedMediaType,
+            OAuthBadRequest, OAuthUnauthorized, OAuthRequestTimeout, OAuthPayloadTooLarge, OAuthUnsupportedMediaType,
             OAuthTooManyRequests, OAuthServerError, OAuthUnavailable, ProblemBadRequest,
-            BearerUnauthorized, ProblemForbidden, ProblemNotFound, ProblemConflict, ProblemPayloadTooLarge,
+            BearerUnauthorized, ProblemForbidden, ProblemNotFound, ProblemConflict, ProblemRequestTimeout, ProblemPayloadTooLarge,
             ProblemUnsupportedMediaType, BearerTooManyRequests, ProblemTooManyRequests,
             ProblemServerError, ProblemUnavailable,
         )

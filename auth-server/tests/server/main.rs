@@ -13,6 +13,7 @@ mod bearer;
 mod claims;
 mod cli;
 mod client_library;
+mod connections;
 mod discovery;
 mod faults;
 mod grants;

@@ -201,6 +201,8 @@ pub struct Options {
     pub redis_url: Option<String>,
     /// The spec's sign-ups per source address per hour.
     pub sign_ups_per_hour: u32,
+    /// The bounds on connections; the flags' defaults when `None`.
+    pub connections: Option<auth_server::config::ConnectionLimits>,
 }
 
 impl Default for Options {
@@ -213,6 +215,7 @@ impl Default for Options {
             per_ip_burst: 10_000,
             redis_url: None,
             sign_ups_per_hour: 100_000,
+            connections: None,
         }
     }
 }
@@ -285,6 +288,9 @@ impl Server {
         config.database_url.clone_from(&db.database_url);
         config.redis_url = options.redis_url.clone();
         config.password_workers = 2;
+        if let Some(connections) = options.connections {
+            config.connections = connections;
+        }
         config.per_ip_burst = options.per_ip_burst;
         config.per_ip_period = Duration::from_secs(60);
         config.login_attempts = RateLimitSpec {

@@ -86,6 +86,7 @@ export type ServerErrorCode =
   | "request.client_id_mismatch"
   | "request.unidentified_peer"
   | "request.timeout"
+  | "request.body_timeout"
   | "request.invalid_host"
   | "ratelimit.per_ip"
   | "ratelimit.sign_up"
