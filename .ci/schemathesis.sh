@@ -98,7 +98,7 @@ client_secret="$("$binary" clients add "$client_id" | tail -n 1)"
 # The booking spec's tenant_id comes with an invitation (users cannot choose it).
 invitation="$("$binary" invitations create --claim tenant_id=hotel-7 2>/dev/null)"
 
-"$binary" serve --per-ip-rps 100000 --login-attempts 100000 >"$work/server.log" 2>&1 &
+"$binary" serve --per-ip-rps 100000 --login-attempts 100000 --login-failures-per-source 100000 >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 600); do
   if curl -fsS "$base/healthz" >/dev/null 2>&1; then break; fi

@@ -31,7 +31,7 @@ mod claims;
 mod login;
 
 pub use claims::{Admin, DEFAULT_INVITATION_TTL, MAX_INVITATION_TTL, NewInvitation};
-pub use login::DEVICE_TOKEN_TTL_SECS;
+pub use login::{DEVICE_TOKEN_TTL_SECS, PasswordLogin, source_key};
 
 /// Longest accepted username, in characters (Unicode scalar values) as sent, before normalization.
 pub const MAX_USERNAME_CHARS: usize = 128;
@@ -95,12 +95,21 @@ pub struct Authority {
     login_limits: Option<LoginLimits>,
 }
 
-/// Per-account login attempts: a quota per normalized username, on a limiter backend (the one the
-/// scope limits use, so that replicas sharing Redis share it too).
+/// Login limits on a limiter backend (the one the scope limits use, so that replicas sharing
+/// Redis share them too).
 #[derive(Debug, Clone)]
 struct LoginLimits {
     backend: Arc<dyn LimiterBackend>,
-    quota: RateLimitSpec,
+    quotas: LoginQuotas,
+}
+
+/// The login limits' quotas (see `authority/login.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginQuotas {
+    /// Password attempts per account for unknown devices, and per trusted device.
+    pub attempts: RateLimitSpec,
+    /// Failed logins per source address (an IPv6 /64) across all accounts, from unknown devices.
+    pub source_failures: RateLimitSpec,
 }
 
 impl Authority {
@@ -129,12 +138,13 @@ impl Authority {
         }
     }
 
-    /// Limits password attempts to `quota` per account for unknown devices and per device for
-    /// devices that logged in before (see `authority/login.rs`), on `backend`: every attempt takes
-    /// one unit before the password is checked, so that parallel guesses cannot slip past it;
-    /// unknown usernames are limited exactly like known ones.
-    pub fn with_login_limits(mut self, backend: Arc<dyn LimiterBackend>, quota: RateLimitSpec) -> Self {
-        self.login_limits = Some(LoginLimits { backend, quota });
+    /// Limits password attempts to `quotas.attempts` per account for unknown devices and per
+    /// device for devices that logged in before, and failed logins from unknown devices to
+    /// `quotas.source_failures` per source address (see `authority/login.rs`), on `backend`. Every
+    /// attempt takes one unit before the password is checked, so that parallel guesses cannot
+    /// slip past it; unknown usernames are limited exactly like known ones.
+    pub fn with_login_limits(mut self, backend: Arc<dyn LimiterBackend>, quotas: LoginQuotas) -> Self {
+        self.login_limits = Some(LoginLimits { backend, quotas });
         self
     }
 
@@ -404,37 +414,31 @@ impl Authority {
         password: &str,
         scope: Option<&str>,
     ) -> Result<Grant> {
-        self.password_login(client, username, password, scope, None).await
+        self.password_login(client, PasswordLogin { username, password, scope, ..PasswordLogin::default() }).await
     }
 
-    /// The password grant from a device that may have logged in before (`device_token`, as a
-    /// previous login returned it). The client is authenticated and the request checked first, so
-    /// that a request failing them charges no account; then the attempt is charged to the
-    /// device's allowance, or to the account's for unknown devices.
-    pub async fn password_login(
-        &self,
-        client: ClientCredentials<'_>,
-        username: &str,
-        password: &str,
-        scope: Option<&str>,
-        device_token: Option<&str>,
-    ) -> Result<Grant> {
+    /// The password grant as a client sent it, from a device that may have logged in before and
+    /// from a known source address. The client is authenticated and the request checked first,
+    /// so that a request failing them charges nothing; then the source's budget of failures is
+    /// read and the attempt charged (see `authority/login.rs`).
+    pub async fn password_login(&self, client: ClientCredentials<'_>, login: PasswordLogin<'_>) -> Result<Grant> {
         let client_spec = self.authenticate_client(client).await?;
         Self::check_grant(client_spec, "password")?;
-        let scope = Self::resolve_scope(&self.spec, client_spec, scope)?;
-        let normalized = normalize_username(username);
+        let scope = Self::resolve_scope(&self.spec, client_spec, login.scope)?;
+        let normalized = normalize_username(login.username);
         let user = match &normalized {
             Ok(name) => self.store.user_by_username(name).await?,
             Err(_) => None,
         };
         // A name the rules refuse is charged as sent: it is no account, but still a guess.
-        let account = normalized.as_deref().unwrap_or(username);
-        self.charge_login_attempt(client.id, account, user.as_ref(), device_token).await?;
+        let account = normalized.as_deref().unwrap_or(login.username);
+        let attempt = self.charge_login_attempt(client.id, account, user.as_ref(), &login).await?;
         // Unknown users cost the same verification as known ones (dummy hash).
-        let check = self.passwords.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+        let check = self.passwords.verify(login.password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
         let user = match user {
             Some(user) if check.valid && !user.disabled => user,
             other => {
+                self.charge_login_failure(&attempt).await;
                 let mut event = AuditEvent::new(self.clock.now_ms(), AuditKind::LoginFailed).client(client.id);
                 if let Some(user) = &other {
                     event = event.user(&user.id);
@@ -443,6 +447,7 @@ impl Authority {
                 return Err(Error::InvalidCredentials);
             }
         };
+        let password = login.password;
         if check.needs_rehash {
             let hash = self.passwords.hash(password).await?;
             self.store.set_password_hash(&user.id, &hash).await?;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use auth_core::authority::LoginQuotas;
 use auth_core::spec::{RateLimitSpec, Seconds, Spec};
 use clap::{Args, Parser};
 
@@ -75,6 +76,10 @@ pub struct ServerArgs {
     /// Login attempts allowed per account per minute (burst; refills evenly).
     #[arg(long, env = "AUTH_LOGIN_ATTEMPTS", default_value_t = 5, global = true)]
     pub login_attempts: u32,
+    /// Failed logins allowed per source address (an IPv6 /64) per hour across all accounts, from
+    /// devices that have not logged in before (burst; refills evenly).
+    #[arg(long, env = "AUTH_LOGIN_FAILURES_PER_SOURCE", default_value_t = 30, global = true)]
+    pub login_failures_per_source: u32,
     /// Requests per second allowed per client IP on credential endpoints (also the burst).
     #[arg(long, env = "AUTH_PER_IP_RPS", default_value_t = 50, global = true)]
     pub per_ip_rps: u32,
@@ -110,7 +115,10 @@ impl ServerArgs {
                 .max(1),
             per_ip_burst: per_ip_rps,
             per_ip_period: Duration::from_micros(1_000_000 / u64::from(per_ip_rps)),
-            login_attempts: RateLimitSpec { burst: self.login_attempts.max(1), per: Seconds(60) },
+            login: LoginQuotas {
+                attempts: RateLimitSpec { burst: self.login_attempts.max(1), per: Seconds(60) },
+                source_failures: RateLimitSpec { burst: self.login_failures_per_source.max(1), per: Seconds(3600) },
+            },
             key_refresh: Duration::from_secs(self.key_refresh_secs.max(1)),
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
             session_cache: Duration::from_secs(self.session_cache_secs),
@@ -161,8 +169,8 @@ pub struct ServerConfig {
     pub per_ip_burst: u32,
     /// Replenish period of the per-IP limit.
     pub per_ip_period: Duration,
-    /// Login attempts per account: burst and refill window.
-    pub login_attempts: RateLimitSpec,
+    /// Login attempts per account or trusted device, and failed logins per source address.
+    pub login: LoginQuotas,
     /// How often rotation runs and other replicas' key changes are picked up.
     pub key_refresh: Duration,
     /// How long a request may take before it is answered 503: bounds the wait on a database that
@@ -246,7 +254,8 @@ mod tests {
         assert_eq!(config.redis_prefix, "auth:rl:");
         assert_eq!(config.per_ip_burst, 50);
         assert_eq!(config.per_ip_period, Duration::from_millis(20));
-        assert_eq!(config.login_attempts, RateLimitSpec { burst: 5, per: Seconds(60) });
+        assert_eq!(config.login.attempts, RateLimitSpec { burst: 5, per: Seconds(60) });
+        assert_eq!(config.login.source_failures, RateLimitSpec { burst: 30, per: Seconds(3600) });
         assert_eq!(config.key_refresh, Duration::from_secs(30));
         assert_eq!(config.session_cache, Duration::from_secs(2));
         assert_eq!(config.request_timeout, Duration::from_secs(10));

@@ -105,7 +105,7 @@ pub async fn build_state(
     let authority = Arc::new(
         Authority::new(spec.clone(), store, clock.clone(), entropy, keys, passwords)
             .with_liveness_cache(config.session_cache)
-            .with_login_limits(backend, config.login_attempts),
+            .with_login_limits(backend, config.login),
     );
     Ok(Arc::new(AppState { authority, spec, limiter, fallback, config, metrics, clock }))
 }

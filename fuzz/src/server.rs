@@ -93,7 +93,8 @@ impl Harness {
         // Limits far beyond what a run sends: a 429 is the limiter working, not a finding.
         config.per_ip_burst = 1_000_000_000;
         config.per_ip_period = Duration::from_millis(1);
-        config.login_attempts = RateLimitSpec { burst: 1_000_000_000, per: Seconds(1) };
+        config.login.attempts = RateLimitSpec { burst: 1_000_000_000, per: Seconds(1) };
+        config.login.source_failures = RateLimitSpec { burst: 1_000_000_000, per: Seconds(1) };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

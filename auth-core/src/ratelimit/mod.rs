@@ -268,6 +268,10 @@ pub trait LimiterBackend: Send + Sync + fmt::Debug {
     /// admitted.
     async fn check(&self, key: &str, quota: RateLimitSpec, now_ms: UnixMillis) -> Result<RateDecision>;
 
+    /// The state of `key` under `quota` at `now_ms`, consuming nothing: whether a request would be
+    /// admitted now. For budgets charged only after the fact (failed logins), read before.
+    async fn peek(&self, key: &str, quota: RateLimitSpec, now_ms: UnixMillis) -> Result<RateDecision>;
+
     /// Decides one request against several distinct keys, all-or-nothing: when every key admits it,
     /// each is charged; when any refuses, none is. Decisions come back in the order of `checks`;
     /// keys that would have admitted the request report their unconsumed state.
@@ -384,6 +388,12 @@ impl MemoryLimiter {
         Ok(decisions)
     }
 
+    /// The synchronous core of [`LimiterBackend::peek`].
+    pub fn peek_now(&self, key: &str, quota: RateLimitSpec, now_ms: UnixMillis) -> RateDecision {
+        let shard = self.lock(self.shard_of(key));
+        Gcra::new(quota).peek(shard.tats.get(key).copied(), now_us(now_ms))
+    }
+
     /// The synchronous core of [`LimiterBackend::check`].
     pub fn check_now(&self, key: &str, quota: RateLimitSpec, now_ms: UnixMillis) -> RateDecision {
         let now = now_us(now_ms);
@@ -401,6 +411,10 @@ impl MemoryLimiter {
 impl LimiterBackend for MemoryLimiter {
     async fn check(&self, key: &str, quota: RateLimitSpec, now_ms: UnixMillis) -> Result<RateDecision> {
         Ok(self.check_now(key, quota, now_ms))
+    }
+
+    async fn peek(&self, key: &str, quota: RateLimitSpec, now_ms: UnixMillis) -> Result<RateDecision> {
+        Ok(self.peek_now(key, quota, now_ms))
     }
 
     async fn check_many(&self, checks: &[(&str, RateLimitSpec)], now_ms: UnixMillis) -> Result<Vec<RateDecision>> {
@@ -494,6 +508,10 @@ impl FallbackLimiter {
 impl LimiterBackend for FallbackLimiter {
     async fn check(&self, key: &str, quota: RateLimitSpec, now_ms: UnixMillis) -> Result<RateDecision> {
         self.decide(now_ms, self.primary.check(key, quota, now_ms), |m| Ok(m.check_now(key, quota, now_ms))).await
+    }
+
+    async fn peek(&self, key: &str, quota: RateLimitSpec, now_ms: UnixMillis) -> Result<RateDecision> {
+        self.decide(now_ms, self.primary.peek(key, quota, now_ms), |m| Ok(m.peek_now(key, quota, now_ms))).await
     }
 
     async fn check_many(&self, checks: &[(&str, RateLimitSpec)], now_ms: UnixMillis) -> Result<Vec<RateDecision>> {

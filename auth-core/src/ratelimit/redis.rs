@@ -131,4 +131,18 @@ impl LimiterBackend for RedisLimiter {
     async fn check_many(&self, checks: &[(&str, RateLimitSpec)], now_ms: UnixMillis) -> Result<Vec<RateDecision>> {
         self.run(checks, now_ms).await
     }
+
+    async fn peek(&self, key: &str, quota: RateLimitSpec, now_ms: UnixMillis) -> Result<RateDecision> {
+        let mut connection = self.connection().await?;
+        let stored: Option<String> = redis::cmd("GET")
+            .arg(format!("{}{key}", self.config.key_prefix))
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| backend_error(&e))?;
+        let stored = match stored {
+            None => None,
+            Some(text) => Some(text.parse::<i64>().map_err(|_| Error::RateLimitBackend(format!("{key} holds no TAT")))?),
+        };
+        Ok(Gcra::new(quota).peek(stored, now_us(now_ms)))
+    }
 }

@@ -76,6 +76,12 @@ async fn burst_then_refusal(backend: &dyn LimiterBackend) {
     assert_eq!(refused.ratelimit_header("bookings:write"), "\"bookings:write\";r=0;t=2");
     // Refusals consume nothing: the wait does not grow.
     assert_eq!(backend.check("alice", q, T0 + 300).await.unwrap().retry_after_ms, Some(1_700));
+    // A peek reads the same state and consumes nothing either.
+    assert_eq!(backend.peek("alice", q, T0 + 300).await.unwrap(), refused);
+    let fresh = backend.peek("carol", q, T0).await.unwrap();
+    assert_eq!((fresh.allowed, fresh.remaining), (true, 5));
+    assert_eq!(backend.peek("carol", q, T0).await.unwrap(), fresh);
+    assert_eq!(backend.check("carol", q, T0).await.unwrap().remaining, 4);
     // Refill: one request back after 2 s, the whole burst after 10 s.
     let d = backend.check("alice", q, T0 + 2_000).await.unwrap();
     assert_eq!((d.allowed, d.remaining, d.reset_after_ms), (true, 0, 10_000));
@@ -136,8 +142,8 @@ rate_limit = { burst = 30, per = "1m" }
     assert_eq!(d.ratelimit_header(), "\"bookings:write\";r=0;t=60");
 }
 
-/// Runs the same pseudo-random sequence (keys, quotas, time steps, single and batched checks) on
-/// two backends and returns every decision.
+/// Runs the same pseudo-random sequence (keys, quotas, time steps, single and batched checks,
+/// peeks) on two backends and returns every decision.
 async fn run_sequence(backend: &dyn LimiterBackend, seed: u64, steps: usize) -> Vec<RateDecision> {
     let quotas = [quota(1, 1), quota(3, 10), quota(7, 60), quota(30, 60), quota(10, 1), quota(4, 3600)];
     let keys = ["a", "b", "c", "d", "e"];
@@ -154,7 +160,11 @@ async fn run_sequence(backend: &dyn LimiterBackend, seed: u64, steps: usize) -> 
         };
         // A key always has the same quota, as a (scope, subject) key does.
         let pick = |i: u64| (keys[i as usize], quotas[i as usize % quotas.len()]);
-        if rng.below(4) == 0 {
+        let kind = rng.below(8);
+        if kind == 0 {
+            let (key, q) = pick(rng.below(keys.len() as u64));
+            decisions.push(backend.peek(key, q, now).await.unwrap());
+        } else if kind <= 2 {
             let first = rng.below(keys.len() as u64);
             let second = (first + 1 + rng.below(keys.len() as u64 - 1)) % keys.len() as u64;
             let batch = [pick(first), pick(second)];
@@ -237,6 +247,13 @@ impl LimiterBackend for Flaky {
             return Err(Error::RateLimitBackend("connection refused".into()));
         }
         self.inner.check(key, quota, now_ms).await
+    }
+
+    async fn peek(&self, key: &str, quota: RateLimitSpec, now_ms: i64) -> Result<RateDecision> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(Error::RateLimitBackend("connection refused".into()));
+        }
+        self.inner.peek(key, quota, now_ms).await
     }
 }
 

@@ -112,7 +112,7 @@ export class AuthServer {
     const backendSecret = stdout.trim().split("\n").pop()!.trim();
     const child = spawn(
       SERVER_BIN,
-      ["--listen", "127.0.0.1:0", "--spec", specPath, "--data-dir", dataDir, "--key-refresh-secs", "1", "--per-ip-rps", "1000", "--login-attempts", "1000"],
+      ["--listen", "127.0.0.1:0", "--spec", specPath, "--data-dir", dataDir, "--key-refresh-secs", "1", "--per-ip-rps", "1000", "--login-attempts", "1000", "--login-failures-per-source", "100000"],
       { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1" } },
     );
     const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));

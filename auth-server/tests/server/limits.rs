@@ -1,6 +1,6 @@
 //! Rate limits: the spec's scope-tied limits on bearer requests (with the IETF RateLimit headers),
-//! the per-account login backoff (which parallel requests cannot bypass), and the per-IP limit on
-//! credential endpoints. The first two also run on Redis when `AUTH_TEST_REDIS_URL` is set.
+//! the per-account login backoff (which parallel requests cannot bypass), the budget of failed
+//! logins per source address, and the per-IP limit on credential endpoints. The first two also run on Redis when `AUTH_TEST_REDIS_URL` is set.
 
 use auth_core::audit::AuditKind;
 use reqwest::StatusCode;
@@ -14,6 +14,7 @@ on_both_backends!(
     scope_limit_refuses_with_ratelimit_headers,
     parallel_wrong_passwords_cannot_bypass_the_backoff,
     nobody_can_lock_the_owner_out_of_a_trusted_device,
+    spraying_from_one_address_is_throttled_across_accounts,
     per_ip_limit_on_credential_endpoints
 );
 
@@ -36,6 +37,14 @@ mod redis {
             return;
         };
         super::login_backoff(crate::support::sqlite(), Some(url)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spraying_from_one_address_is_throttled_across_accounts() {
+        let Some(url) = crate::support::redis_url("spraying_from_one_address_is_throttled_across_accounts") else {
+            return;
+        };
+        super::spraying(crate::support::sqlite(), Some(url)).await;
     }
 }
 
@@ -272,26 +281,11 @@ async fn nobody_can_lock_the_owner_out_of_a_trusted_device(db: TestDb) {
     let victim_id = server.sign_up(&victim).await;
     let bystander = format!("bystander_{}", unique_suffix());
     server.sign_up(&bystander).await;
-    let login = |username: &str, password: &str, device: Option<&str>| {
-        let mut form = vec![
-            ("grant_type", "password".to_owned()),
-            ("client_id", crate::support::WEB.to_owned()),
-            ("username", username.to_owned()),
-            ("password", password.to_owned()),
-        ];
-        if let Some(device) = device {
-            form.push(("device_token", device.to_owned()));
-        }
-        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let request = server.form_request("/oauth/token", &pairs);
-        async move { read_json(request.send().await.unwrap()).await }
-    };
-
     // The owner's device logged in before: it holds a device token.
-    let (status, _, body) = login(&victim, PASSWORD, None).await;
+    let (status, _, body) = login(&server, &victim, PASSWORD, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let device = body["device_token"].as_str().expect("a device token").to_owned();
-    let (_, _, body) = login(&bystander, PASSWORD, None).await;
+    let (_, _, body) = login(&server, &bystander, PASSWORD, None).await;
     let bystander_device = body["device_token"].as_str().unwrap().to_owned();
 
     // Requests that fail client authentication charge no account.
@@ -303,13 +297,13 @@ async fn nobody_can_lock_the_owner_out_of_a_trusted_device(db: TestDb) {
         let (status, headers, body) = read_json(request.send().await.unwrap()).await;
         assert_oauth_error(status, &headers, &body, StatusCode::UNAUTHORIZED, "invalid_client");
     }
-    let (status, _, body) = login(&victim, PASSWORD, None).await;
+    let (status, _, body) = login(&server, &victim, PASSWORD, None).await;
     assert_eq!(status, StatusCode::OK, "client failures spent nothing: {body}");
 
     // Guesses from unknown devices exhaust the account's shared allowance ...
     let mut refused = false;
     for i in 0..10 {
-        let (status, _, body) = login(&victim, &format!("guess {i}"), None).await;
+        let (status, _, body) = login(&server, &victim, &format!("guess {i}"), None).await;
         match status {
             StatusCode::BAD_REQUEST => assert_eq!(body["error"], "invalid_grant"),
             StatusCode::TOO_MANY_REQUESTS => {
@@ -325,18 +319,18 @@ async fn nobody_can_lock_the_owner_out_of_a_trusted_device(db: TestDb) {
     let forged = "A".repeat(90);
     let huge = "A".repeat(300);
     for token in [None, Some(bystander_device.as_str()), Some(forged.as_str()), Some(huge.as_str())] {
-        let (status, _, body) = login(&victim, PASSWORD, token).await;
+        let (status, _, body) = login(&server, &victim, PASSWORD, token).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{token:?}: {body}");
     }
     // ... but the owner's device logs in, and gets a new device token.
-    let (status, _, body) = login(&victim, PASSWORD, Some(&device)).await;
+    let (status, _, body) = login(&server, &victim, PASSWORD, Some(&device)).await;
     assert_eq!(status, StatusCode::OK, "the trusted device is not locked out: {body}");
     let renewed = body["device_token"].as_str().unwrap();
     assert_ne!(renewed, device);
-    let (status, _, body) = login(&victim, PASSWORD, Some(renewed)).await;
+    let (status, _, body) = login(&server, &victim, PASSWORD, Some(renewed)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // Other accounts never shared the allowance.
-    let (status, _, _) = login(&bystander, PASSWORD, None).await;
+    let (status, _, _) = login(&server, &bystander, PASSWORD, None).await;
     assert_eq!(status, StatusCode::OK);
 
     // Lockouts name the account and the kind of device; no event stores the unknown client id.
@@ -345,9 +339,84 @@ async fn nobody_can_lock_the_owner_out_of_a_trusted_device(db: TestDb) {
     assert!(!lockouts.is_empty());
     for event in &lockouts {
         assert_eq!(event.user_id.as_deref(), Some(victim_id.as_str()));
-        assert_eq!(event.detail["device"], "unknown");
+        assert_eq!(event.detail["limit"], "account");
     }
     assert!(audit.iter().all(|e| e.client_id.as_deref() != Some("no-such-client")), "unauthenticated client ids are not stored");
+}
+
+/// A password grant of the web client, with a device token when given.
+async fn login(
+    server: &Server,
+    username: &str,
+    password: &str,
+    device: Option<&str>,
+) -> (StatusCode, reqwest::header::HeaderMap, serde_json::Value) {
+    password_login(server, &server.http, username, password, device).await
+}
+
+/// A password grant of the web client sent by `http` (whose source address the test may choose),
+/// with a device token when given.
+async fn password_login(
+    server: &Server,
+    http: &reqwest::Client,
+    username: &str,
+    password: &str,
+    device: Option<&str>,
+) -> (StatusCode, reqwest::header::HeaderMap, serde_json::Value) {
+    let mut form = vec![("grant_type", "password"), ("client_id", crate::support::WEB), ("username", username), ("password", password)];
+    if let Some(device) = device {
+        form.push(("device_token", device));
+    }
+    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&form).finish();
+    let request = http
+        .post(server.url("/oauth/token"))
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body);
+    read_json(request.send().await.unwrap()).await
+}
+
+/// Password spraying (one password on many accounts, under every account's allowance) meets the
+/// address's budget of failures; correct logins spend none of it, a trusted device is not
+/// refused, and another address has a budget of its own.
+async fn spraying_from_one_address_is_throttled_across_accounts(db: TestDb) {
+    spraying(db, None).await;
+}
+
+async fn spraying(db: TestDb, redis_url: Option<String>) {
+    let server = Server::start_with(db, Options { login_failures_per_source: 5, redis_url, ..Options::default() }).await;
+    let suffix = unique_suffix();
+    let owner = format!("owner_{suffix}");
+    server.sign_up(&owner).await;
+    let mut device = String::new();
+    for _ in 0..8 {
+        let (status, _, body) = login(&server, &owner, PASSWORD, None).await;
+        assert_eq!(status, StatusCode::OK, "correct logins spend nothing: {body}");
+        device = body["device_token"].as_str().unwrap().to_owned();
+    }
+    for i in 0..5 {
+        let (status, headers, body) = login(&server, &format!("target_{i}_{suffix}"), "Summer2026!", None).await;
+        assert_oauth_error(status, &headers, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    }
+    let (status, headers, body) = login(&server, &format!("target_5_{suffix}"), "Summer2026!", None).await;
+    assert_oauth_error(status, &headers, &body, StatusCode::TOO_MANY_REQUESTS, "invalid_request");
+    assert_eq!(body["error_description"], "auth.too_many_attempts");
+    let retry: u64 = header(&headers, "retry-after").parse().unwrap();
+    assert!((1..=720).contains(&retry), "one failure comes back every 720 s: {retry}");
+    // An unknown device on this address waits as well, even with the right password ...
+    let (status, _, body) = login(&server, &owner, PASSWORD, None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    // ... but not the owner's trusted device.
+    let (status, _, body) = login(&server, &owner, PASSWORD, Some(&device)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Another address has its own budget.
+    let elsewhere = reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 2])).build().unwrap();
+    let (status, headers, body) = password_login(&server, &elsewhere, &format!("target_6_{suffix}"), "Summer2026!", None).await;
+    assert_oauth_error(status, &headers, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    let audit = server.state.authority.audit_tail(100).await.unwrap();
+    assert!(
+        audit.iter().any(|e| e.kind == AuditKind::LoginLockedOut && e.detail["limit"] == "source"),
+        "the refusal is audited"
+    );
 }
 
 async fn per_ip_limit_on_credential_endpoints(db: TestDb) {

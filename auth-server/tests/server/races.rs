@@ -279,7 +279,7 @@ async fn logout_everywhere_racing_refreshes_leaves_no_token_alive(db: TestDb) {
 /// allowance: no more than that many reach the password check, the rest are refused before it,
 /// and the right password is refused while the account is locked.
 async fn fifty_parallel_wrong_passwords_cannot_bypass_the_default_lockout(db: TestDb) {
-    let default = ServerConfig::local("127.0.0.1:0".parse().unwrap(), ".".into()).login_attempts.burst;
+    let default = ServerConfig::local("127.0.0.1:0".parse().unwrap(), ".".into()).login.attempts.burst;
     let options = Options { login_attempts: default, ..Options::default() };
     crate::limits::login_backoff_with(db, options, 50).await;
 }

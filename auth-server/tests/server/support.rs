@@ -195,6 +195,8 @@ pub struct Options {
     pub write_limit: (u32, &'static str),
     /// Per-account login attempts per minute.
     pub login_attempts: u32,
+    /// Failed logins per source address per hour (every test logs in from 127.0.0.1).
+    pub login_failures_per_source: u32,
     /// Per-IP burst on credential endpoints (replenished one per minute when small).
     pub per_ip_burst: u32,
     /// Redis for the rate limits; in memory when `None`.
@@ -212,6 +214,7 @@ impl Default for Options {
             reuse_grace: "10s",
             write_limit: (30, "1m"),
             login_attempts: 100,
+            login_failures_per_source: 100_000,
             per_ip_burst: 10_000,
             redis_url: None,
             sign_ups_per_hour: 100_000,
@@ -287,15 +290,22 @@ impl Server {
         config.spec = Some(spec_path);
         config.database_url.clone_from(&db.database_url);
         config.redis_url = options.redis_url.clone();
+        // Keys of this server alone: limits keyed by the source address (127.0.0.1 for every
+        // test) would otherwise be shared by tests, and by runs within the keys' lifetimes.
+        config.redis_prefix = format!("auth:test:{}:", unique_suffix());
         config.password_workers = 2;
         if let Some(connections) = options.connections {
             config.connections = connections;
         }
         config.per_ip_burst = options.per_ip_burst;
         config.per_ip_period = Duration::from_secs(60);
-        config.login_attempts = RateLimitSpec {
+        config.login.attempts = RateLimitSpec {
             burst: options.login_attempts,
             per: Seconds(60),
+        };
+        config.login.source_failures = RateLimitSpec {
+            burst: options.login_failures_per_source,
+            per: Seconds(3600),
         };
         let state = state::build_state(config, Arc::new(SystemClock), Arc::new(OsEntropy::new()))
             .await

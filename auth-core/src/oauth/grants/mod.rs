@@ -57,16 +57,29 @@ pub const SCOPE: Parameter = Parameter {
     description: "Requested scopes, space-separated; the client's scopes when absent.",
 };
 
-/// The parameter values of one token request, restricted to the parameters the registry knows.
+/// The parameter values of one token request, restricted to the parameters the registry knows,
+/// and where the request came from.
 #[derive(Debug, Clone, Copy)]
 pub struct GrantParameters<'a> {
     values: &'a HashMap<String, String>,
+    source: Option<std::net::IpAddr>,
 }
 
 impl<'a> GrantParameters<'a> {
-    /// Wraps decoded form values.
+    /// Wraps decoded form values (of a request whose source is unknown).
     pub fn new(values: &'a HashMap<String, String>) -> Self {
-        Self { values }
+        Self { values, source: None }
+    }
+
+    /// The same values, sent from `source` (the client's address).
+    #[must_use]
+    pub fn from_source(self, source: std::net::IpAddr) -> Self {
+        Self { source: Some(source), ..self }
+    }
+
+    /// The client's address, when known.
+    pub fn source(&self) -> Option<std::net::IpAddr> {
+        self.source
     }
 
     /// A parameter that must be present and not empty.

@@ -49,9 +49,13 @@ impl TokenGrant for PasswordGrant {
         client: crate::authority::ClientCredentials<'_>,
         parameters: super::GrantParameters<'_>,
     ) -> crate::Result<crate::authority::Grant> {
-        let username = parameters.required("username")?;
-        let password = parameters.required("password")?;
-        let scope = parameters.optional("scope");
-        authority.password_login(client, username, password, scope, parameters.optional("device_token")).await
+        let login = crate::authority::PasswordLogin {
+            username: parameters.required("username")?,
+            password: parameters.required("password")?,
+            scope: parameters.optional("scope"),
+            device_token: parameters.optional("device_token"),
+            source: parameters.source(),
+        };
+        authority.password_login(client, login).await
     }
 }

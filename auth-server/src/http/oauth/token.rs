@@ -2,13 +2,14 @@
 //! ([`auth_core::oauth::grants`]) and lets it issue. Nothing here names a grant.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 
 use auth_core::{Code, Error};
 use auth_core::error::RefreshError;
 use auth_core::oauth::grants::{self, GrantParameters};
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Serialize;
@@ -153,6 +154,7 @@ pub struct TokenResponse {
 )]
 pub async fn token(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     client: ClientAuth,
     OAuthForm(form): OAuthForm<TokenRequest>,
 ) -> Result<impl IntoResponse, OAuthError> {
@@ -164,7 +166,7 @@ pub async fn token(
     let Some(grant) = grants::grant(grant_type) else {
         return Err(OAuthError::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", Code::GrantUnsupported).detail(grant_type));
     };
-    let issued = match grant.issue(&state.authority, client, GrantParameters::new(&form.parameters)).await {
+    let issued = match grant.issue(&state.authority, client, GrantParameters::new(&form.parameters).from_source(peer.ip())).await {
         Ok(issued) => issued,
         Err(e) => {
             match &e {
