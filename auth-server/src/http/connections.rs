@@ -9,6 +9,10 @@
 //!   body's arrival is bounded by `body_read` ([`BodyDeadline`], answered 408).
 //! - **idle**, between a response and the first byte of the next request: at most `idle`.
 //!
+//! Reads and requests only note the time; the connection's task looks at least every
+//! `header_read`, so the head of a later request on a kept-alive connection is cut off within
+//! twice `header_read`, and every other deadline on time.
+//!
 //! A connection past its deadline is asked to close (HTTP/2 gets a GOAWAY) and dropped if it has
 //! not within [`CLOSE_GRACE`]. At most `max_connections` are served at once; one accepted beyond
 //! that is closed at once rather than left in the kernel's backlog, where it would wait unseen.
@@ -31,7 +35,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt as _;
 
@@ -133,9 +137,12 @@ impl Connection {
         // When the connection was asked to close for a deadline it missed.
         let mut expired_at: Option<Instant> = None;
         loop {
+            // Requests and reads only note the time (no wake-up per request): the task looks at
+            // least every `header_read`, so the head of a later request is cut off within twice
+            // that, and the other deadlines on time.
             let deadline = match expired_at {
-                Some(at) => Some(at + CLOSE_GRACE),
-                None => phase.deadline(&self.limits),
+                Some(at) => at + CLOSE_GRACE,
+                None => phase.deadline(&self.limits).min(Instant::now() + self.limits.header_read),
             };
             tokio::select! {
                 ended = connection.as_mut() => {
@@ -144,8 +151,7 @@ impl Connection {
                     }
                     break;
                 }
-                () = phase.changed.notified() => {}
-                () = sleep_until(deadline) => {
+                () = tokio::time::sleep_until(deadline) => {
                     if expired_at.is_some() {
                         break;
                     }
@@ -170,18 +176,9 @@ impl Connection {
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Where a connection is between requests, shared by its reads, its requests and its task.
 struct Phase {
     state: Mutex<PhaseState>,
-    /// Wakes the connection's task when its deadline may have moved.
-    changed: Notify,
 }
 
 struct PhaseState {
@@ -197,10 +194,7 @@ struct PhaseState {
 impl Phase {
     fn new() -> Self {
         let now = Instant::now();
-        Self {
-            state: Mutex::new(PhaseState { serving: 0, idle_since: now, head_since: Some(now) }),
-            changed: Notify::new(),
-        }
+        Self { state: Mutex::new(PhaseState { serving: 0, idle_since: now, head_since: Some(now) }) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PhaseState> {
@@ -212,21 +206,18 @@ impl Phase {
         let mut state = self.lock();
         if state.serving == 0 && state.head_since.is_none() {
             state.head_since = Some(Instant::now());
-            drop(state);
-            self.changed.notify_one();
         }
     }
 
-    /// When the current phase runs out; `None` while serving.
-    fn deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
+    /// When the current phase runs out; while serving, the earliest it could (a request
+    /// ending now).
+    fn deadline(&self, limits: &ConnectionLimits) -> Instant {
         let state = self.lock();
-        if state.serving > 0 {
-            return None;
-        }
-        Some(match state.head_since {
+        match state.head_since {
+            _ if state.serving > 0 => Instant::now() + limits.idle,
             Some(since) => since + limits.header_read,
             None => state.idle_since + limits.idle,
-        })
+        }
     }
 
     /// The reason to close the connection, if its phase has run out.
@@ -263,8 +254,6 @@ impl Drop for Serving {
             state.idle_since = Instant::now();
             state.head_since = None;
         }
-        drop(state);
-        self.0.changed.notify_one();
     }
 }
 

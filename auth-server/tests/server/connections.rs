@@ -198,8 +198,9 @@ async fn wait_for(condition: impl Fn() -> bool) {
 async fn the_release_binary_takes_the_connection_flags() {
     let deployment = Deployment::sqlite(&cheap_booking_spec(&[]));
     let server = deployment.start(&["--max-connections", "2", "--header-read-timeout-secs", "1"]).await;
+    // The start's own readiness check may still hold a slot: of these, one at least is served.
     let mut held = [connect(&server.url("")).await, connect(&server.url("")).await];
-    // The two held connections may not be counted yet when the third arrives; retry until one is
+    // The held connections may not be counted yet when the next arrives; retry until one is
     // refused.
     let give_up = Instant::now() + Duration::from_secs(5);
     loop {
@@ -215,5 +216,5 @@ async fn the_release_binary_takes_the_connection_flags() {
     }
     let metrics = crate::process::http_client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(crate::support::metric_value(&metrics, "http_connections_dropped_total", &["reason=\"over_capacity\""]) >= 1.0);
-    assert!(crate::support::metric_value(&metrics, "http_connections_dropped_total", &["reason=\"header_read_timeout\""]) >= 2.0);
+    assert!(crate::support::metric_value(&metrics, "http_connections_dropped_total", &["reason=\"header_read_timeout\""]) >= 1.0);
 }
