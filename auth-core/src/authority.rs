@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use subtle::ConstantTimeEq as _;
 use unicode_normalization::UnicodeNormalization as _;
 
-use crate::audit::{AuditEvent, AuditKind};
+use crate::audit::{AuditEvent, AuditKind, RepeatedRefusals};
 use crate::clock::Clock;
 use crate::error::{RefreshError, TokenError};
 use crate::keys::{KeyRing, KeySnapshot, MasterKey, RewrapReport, RotationStep};
@@ -93,7 +93,15 @@ pub struct Authority {
     client_secrets: RwLock<HashMap<String, String>>,
     /// Per-account login attempts; none when not configured.
     login_limits: Option<LoginLimits>,
+    /// Refusals written once per window and counted after (see [`RepeatedRefusals`]).
+    refusals: RepeatedRefusals,
 }
+
+/// How long repeated refusals of the same kind, user, client and reason are counted before their
+/// summary is written.
+pub const REFUSAL_WINDOW_MS: i64 = 60_000;
+/// Windows of repeated refusals open at once; refusals beyond are counted together.
+const REFUSAL_WINDOWS: usize = 10_000;
 
 /// Login limits on a limiter backend (the one the scope limits use, so that replicas sharing
 /// Redis share them too).
@@ -135,6 +143,7 @@ impl Authority {
             refresh,
             client_secrets: RwLock::new(HashMap::new()),
             login_limits: None,
+            refusals: RepeatedRefusals::new(REFUSAL_WINDOW_MS, REFUSAL_WINDOWS),
         }
     }
 
@@ -443,7 +452,7 @@ impl Authority {
                 if let Some(user) = &other {
                     event = event.user(&user.id);
                 }
-                self.audit(event.detail(serde_json::json!({ "reason": "invalid_credentials" }))).await?;
+                self.audit_refusal(event.detail(serde_json::json!({ "reason": "invalid_credentials" }))).await?;
                 return Err(Error::InvalidCredentials);
             }
         };
@@ -597,6 +606,26 @@ impl Authority {
 
     async fn audit(&self, event: AuditEvent) -> Result<()> {
         self.store.append_audit(&event).await
+    }
+
+    /// Audits a refusal an attacker can repeat at will: the first of its kind for the same user,
+    /// client and reason within [`REFUSAL_WINDOW_MS`] is written, the rest counted into one
+    /// summary row (written by [`Authority::flush_refusals`], or with the next such refusal).
+    async fn audit_refusal(&self, event: AuditEvent) -> Result<()> {
+        for row in self.refusals.note(event) {
+            self.store.append_audit(&row).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the summaries of repeated refusals whose window has ended (every open one when
+    /// `all`, at shutdown); returns how many rows were written.
+    pub async fn flush_refusals(&self, all: bool) -> Result<usize> {
+        let rows = self.refusals.due(self.clock.now_ms(), all);
+        for row in &rows {
+            self.store.append_audit(row).await?;
+        }
+        Ok(rows.len())
     }
 }
 

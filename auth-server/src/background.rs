@@ -1,5 +1,6 @@
 //! The tasks that run beside the HTTP server: key rotation (and pick-up of other replicas'
-//! rotations), the rate-limit backend's health in metrics, and the feed of revoked sessions.
+//! rotations), the summaries of repeated refusals in the audit log, the rate-limit backend's
+//! health in metrics, and the feed of revoked sessions.
 
 use std::sync::Arc;
 
@@ -32,6 +33,9 @@ pub fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, code = e.code().as_str(), "key rotation failed; keeping the current keys"),
+            }
+            if let Err(e) = state.authority.flush_refusals(false).await {
+                tracing::warn!(error = %e, code = e.code().as_str(), "could not write the summaries of repeated refusals");
             }
             if let Some(fallback) = &state.fallback {
                 state.metrics.limiter_degraded.set(i64::from(fallback.is_degraded()));

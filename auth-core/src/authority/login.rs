@@ -121,7 +121,7 @@ impl Authority {
         if let Some(user) = user {
             event = event.user(&user.id);
         }
-        if let Err(e) = self.audit(event).await {
+        if let Err(e) = self.audit_refusal(event).await {
             tracing::warn!(error = %e, "could not record a lockout");
         }
         Error::TooManyAttempts { retry_after_secs }

@@ -246,8 +246,12 @@ pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> a
     let background = spawn_background(state.clone());
     let limits = state.config.connections;
     let metrics = state.metrics.clone();
-    connections::serve(listener, router(state), limits, metrics, shutdown_signal()).await;
+    connections::serve(listener, router(state.clone()), limits, metrics, shutdown_signal()).await;
     background.abort();
+    // Refusals still being counted are written before the process ends.
+    if let Err(e) = state.authority.flush_refusals(true).await {
+        tracing::warn!(error = %e, "could not write the summaries of repeated refusals");
+    }
     Ok(())
 }
 

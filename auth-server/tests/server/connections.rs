@@ -197,12 +197,14 @@ async fn wait_for(condition: impl Fn() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_release_binary_takes_the_connection_flags() {
     let deployment = Deployment::sqlite(&cheap_booking_spec(&[]));
-    let server = deployment.start(&["--max-connections", "2", "--header-read-timeout-secs", "1"]).await;
+    // Three seconds of header-read timeout: time enough for the refusal to be seen first on a busy
+    // machine, before the held connections are cut off.
+    let server = deployment.start(&["--max-connections", "2", "--header-read-timeout-secs", "3"]).await;
     // The start's own readiness check may still hold a slot: of these, one at least is served.
     let mut held = [connect(&server.url("")).await, connect(&server.url("")).await];
     // The held connections may not be counted yet when the next arrives; retry until one is
     // refused.
-    let give_up = Instant::now() + Duration::from_secs(5);
+    let give_up = Instant::now() + Duration::from_secs(2);
     loop {
         let mut surplus = connect(&server.url("")).await;
         if until_closed(&mut surplus, Duration::from_millis(300)).await.is_some() {
@@ -211,8 +213,8 @@ async fn the_release_binary_takes_the_connection_flags() {
         assert!(Instant::now() < give_up, "a third connection was kept open");
     }
     for stream in &mut held {
-        let answer = until_closed(stream, Duration::from_secs(4)).await;
-        assert_eq!(answer.as_deref(), Some(""), "a silent connection outlived --header-read-timeout-secs 1");
+        let answer = until_closed(stream, Duration::from_secs(8)).await;
+        assert_eq!(answer.as_deref(), Some(""), "a silent connection outlived --header-read-timeout-secs 3");
     }
     let metrics = crate::process::http_client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(crate::support::metric_value(&metrics, "http_connections_dropped_total", &["reason=\"over_capacity\""]) >= 1.0);

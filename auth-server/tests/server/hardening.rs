@@ -7,13 +7,16 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::support::{Server, TestDb, Tokens, assert_oauth_error, header, read_json};
+use auth_core::audit::AuditKind;
+
+use crate::support::{Options, Server, TestDb, Tokens, assert_oauth_error, header, read_json, unique_suffix};
 
 on_both_backends!(
     invented_methods_add_no_metric_series,
     http11_requests_need_exactly_one_host,
     refused_bodies_close_the_connection_and_answers_are_not_sniffed,
     a_wider_refresh_scope_is_refused_before_the_token_is_spent,
+    repeated_refusals_are_one_row_and_a_count,
 );
 
 /// Sends raw bytes on a new connection; returns what came back until the server closed it or
@@ -125,4 +128,43 @@ async fn a_wider_refresh_scope_is_refused_before_the_token_is_spent(db: TestDb) 
     let (status, _, body) = read_json(server.refresh(&tokens.refresh).await).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["scope"], "bookings:read");
+}
+
+/// Audit amplification: refusals an attacker repeats at will (wrong passwords, attempts at a
+/// locked account, sprayed names that do not exist) are written once per window and counted, so
+/// a flood of them adds a handful of rows, not one each.
+async fn repeated_refusals_are_one_row_and_a_count(db: TestDb) {
+    let server = Server::start_with(db, Options { login_attempts: 2, ..Options::default() }).await;
+    let victim = format!("victim_{}", unique_suffix());
+    server.sign_up(&victim).await;
+    let before = server.state.authority.audit_tail(1_000).await.unwrap().len();
+    for i in 0..50 {
+        let status = server.password_grant(&victim, &format!("guess {i}")).await.status();
+        let expected = if i < 2 { StatusCode::BAD_REQUEST } else { StatusCode::TOO_MANY_REQUESTS };
+        assert_eq!(status, expected, "attempt {i}");
+    }
+    for i in 0..30 {
+        let status = server.password_grant(&format!("nobody_{i}_{}", unique_suffix()), "guess").await.status();
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+    let rows = |audit: &[auth_core::audit::AuditEvent], kind: AuditKind| audit.iter().filter(|e| e.kind == kind).count();
+    let audit = server.state.authority.audit_tail(1_000).await.unwrap();
+    // One failed login of the victim, one of names that do not exist, one lockout.
+    assert_eq!(audit.len() - before, 3, "{audit:#?}");
+    assert_eq!(rows(&audit, AuditKind::LoginFailed), 2);
+    assert_eq!(rows(&audit, AuditKind::LoginLockedOut), 1);
+    // Nothing is due before the window ends; at shutdown (or once it has ended) the counts are
+    // written, one row per window.
+    assert_eq!(server.state.authority.flush_refusals(false).await.unwrap(), 0);
+    assert_eq!(server.state.authority.flush_refusals(true).await.unwrap(), 3);
+    let audit = server.state.authority.audit_tail(1_000).await.unwrap();
+    let repeated = |kind: AuditKind, user: bool| {
+        audit
+            .iter()
+            .filter(|e| e.kind == kind && e.user_id.is_some() == user)
+            .find_map(|e| e.detail.get("repeated").and_then(serde_json::Value::as_u64))
+    };
+    assert_eq!(repeated(AuditKind::LoginFailed, true), Some(1));
+    assert_eq!(repeated(AuditKind::LoginLockedOut, true), Some(47));
+    assert_eq!(repeated(AuditKind::LoginFailed, false), Some(29));
 }

@@ -244,17 +244,18 @@ pub(crate) async fn login_backoff_with(db: TestDb, options: Options, attempts: u
         "{checked} attempts reached the password check"
     );
 
-    // The audit log agrees: the checked attempts failed, the rest were lockouts.
+    // The audit log agrees: the checked attempts failed, the rest were lockouts (each kind one
+    // row, and a summary counting the repeats once the counts are written).
+    server.state.authority.flush_refusals(true).await.unwrap();
     let audit = server.state.authority.audit_tail(200).await.unwrap();
-    let failed = audit
-        .iter()
-        .filter(|e| e.kind == AuditKind::LoginFailed && e.user_id.as_deref() == Some(&user_id))
-        .count();
-    let locked = audit
-        .iter()
-        .filter(|e| e.kind == AuditKind::LoginLockedOut)
-        .count();
-    assert_eq!((failed, locked), (checked, refused));
+    let counted = |kind: AuditKind| -> usize {
+        audit
+            .iter()
+            .filter(|e| e.kind == kind && e.user_id.as_deref() == Some(user_id.as_str()))
+            .map(|e| e.detail.get("repeated").and_then(serde_json::Value::as_u64).map_or(1, |n| usize::try_from(n).unwrap()))
+            .sum()
+    };
+    assert_eq!((counted(AuditKind::LoginFailed), counted(AuditKind::LoginLockedOut)), (checked, refused));
 
     // While locked out, even the right password is not checked; other accounts are unaffected.
     let (status, _, body) = read_json(server.password_grant(&username, PASSWORD).await).await;
