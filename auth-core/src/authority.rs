@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq as _;
-use unicode_normalization::UnicodeNormalization as _;
 
 use crate::audit::{AuditEvent, AuditKind, RepeatedRefusals};
 use crate::clock::Clock;
@@ -282,7 +281,7 @@ impl Authority {
         self.refresh.revoke_user(user_id, "logout_all").await
     }
 
-    /// A user signs up. The username is normalized (NFKC, lowercase) so that names differing only
+    /// A user signs up. The username is normalized (RFC 8265, lowercase) so that names differing only
     /// by Unicode form or case are one account. The user may send only the claims the spec lets
     /// users set (`set_by = "user"`); claims set by administrators come with an invitation, if
     /// one is given (redeemed once, and given back if the account cannot be created).
@@ -654,24 +653,44 @@ fn could_be_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Normalizes a username: trimmed, NFKC, then lowercase. Refuses empty (or all-whitespace),
-/// over-long and control characters.
+/// Normalizes a username by RFC 8265's UsernameCaseMapped profile (PRECIS): fullwidth and
+/// halfwidth forms mapped to their usual ones, lowercase, NFC, the bidi rule, and only the
+/// characters of the PRECIS IdentifierClass (letters, digits, ASCII punctuation and symbols; no
+/// spaces inside a userpart, no invisible, formatting or bidi control characters, no
+/// compatibility forms). A username may be several userparts separated by spaces (RFC 8265
+/// section 3.1): each is enforced, and runs of spaces become one. Refuses empty and over-long
+/// names.
 ///
-/// The length bound counts the characters as sent, not as normalized: NFKC and lowercasing can
-/// lengthen or shorten a name, and a bound on what the client typed is one that it (and the
-/// `maxLength` of the OpenAPI document) can check.
+/// The length bound counts the characters as sent, not as normalized: normalization can lengthen
+/// or shorten a name, and a bound on what the client typed is one that it (and the `maxLength` of
+/// the OpenAPI document) can check.
 pub fn normalize_username(raw: &str) -> Result<String> {
+    use precis_core::profile::PrecisFastInvocation as _;
     if raw.chars().count() > MAX_USERNAME_CHARS {
         return Err(Error::invalid("username", format!("must be at most {MAX_USERNAME_CHARS} characters")));
     }
-    let normalized: String = raw.trim().nfkc().collect::<String>().to_lowercase();
-    if normalized.is_empty() {
+    let mut parts = Vec::new();
+    for part in raw.split(' ').filter(|part| !part.is_empty()) {
+        let enforced = precis_profiles::UsernameCaseMapped::enforce(part).map_err(|e| match e {
+            precis_core::Error::BadCodepoint(info) => Error::invalid(
+                "username",
+                format!("U+{:04X} is not allowed in a username (RFC 8265: letters, digits and punctuation, no invisible or control characters)", info.cp),
+            ),
+            _ => Error::invalid("username", "is not a valid username (RFC 8265)"),
+        })?;
+        parts.push(enforced.into_owned());
+    }
+    if parts.is_empty() {
         return Err(Error::invalid("username", "must not be empty"));
     }
-    if normalized.chars().any(char::is_control) {
-        return Err(Error::invalid("username", "must not contain control characters"));
-    }
-    Ok(normalized)
+    Ok(parts.join(" "))
+}
+
+/// The UTS #39 skeleton of a normalized username: two names that look alike (a Cyrillic "а" for
+/// a Latin "a", "rn" for "m") have the same skeleton. Stored beside each username, unique, so that
+/// a name confusable with an existing one is refused like the same name.
+pub fn username_skeleton(normalized: &str) -> String {
+    unicode_security::confusable_detection::skeleton(normalized).collect()
 }
 
 fn hash_secret(secret: &str) -> String {
@@ -693,13 +712,43 @@ mod tests {
         // "é" precomposed vs "e" + combining acute; fullwidth letters; case.
         assert_eq!(normalize_username("Ren\u{e9}e").unwrap(), normalize_username("RENE\u{301}E").unwrap());
         assert_eq!(normalize_username("\u{ff21}lice").unwrap(), "alice");
+        assert_eq!(normalize_username("  Guest@Example.COM ").unwrap(), "guest@example.com");
+        // Userparts separated by spaces, runs of spaces as one.
+        assert_eq!(normalize_username("John   Smith").unwrap(), "john smith");
         assert!(normalize_username("   ").is_err());
         assert!(normalize_username("a\u{0}b").is_err());
         assert!(normalize_username(&"x".repeat(129)).is_err());
-        // The bound is on what was sent: 128 characters that NFKC lengthens still pass ...
-        assert!(normalize_username(&"\u{fb03}".repeat(128)).is_ok_and(|n| n.chars().count() == 384));
-        // ... and 129 that it would shorten do not.
+        // The bound is on what was sent: 129 characters that normalization would shorten do not pass.
         assert!(normalize_username(&format!("{}e", "e\u{301}".repeat(64))).is_err());
+    }
+
+    #[test]
+    fn invisible_bidi_and_compatibility_characters_are_refused() {
+        for name in [
+            "ali\u{200b}ce",  // zero-width space
+            "ali\u{200d}ce",  // zero-width joiner
+            "\u{202e}ecila",  // right-to-left override
+            "alice\u{2066}",  // left-to-right isolate
+            "\u{fb01}nance",  // the "fi" ligature
+            "alice\u{ad}",    // soft hyphen
+            "\u{1f600}",      // an emoji
+        ] {
+            let refused = normalize_username(name);
+            assert!(refused.is_err(), "{name:?} was accepted as {refused:?}");
+        }
+    }
+
+    #[test]
+    fn look_alike_names_share_a_skeleton() {
+        let skeleton = |name: &str| username_skeleton(&normalize_username(name).unwrap());
+        // Cyrillic а, о, р, е for their Latin twins.
+        assert_eq!(skeleton("p\u{430}yp\u{430}l"), skeleton("paypal"));
+        assert_eq!(skeleton("b\u{43e}\u{43e}king"), skeleton("booking"));
+        assert_eq!(skeleton("\u{440}\u{435}ter"), skeleton("peter"));
+        // Greek ο for o, and rn for m.
+        assert_eq!(skeleton("r\u{3bf}se"), skeleton("rose"));
+        assert_eq!(skeleton("rnary"), skeleton("mary"));
+        assert_ne!(skeleton("alice"), skeleton("alicia"));
     }
 
     #[test]

@@ -11,7 +11,8 @@ use crate::Result;
 pub struct UserRecord {
     /// Stable opaque id: the `sub` of the user's tokens.
     pub id: String,
-    /// The normalized username (NFKC, lowercase): unique.
+    /// The normalized username (RFC 8265 UsernameCaseMapped): unique, and so is its UTS #39
+    /// skeleton (kept beside it by the store).
     pub username: String,
     /// PHC string of the argon2id hash.
     pub password_hash: String,

@@ -80,8 +80,9 @@ pub async fn sign_up(
 // claims and the username and password rules to the schema.
 #[derive(Debug, Clone, PartialEq, ToSchema)]
 pub struct SignUpRequest {
-    /// The username: 1 to 128 characters as sent, not only whitespace, no control characters;
-    /// stored trimmed, NFKC-normalized and lowercased.
+    /// The username: 1 to 128 characters as sent, RFC 8265 (PRECIS UsernameCaseMapped) userparts
+    /// separated by spaces, stored lowercased; a name that looks like a taken one (UTS #39
+    /// skeleton) is a conflict.
     pub username: String,
     /// The password, checked against the spec's password policy (its length in characters after
     /// Unicode NFC).

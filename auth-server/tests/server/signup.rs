@@ -9,6 +9,7 @@ use crate::support::{Options, Server, TestDb, assert_problem, header, metric_val
 on_both_backends!(
     sign_up_creates_a_user,
     duplicate_username_is_a_conflict,
+    look_alike_and_invisible_usernames_are_refused,
     password_policy_bounds_without_truncation,
     missing_required_claim_is_refused,
     undeclared_or_mistyped_claims_are_refused,
@@ -61,6 +62,50 @@ async fn duplicate_username_is_a_conflict(db: TestDb) {
             "input.conflict",
         );
     }
+}
+
+/// Confusable usernames (the outside attack's finding): RFC 8265 refuses invisible, bidi and
+/// compatibility characters; a name whose UTS #39 skeleton is an existing user's is a conflict,
+/// also for users stored before skeletons were.
+async fn look_alike_and_invisible_usernames_are_refused(db: TestDb) {
+    let server = Server::start(db).await;
+    server.sign_up("paypal").await;
+    let sign_up = |name: &'static str| {
+        let server = &server;
+        async move {
+            let body = json!({ "username": name, "password": "another password", "invitation": server.invitation("t-2").await });
+            read_json(server.post_user(&body).await).await
+        }
+    };
+    // Cyrillic а twice, Greek ο and fullwidth letters: the same name to a reader.
+    for name in ["p\u{430}yp\u{430}l", "\u{ff30}\u{ff21}\u{ff39}\u{ff30}\u{ff21}\u{ff2c}", "PAYPAL"] {
+        let (status, headers, body) = sign_up(name).await;
+        assert_problem(status, &headers, &body, StatusCode::CONFLICT, "input.conflict");
+    }
+    // Zero-width, bidi override, soft hyphen, ligature: refused outright, naming the character.
+    for name in ["pay\u{200b}pal", "\u{202e}lapyap", "pay\u{ad}pal", "\u{fb01}nance"] {
+        let (status, headers, body) = sign_up(name).await;
+        assert_problem(status, &headers, &body, StatusCode::BAD_REQUEST, "input.invalid");
+        assert!(body["detail"].as_str().unwrap().contains("U+"), "{body}");
+    }
+    // A user stored before skeletons were gets one at the next start (migration), and then
+    // shuts out look-alikes too.
+    let carol = server.sign_up("carol").await;
+    let store = server.sql_store().await;
+    sqlx::query("UPDATE users SET username_skeleton = NULL WHERE id = $1").bind(&carol).execute(store.pool()).await.unwrap();
+    let (status, _, body) = sign_up("c\u{430}rol").await;
+    assert_eq!(status, StatusCode::CREATED, "without carol's skeleton the look-alike passes: {body}");
+    let lookalike = body["id"].as_str().unwrap().to_owned();
+    sqlx::query("DELETE FROM users WHERE id = $1").bind(&lookalike).execute(store.pool()).await.unwrap();
+    auth_core::store::Store::migrate(&store).await.unwrap();
+    let skeleton: Option<String> = sqlx::query_scalar("SELECT username_skeleton FROM users WHERE id = $1")
+        .bind(&carol)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(skeleton.as_deref(), Some("carol"));
+    let (status, headers, body) = sign_up("c\u{430}rol").await;
+    assert_problem(status, &headers, &body, StatusCode::CONFLICT, "input.conflict");
 }
 
 async fn password_policy_bounds_without_truncation(db: TestDb) {

@@ -225,7 +225,9 @@ impl Store for SqlStore {
             Dialect::Sqlite => &SQLITE_MIGRATIONS,
             Dialect::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&self.pool).await.map_err(migrate_error)
+        migrator.run(&self.pool).await.map_err(migrate_error)?;
+        users::fill_username_skeletons(self).await?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<()> {

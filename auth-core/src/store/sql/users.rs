@@ -5,6 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{SqlStore, conflict_or, json_object_column, to_i64};
+use crate::authority::username_skeleton;
 use crate::store::{UserRecord, UserStore};
 use crate::{Error, Result};
 
@@ -73,18 +74,24 @@ impl UserStore for SqlStore {
     async fn create_user(&self, user: &UserRecord) -> Result<()> {
         let claims = serde_json::Value::Object(user.claims.clone()).to_string();
         sqlx::query(
-            "INSERT INTO users (id, username, password_hash, claims, disabled, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO users (id, username, username_skeleton, password_hash, claims, disabled, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&user.id)
         .bind(&user.username)
+        .bind(username_skeleton(&user.username))
         .bind(&user.password_hash)
         .bind(claims)
         .bind(user.disabled)
         .bind(user.created_at)
         .execute(&self.pool)
         .await
-        .map_err(|e| conflict_or(e, || format!("user {:?}", user.username)))?;
+        .map_err(|e| {
+            let look_alike = matches!(&e, sqlx::Error::Database(db) if db.message().contains("skeleton") || db.constraint().is_some_and(|c| c.contains("skeleton")));
+            conflict_or(e, || {
+                if look_alike { format!("a username that looks like {:?} is taken", user.username) } else { format!("user {:?}", user.username) }
+            })
+        })?;
         Ok(())
     }
 
@@ -171,4 +178,31 @@ impl UserStore for SqlStore {
             None => Err(Error::NotFound(format!("user {user_id}"))),
         }
     }
+}
+
+/// Fills the skeleton of users stored before skeletons were (see the migration
+/// `username_skeletons`); returns how many users got one. A user whose name looks like an older
+/// user's keeps none, with a warning: both accounts stay, and no new look-alike can join them.
+pub(super) async fn fill_username_skeletons(store: &SqlStore) -> Result<u64> {
+    let missing = sqlx::query("SELECT id, username FROM users WHERE username_skeleton IS NULL ORDER BY created_at, id")
+        .fetch_all(&store.pool)
+        .await?;
+    let mut filled = 0;
+    for row in &missing {
+        let id: String = row.try_get("id")?;
+        let username: String = row.try_get("username")?;
+        let updated = sqlx::query("UPDATE users SET username_skeleton = $1 WHERE id = $2 AND username_skeleton IS NULL")
+            .bind(username_skeleton(&username))
+            .bind(&id)
+            .execute(&store.pool)
+            .await;
+        match updated {
+            Ok(done) => filled += done.rows_affected(),
+            Err(e) if super::is_unique_violation(&e) => {
+                tracing::warn!(user = %id, "the username of this user looks like an older user's: both accounts stay, no new look-alike can sign up");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(filled)
 }
