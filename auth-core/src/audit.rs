@@ -43,6 +43,8 @@ pub enum AuditKind {
     KeyRetired,
     /// A key's private half was sealed again under a new master key.
     KeyRewrapped,
+    /// An operator unpublished a key at once (a compromised key); its tokens fail.
+    KeyRevoked,
     /// An operator or an admin client changed a user's custom claims.
     UserClaimsChanged,
     /// An invitation was created.
@@ -71,6 +73,7 @@ impl AuditKind {
             Self::KeyRetiring => "key_retiring",
             Self::KeyRetired => "key_retired",
             Self::KeyRewrapped => "key_rewrapped",
+            Self::KeyRevoked => "key_revoked",
             Self::UserClaimsChanged => "user_claims_changed",
             Self::InvitationCreated => "invitation_created",
             Self::InvitationUsed => "invitation_used",

@@ -194,6 +194,16 @@ impl Authority {
         self.keys.rotate().await
     }
 
+    /// Emergency rotation: a new key signs at once (see [`crate::keys::KeyRing::rotate_now`]).
+    pub async fn rotate_keys_now(&self) -> Result<String> {
+        self.keys.rotate_now().await
+    }
+
+    /// Unpublishes a compromised key at once (see [`crate::keys::KeyRing::revoke`]).
+    pub async fn revoke_key(&self, kid: &str) -> Result<Option<String>> {
+        self.keys.revoke(kid).await
+    }
+
     /// Loads the keys as stored, changing nothing (for commands that only read).
     pub async fn load_keys(&self) -> Result<Arc<KeySnapshot>> {
         self.keys.reload().await

@@ -124,8 +124,21 @@ enum InvitationsCommand {
 enum KeysCommand {
     /// List signing keys and their states.
     List,
-    /// Run the rotation policy now.
-    Rotate,
+    /// Run the rotation policy now; with `--now`, a new key signs at once.
+    Rotate {
+        /// Emergency rotation: a new key signs at once and the active one stops signing (it stays
+        /// published for its tokens). Verifiers whose cached key set lacks the new key refuse its
+        /// tokens until they fetch the key set again.
+        #[arg(long)]
+        now: bool,
+    },
+    /// Unpublish a key at once and erase its private half (a compromised key): every token it
+    /// signed fails once each replica reloads its keys (`--key-refresh-secs`). A revoked signing
+    /// key is replaced by a new one, active at once.
+    Revoke {
+        /// The key's `kid` (see `keys list`).
+        kid: String,
+    },
     /// Seal every signing key again under a new master key (rotation of the master key). The new
     /// key is read from `--new-master-key` (`AUTH_NEW_MASTER_KEY`), else from
     /// `--new-master-key-file`, else from standard input (base64 or 64 hex digits); the current
@@ -344,10 +357,18 @@ async fn clients(state: Arc<AppState>, command: ClientsCommand) -> anyhow::Resul
 async fn keys(state: Arc<AppState>, command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::List => {}
-        KeysCommand::Rotate => {
+        KeysCommand::Rotate { now: false } => {
             let steps = state.authority.rotate_keys().await?;
             println!("applied: {steps:?}");
         }
+        KeysCommand::Rotate { now: true } => {
+            let kid = state.authority.rotate_keys_now().await?;
+            println!("key {kid} signs from now; the previous key stays published for its tokens");
+        }
+        KeysCommand::Revoke { kid } => match state.authority.revoke_key(&kid).await? {
+            Some(successor) => println!("revoked {kid}; key {successor} signs from now"),
+            None => println!("revoked {kid}"),
+        },
         KeysCommand::Rewrap { new_master_key, new_master_key_file } => {
             let new = new_master_key_from(new_master_key.as_deref(), new_master_key_file.as_deref())?;
             let report = state.authority.rewrap_keys(&new).await?;

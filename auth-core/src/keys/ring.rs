@@ -287,6 +287,87 @@ impl KeyRing {
         Err(Error::Key("key rotation kept losing races with other replicas".into()))
     }
 
+    /// Emergency rotation: a new key signs from now, and the active one stops signing (it stays
+    /// published until `retire_after`, so its tokens keep verifying). A verifier whose cached
+    /// key set lacks the new key refuses its tokens until it fetches the key set again. Returns
+    /// the new key's kid.
+    pub async fn rotate_now(&self) -> Result<String> {
+        for _ in 0..5 {
+            let records = self.store.list_keys().await?;
+            let now = self.clock.now();
+            let at_ms = now.saturating_mul(1000);
+            let new = self.generate(KeyState::Active, now, now)?;
+            let kid = new.kid.clone();
+            let mut changes = Vec::new();
+            let mut events = Vec::new();
+            if let Some(active) = records.iter().find(|r| r.state == KeyState::Active) {
+                changes.push(KeyChange::Deactivate { kid: active.kid.clone(), at: now });
+                events.push(key_event(at_ms, AuditKind::KeyRetiring, &active.kid, "replaced at once (keys rotate --now)"));
+            }
+            changes.push(KeyChange::Insert(new));
+            events.push(key_event(at_ms, AuditKind::KeyGenerated, &kid, "active at once (keys rotate --now)"));
+            if self.apply_and_audit(&changes, &events).await? {
+                tracing::warn!(kid = %kid, "emergency rotation: a new signing key is active at once");
+                return Ok(kid);
+            }
+        }
+        Err(Error::Key("rotating at once kept losing races with other replicas".into()))
+    }
+
+    /// Revokes `kid`: unpublished at once and its private half erased, so every token it signed
+    /// fails verification on every replica once it reloads its keys. When it was the signing key,
+    /// a new key signs from now, in the same transaction. Returns the new key's kid, if one was
+    /// made.
+    pub async fn revoke(&self, kid: &str) -> Result<Option<String>> {
+        for _ in 0..5 {
+            let records = self.store.list_keys().await?;
+            let Some(record) = records.iter().find(|r| r.kid == kid) else {
+                return Err(Error::Key(format!("no key {kid}")));
+            };
+            if record.state == KeyState::Retired {
+                return Err(Error::Key(format!("key {kid} is already retired (unpublished)")));
+            }
+            let now = self.clock.now();
+            let at_ms = now.saturating_mul(1000);
+            let mut changes = vec![KeyChange::Revoke { kid: kid.to_owned(), at: now }];
+            let mut events = vec![AuditEvent::new(at_ms, AuditKind::KeyRevoked).detail(serde_json::json!({
+                "kid": kid,
+                "state": record.state.as_str(),
+                "reason": "revoked by an operator (keys revoke)",
+            }))];
+            let successor = if record.state == KeyState::Active {
+                let new = self.generate(KeyState::Active, now, now)?;
+                events.push(key_event(at_ms, AuditKind::KeyGenerated, &new.kid, "replaces a revoked key, active at once"));
+                let successor = new.kid.clone();
+                changes.push(KeyChange::Insert(new));
+                Some(successor)
+            } else {
+                None
+            };
+            if self.apply_and_audit(&changes, &events).await? {
+                if let Ok(pkcs8) = self.open_record(record) {
+                    crypto::forget_signing_key(&pkcs8);
+                }
+                tracing::warn!(kid, successor = ?successor, "signing key revoked: unpublished at once");
+                return Ok(successor);
+            }
+        }
+        Err(Error::Key("revoking kept losing races with other replicas".into()))
+    }
+
+    /// Applies `changes` in one transaction, then audits and reloads; `false` if another process
+    /// changed the ring first (nothing applied).
+    async fn apply_and_audit(&self, changes: &[KeyChange], events: &[AuditEvent]) -> Result<bool> {
+        if !self.store.apply_key_changes(changes).await? {
+            return Ok(false);
+        }
+        for event in events {
+            self.store.append_audit(event).await?;
+        }
+        self.reload().await?;
+        Ok(true)
+    }
+
     fn materialize(
         &self,
         steps: &[RotationStep],

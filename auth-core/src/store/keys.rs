@@ -95,6 +95,14 @@ pub enum KeyChange {
         /// When.
         at: UnixSeconds,
     },
+    /// `pending`, `active` or `retiring` -> `retired` at `at`, at once (an operator's
+    /// revocation); the private key is erased.
+    Revoke {
+        /// The key.
+        kid: String,
+        /// When.
+        at: UnixSeconds,
+    },
     /// The private key, sealed again under another master key (rotation of the master key).
     /// Applies only while the key still has a private key sealed under `from_master_key_id`.
     Rewrap {

@@ -624,3 +624,85 @@ async fn sigterm_drains_in_flight_requests_and_exits_cleanly() {
     assert!(server.log().contains("draining in-flight requests"), "{}", server.log());
     assert!(client.get(server.url("/healthz")).send().await.is_err(), "nothing listens after the exit");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Emergency key operations
+
+/// `keys revoke` of the signing key: it leaves every replica's JWKS and its tokens stop
+/// introspecting as active on every replica, while a new key signs; `keys rotate --now` makes a
+/// new signer at once and keeps the old key published for its tokens. On PostgreSQL with two
+/// replicas, and on SQLite with two processes over one file.
+async fn emergency_key_operations(deployment: Deployment) {
+    let secret = deployment.add_confidential_client(BACKEND).await;
+    let a = deployment.start(&["--key-refresh-secs", "1"]).await;
+    let b = deployment.start(&["--key-refresh-secs", "1"]).await;
+    let client = http_client();
+    let issue = |server: &Server| {
+        let (client, url, secret) = (client.clone(), server.url("/oauth/token"), secret.clone());
+        async move {
+            let form = [("grant_type", "client_credentials"), ("scope", "bookings:read")];
+            let (status, body) = post_form(&client, &url, &form, Some((BACKEND, &secret))).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            field(&body, "access_token").to_owned()
+        }
+    };
+    let compromised_token = issue(&a).await;
+    let compromised = kid_of(&compromised_token);
+    assert_eq!(introspect(&client, &b, &secret, &compromised_token).await["active"], true);
+
+    let said = deployment.cli(&["keys", "revoke", &compromised], None).await;
+    assert!(said.contains(&format!("revoked {compromised}; key ")), "{said}");
+    for server in [&a, &b] {
+        eventually("the revoked key leaves the JWKS", Duration::from_secs(10), || async {
+            let (_, kids) = fetch_jwks(&client, server).await;
+            (!kids.contains(&compromised) && !kids.is_empty()).then_some(())
+        })
+        .await;
+        assert_eq!(introspect(&client, server, &secret, &compromised_token).await["active"], false, "{}", server.name);
+        let fresh = issue(server).await;
+        assert_ne!(kid_of(&fresh), compromised);
+        assert_eq!(introspect(&client, server, &secret, &fresh).await["active"], true);
+    }
+    let store = deployment.store().await;
+    let records = store.list_keys().await.unwrap();
+    let revoked = records.iter().find(|k| k.kid == compromised).unwrap();
+    assert_eq!(revoked.state, KeyState::Retired);
+    assert!(revoked.private_sealed.is_none(), "the private half is erased");
+    let refused = deployment.try_cli(&["keys", "revoke", &compromised], None).await;
+    assert!(!refused.status.success(), "a retired key cannot be revoked again");
+
+    // Emergency rotation: a new signer at once, the old one still verifies its tokens.
+    let before = issue(&a).await;
+    let old = kid_of(&before);
+    let said = deployment.cli(&["keys", "rotate", "--now"], None).await;
+    let new = said.split_whitespace().nth(1).unwrap().to_owned();
+    assert_ne!(new, old);
+    for server in [&a, &b] {
+        let token = eventually("the new key signs", Duration::from_secs(10), || async {
+            let token = issue(server).await;
+            (kid_of(&token) == new).then_some(token)
+        })
+        .await;
+        assert_eq!(introspect(&client, server, &secret, &token).await["active"], true);
+        assert_eq!(introspect(&client, server, &secret, &before).await["active"], true, "the old key still verifies");
+        let (_, kids) = fetch_jwks(&client, server).await;
+        assert!(kids.contains(&old) && kids.contains(&new), "{kids:?}");
+    }
+    let records = store.list_keys().await.unwrap();
+    assert_eq!(records.iter().filter(|k| k.state == KeyState::Active).count(), 1);
+    assert_eq!(records.iter().find(|k| k.kid == old).unwrap().state, KeyState::Retiring);
+    let audit = deployment.cli(&["audit", "tail"], None).await;
+    assert!(audit.contains("\"key_revoked\"") && audit.contains(&compromised), "{audit}");
+    assert!(audit.contains("keys rotate --now"), "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emergency_key_operations_on_postgres() {
+    let Some(backing) = Backing::from_env("emergency_key_operations_on_postgres", false) else { return };
+    emergency_key_operations(Deployment::new(&backing, &cheap_booking_spec(&[])).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emergency_key_operations_on_sqlite() {
+    emergency_key_operations(Deployment::sqlite(&cheap_booking_spec(&[]))).await;
+}
