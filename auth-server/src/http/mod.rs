@@ -5,7 +5,7 @@
 //! oauth/      POST /oauth/token (grants from auth-core's registry), /oauth/revoke, /oauth/introspect
 //! account     POST /v1/users, GET /userinfo, /v1/sessions, DELETE /v1/sessions/{sid}, POST /v1/logout
 //! admin       PATCH /v1/admin/users/{id}/claims, POST /v1/admin/invitations (admin scope); POST /v1/invitations/accept
-//! wellknown   GET /.well-known/jwks.json, /.well-known/openid-configuration, /.well-known/oauth-authorization-server
+//! wellknown   GET /.well-known/jwks.json, /.well-known/oauth-authorization-server
 //! ops         GET /healthz, /readyz, /metrics, /openapi.json
 //! ```
 //!

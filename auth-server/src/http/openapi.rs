@@ -397,7 +397,6 @@ mod tests {
             "post /v1/admin/invitations",
             "post /v1/invitations/accept",
             "get /.well-known/jwks.json",
-            "get /.well-known/openid-configuration",
             "get /.well-known/oauth-authorization-server",
             "get /healthz",
             "get /readyz",
@@ -406,7 +405,7 @@ mod tests {
         ] {
             assert!(documented.contains(expected), "{expected} is not documented: {documented:?}");
         }
-        assert_eq!(documented.len(), 19, "{documented:?}");
+        assert_eq!(documented.len(), 18, "{documented:?}");
     }
 
     #[test]

@@ -24,7 +24,6 @@ use crate::state::AppState;
 pub fn routes() -> OpenApiRouter<Arc<WellKnown>> {
     OpenApiRouter::new()
         .routes(routes!(jwks))
-        .routes(routes!(openid_configuration))
         .routes(routes!(authorization_server))
 }
 
@@ -125,7 +124,10 @@ pub struct Jwk {
     pub e: Option<String>,
 }
 
-/// Authorization server metadata (RFC 8414), also served as OpenID Connect discovery.
+/// Authorization server metadata (RFC 8414). Only what works is advertised: there is no
+/// authorization endpoint yet, so no response type, and no ID tokens, so neither ID-token
+/// algorithms nor subject types; nor an OpenID Connect discovery document, which would claim an
+/// OpenID Provider.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ServerMetadata {
     /// The issuer.
@@ -142,7 +144,7 @@ pub struct ServerMetadata {
     pub jwks_uri: String,
     /// The spec's scopes.
     pub scopes_supported: Vec<String>,
-    /// `["token"]`.
+    /// Empty: there is no authorization endpoint (RFC 8414 requires the member).
     pub response_types_supported: Vec<&'static str>,
     /// The grant types some client of the spec may use.
     pub grant_types_supported: Vec<&'static str>,
@@ -152,10 +154,6 @@ pub struct ServerMetadata {
     pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
     /// Client authentication at the introspection endpoint.
     pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
-    /// The signing algorithm of the spec.
-    pub id_token_signing_alg_values_supported: Vec<&'static str>,
-    /// `["public"]`.
-    pub subject_types_supported: Vec<&'static str>,
     /// `sub`, `preferred_username` and the spec's custom claims.
     pub claims_supported: Vec<String>,
     /// Members that the grants in use add (each grant's `discovery`).
@@ -185,13 +183,11 @@ impl ServerMetadata {
             userinfo_endpoint: format!("{issuer}/userinfo"),
             jwks_uri: format!("{issuer}/.well-known/jwks.json"),
             scopes_supported: spec.scopes.keys().cloned().collect(),
-            response_types_supported: vec!["token"],
+            response_types_supported: Vec::new(),
             grant_types_supported,
             token_endpoint_auth_methods_supported: client_auth(),
             revocation_endpoint_auth_methods_supported: client_auth(),
             introspection_endpoint_auth_methods_supported: vec!["client_secret_basic", "client_secret_post"],
-            id_token_signing_alg_values_supported: vec![spec.tokens.algorithm.as_str()],
-            subject_types_supported: vec!["public"],
             claims_supported: ["sub", "preferred_username"]
                 .into_iter()
                 .map(str::to_owned)
@@ -200,17 +196,6 @@ impl ServerMetadata {
             grant_members: used.iter().flat_map(|g| g.discovery(issuer)).collect(),
         }
     }
-}
-
-/// `GET /.well-known/openid-configuration`.
-#[utoipa::path(
-    get,
-    path = "/.well-known/openid-configuration",
-    tag = "discovery",
-    responses((status = 200, description = "OpenID Connect discovery metadata", body = ServerMetadata)),
-)]
-pub async fn openid_configuration(State(published): State<Arc<WellKnown>>) -> Response {
-    Json(&published.metadata).into_response()
 }
 
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414).

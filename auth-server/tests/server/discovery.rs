@@ -1,4 +1,4 @@
-//! `GET /.well-known/jwks.json`, `GET /.well-known/openid-configuration` and
+//! `GET /.well-known/jwks.json`, (no) `GET /.well-known/openid-configuration` and
 //! `GET /.well-known/oauth-authorization-server` (RFC 8414).
 
 use auth_core::clock::{Clock as _, SystemClock};
@@ -62,10 +62,11 @@ async fn discovery_documents_describe_this_server(db: TestDb) {
     let server = Server::start(db).await;
     let base = server.base.clone();
     let mut documents: Vec<Value> = Vec::new();
-    for path in [
-        "/.well-known/openid-configuration",
-        "/.well-known/oauth-authorization-server",
-    ] {
+    // No OpenID Connect discovery document: there is no OpenID Provider (no ID tokens, no
+    // authorization endpoint) for it to describe.
+    let (status, _, body) = read_json(server.get("/.well-known/openid-configuration").await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    for path in ["/.well-known/oauth-authorization-server"] {
         let (status, headers, body) = read_json(server.get(path).await).await;
         assert_eq!(status, StatusCode::OK, "{path}");
         assert!(header(&headers, "content-type").starts_with("application/json"));
@@ -101,10 +102,11 @@ async fn discovery_documents_describe_this_server(db: TestDb) {
         );
         documents.push(body);
     }
-    assert_eq!(
-        documents[0], documents[1],
-        "one set of metadata, two well-known names"
-    );
+    // Only what works: no response type without an authorization endpoint, nothing of ID tokens.
+    assert_eq!(documents[0]["response_types_supported"], json!([]));
+    for member in ["authorization_endpoint", "id_token_signing_alg_values_supported", "subject_types_supported"] {
+        assert!(documents[0].get(member).is_none(), "{member} is advertised");
+    }
     // Every advertised endpoint answers (with the error of a request lacking everything).
     let doc = &documents[0];
     let jwks = server

@@ -483,7 +483,7 @@ async fn per_ip_limit_on_credential_endpoints(db: TestDb) {
     for path in [
         "/healthz",
         "/.well-known/jwks.json",
-        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
     ] {
         assert_eq!(server.get(path).await.status(), StatusCode::OK, "{path}");
     }

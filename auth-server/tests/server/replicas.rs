@@ -450,7 +450,7 @@ async fn database_outage_fails_issuance_fast_and_keeps_serving_keys() {
         assert_eq!(body["error"], "temporarily_unavailable", "{body}");
         assert!(took < Duration::from_secs(3), "{grant} grant took {took:?} to fail");
     }
-    for path in ["/.well-known/jwks.json", "/.well-known/openid-configuration", "/healthz"] {
+    for path in ["/.well-known/jwks.json", "/.well-known/oauth-authorization-server", "/healthz"] {
         let response = client.get(server.url(path)).send().await.expect("GET");
         assert_eq!(response.status(), StatusCode::OK, "{path} answers from memory without a database");
     }
