@@ -72,6 +72,8 @@ pub struct Claim {
     pub kind: ClaimType,
     /// Whether every user token carries it.
     pub required: bool,
+    /// Whether the spec gives it a default, which tokens of users who lack it carry.
+    pub has_default: bool,
     /// What it means.
     pub description: String,
 }
@@ -128,6 +130,7 @@ impl Module {
                 name: name.clone(),
                 kind: claim.kind,
                 required: claim.required,
+                has_default: claim.default.is_some(),
                 description: claim.description.clone(),
             })
             .collect();

@@ -58,6 +58,10 @@ pub struct ClaimShape {
     pub kind: String,
     /// Whether user tokens must carry it.
     pub required: bool,
+    /// Whether the spec gives it a default (left out when it does not, so that manifests written
+    /// before this member compare equal).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default: bool,
 }
 
 impl Manifest {
@@ -75,7 +79,7 @@ impl Manifest {
                 claims: module
                     .claims
                     .iter()
-                    .map(|c| (c.name.clone(), ClaimShape { kind: c.kind.as_str().to_owned(), required: c.required }))
+                    .map(|c| (c.name.clone(), ClaimShape { kind: c.kind.as_str().to_owned(), required: c.required, default: c.has_default }))
                     .collect(),
                 clients: module.clients.iter().map(|c| c.id.clone()).collect(),
                 issuer: module.issuer.clone(),
@@ -183,6 +187,17 @@ pub struct ApiChange {
     pub what: String,
 }
 
+/// What a claim that became required does to the users who signed up before: with a default,
+/// their tokens carry it; without, every verifier refuses their tokens until it is set.
+fn existing_users(claim: &ClaimShape) -> &'static str {
+    if claim.default {
+        "existing users who lack it get its default in their next tokens; tokens issued before lack it and are refused"
+    } else {
+        "existing users who lack it are locked out (every verifier refuses their tokens) until `auth-server users set-claim` \
+         or the admin API sets it; give the claim a `default` to avoid that (`auth-server check` counts them)"
+    }
+}
+
 /// The changes from `old` to `new`, breaking ones first.
 pub fn api_changes(old: &Api, new: &Api) -> Vec<ApiChange> {
     let mut changes = Vec::new();
@@ -208,7 +223,7 @@ pub fn api_changes(old: &Api, new: &Api) -> Vec<ApiChange> {
             ),
             Some(after) if after.required != before.required => {
                 let what = if after.required {
-                    format!("claim `{name}` became required (tokens without it are refused)")
+                    format!("claim `{name}` became required: {}", existing_users(after))
                 } else {
                     format!("claim `{name}` became optional (its type now admits absence)")
                 };
@@ -220,7 +235,7 @@ pub fn api_changes(old: &Api, new: &Api) -> Vec<ApiChange> {
     for (name, shape) in &new.claims {
         if !old.claims.contains_key(name) {
             if shape.required {
-                push(Class::Breaking, format!("required claim `{name}` added (earlier tokens lack it)"));
+                push(Class::Breaking, format!("required claim `{name}` added: {}", existing_users(shape)));
             } else {
                 push(Class::Compatible, format!("optional claim `{name}` added"));
             }

@@ -172,7 +172,7 @@ fn the_summary_classes_api_and_claim_schema_changes() {
         assert!(output.status.success(), "{stdout}\n{stderr}");
         for expected in [
             "breaking: claim `tenant_id` removed",
-            "breaking: required claim `venue_id` added (earlier tokens lack it)",
+            "breaking: required claim `venue_id` added: existing users who lack it are locked out",
             "breaking: client `booking-backend` removed",
             "compatible: optional claim `locale` added",
             "compatible: scope `reviews:write` added",
@@ -193,6 +193,19 @@ fn the_summary_classes_api_and_claim_schema_changes() {
         .unwrap();
         let (stdout, _) = text(&run("v3.toml"));
         assert!(stdout.contains("breaking: claim `locale` re-typed from string to string_array"), "{stdout}");
+        // A claim made required with a default does not lock existing users out, and says so.
+        std::fs::write(dir.join("v4.toml"), std::fs::read_to_string(dir.join("v2.toml")).unwrap().replacen(
+            "[claims.locale]\ntype = \"string\"",
+            "[claims.locale]\ntype = \"string\"\nrequired = true\ndefault = \"en\"",
+            1,
+        ))
+        .unwrap();
+        assert!(run("v2.toml").status.success());
+        let (stdout, _) = text(&run("v4.toml"));
+        assert!(
+            stdout.contains("breaking: claim `locale` became required: existing users who lack it get its default"),
+            "{stdout}"
+        );
     }
 }
 
