@@ -28,6 +28,8 @@ pub enum AuditKind {
     RefreshReuseDetected,
     /// Client-credentials grant issued a token.
     ClientCredentialsIssued,
+    /// An access token without a session (client credentials) was revoked before its expiry.
+    AccessTokenRevoked,
     /// A refresh family (login session) was revoked (logout, revocation endpoint, admin).
     #[serde(rename = "session_revoked")]
     FamilyRevoked,
@@ -66,6 +68,7 @@ impl AuditKind {
             Self::RefreshRetried => "refresh_retried",
             Self::RefreshReuseDetected => "refresh_reuse_detected",
             Self::ClientCredentialsIssued => "client_credentials_issued",
+            Self::AccessTokenRevoked => "access_token_revoked",
             Self::FamilyRevoked => "session_revoked",
             Self::ClientCreated => "client_created",
             Self::KeyGenerated => "key_generated",

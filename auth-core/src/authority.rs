@@ -175,6 +175,15 @@ impl Authority {
         self.refresh.is_live(sid).await
     }
 
+    /// Whether a verified access token is still live: its family is not revoked, or, for a
+    /// token without a family (client credentials), the token itself was not revoked.
+    pub async fn access_token_is_live(&self, claims: &AccessClaims) -> Result<bool> {
+        match &claims.sid {
+            Some(sid) => self.refresh.is_live(sid).await,
+            None => self.refresh.token_is_live(&claims.jti).await,
+        }
+    }
+
     /// The spec in force.
     pub fn spec(&self) -> &Spec {
         &self.spec
@@ -575,9 +584,7 @@ impl Authority {
     pub async fn introspect(&self, token: &str) -> Result<Option<Introspection>> {
         if crate::tokens::looks_like_jwt(token) {
             let Ok(claims) = self.verify_access_token(token) else { return Ok(None) };
-            if let Some(sid) = &claims.sid
-                && !self.refresh.is_live(sid).await?
-            {
+            if !self.access_token_is_live(&claims).await? {
                 return Ok(None);
             }
             return Ok(Some(Introspection::Access(claims)));
@@ -587,6 +594,40 @@ impl Authority {
             .inspect(token)
             .await?
             .map(|(record, family)| Introspection::Refresh { expires_at: record.idle_expires_at, family }))
+    }
+
+    /// Revocation (RFC 7009) of an access token: one of a session revokes the session (every
+    /// token of it, refresh tokens included); one without (client credentials) is denied until it
+    /// expires, on every replica. Tokens that do not verify (expired, foreign, garbage) are not
+    /// an error: there is nothing left to revoke. Only the client the token was issued to may
+    /// revoke it (RFC 7009 section 2.1). `true` if something was revoked.
+    pub async fn revoke_access_token(&self, client: ClientCredentials<'_>, token: &str) -> Result<bool> {
+        self.authenticate_client(client).await?;
+        let Ok(claims) = self.verify_access_token(token) else { return Ok(false) };
+        if claims.client_id != client.id {
+            return Err(Error::Refresh(RefreshError::WrongClient));
+        }
+        if let Some(sid) = &claims.sid {
+            return self.refresh.revoke_family(sid, "access token revoked").await;
+        }
+        let now = self.clock.now();
+        let revoked = self.store.revoke_access_token(&claims.jti, client.id, claims.exp, now).await?;
+        self.refresh.liveness().forget_token(&claims.jti);
+        if !revoked {
+            return Ok(false);
+        }
+        self.audit(
+            AuditEvent::new(self.clock.now_ms(), AuditKind::AccessTokenRevoked)
+                .client(client.id)
+                .detail(serde_json::json!({ "jti": claims.jti, "expires_at": claims.exp })),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Forgets revocations of access tokens that have expired since (background upkeep).
+    pub async fn purge_revoked_access_tokens(&self) -> Result<u64> {
+        self.store.purge_revoked_access_tokens(self.clock.now()).await
     }
 
     /// Revocation (RFC 7009): a refresh token revokes its family. Unknown tokens are not an error.

@@ -56,6 +56,7 @@ codes! {
     TokenWrongIssuer = "token.wrong_issuer": "`iss` is not this issuer.",
     TokenWrongAudience = "token.wrong_audience": "`aud` names no accepted audience.",
     TokenSessionRevoked = "token.session_revoked": "The token's session (its refresh family, `sid`) has been revoked.",
+    TokenRevoked = "token.revoked": "The access token was revoked (`POST /oauth/revoke`).",
     TokenSubjectUnknown = "token.subject_unknown": "The token's subject no longer exists or is disabled.",
     JwksUnavailable = "jwks.unavailable": "The issuer's key set cannot be fetched and no usable copy is cached (generated modules).",
     RefreshUnknown = "refresh.unknown": "The refresh token is not one this service issued.",

@@ -17,6 +17,9 @@
 //!   revocations made outside this process, such as `auth-server users disable` run beside a
 //!   server: those are seen within `ttl`.
 //!
+//! Access tokens without a session (client credentials) are revocable one by one: their liveness
+//! is kept the same way, under `jti:<jti>`, and announced on the same feed.
+//!
 //! With a `ttl` of zero nothing is cached: every check reads the store.
 
 use std::sync::Arc;
@@ -27,6 +30,9 @@ use crate::Result;
 use crate::clock::{Clock, UnixMillis};
 use crate::store::FamilyStore;
 
+/// The prefix of a revoked access token's key, in the cache and in the feed's announcements
+/// (family ids never hold a colon).
+pub const TOKEN_KEY_PREFIX: &str = "jti:";
 /// How many families are remembered (about 100 bytes each).
 const CAPACITY: usize = 100_000;
 /// The first wait before reopening a lost revocation feed; it doubles up to [`MAX_RETRY`].
@@ -91,6 +97,27 @@ impl FamilyLiveness {
             self.keep(sid, Entry { live, user_id, read_at: self.clock.now_ms() }, epoch);
         }
         Ok(live)
+    }
+
+    /// Whether the access token `jti` (one without a session) has not been revoked. Cached like
+    /// a family, under `jti:<jti>` (the key its revocation is announced with); a revoked token
+    /// stays refused.
+    pub async fn token_is_live(&self, jti: &str) -> Result<bool> {
+        let key = format!("{TOKEN_KEY_PREFIX}{jti}");
+        if let Some(live) = self.cached(&key) {
+            return Ok(live);
+        }
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let live = !self.store.access_token_revoked(jti).await?;
+        if self.in_use() {
+            self.keep(&key, Entry { live, user_id: None, read_at: self.clock.now_ms() }, epoch);
+        }
+        Ok(live)
+    }
+
+    /// The access token `jti` was revoked: forget what was read of it.
+    pub fn forget_token(&self, jti: &str) {
+        self.forget(&format!("{TOKEN_KEY_PREFIX}{jti}"));
     }
 
     /// Whether answers are taken from memory now: caching is on and the store's feed of revoked

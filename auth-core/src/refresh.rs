@@ -182,6 +182,11 @@ impl RefreshFamilies {
         self.liveness.is_live(sid).await
     }
 
+    /// Whether the access token `jti` (one without a family) has not been revoked.
+    pub async fn token_is_live(&self, jti: &str) -> Result<bool> {
+        self.liveness.token_is_live(jti).await
+    }
+
     /// Starts a refresh family and its first refresh token.
     pub async fn start(
         &self,

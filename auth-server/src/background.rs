@@ -34,6 +34,9 @@ pub fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
                 }
                 Err(e) => tracing::warn!(error = %e, code = e.code().as_str(), "key rotation failed; keeping the current keys"),
             }
+            if let Err(e) = state.authority.purge_revoked_access_tokens().await {
+                tracing::warn!(error = %e, code = e.code().as_str(), "could not purge expired revocations of access tokens");
+            }
             if let Err(e) = state.authority.flush_refusals(false).await {
                 tracing::warn!(error = %e, code = e.code().as_str(), "could not write the summaries of repeated refusals");
             }

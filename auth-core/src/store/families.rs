@@ -96,6 +96,15 @@ pub trait FamilyStore: Send + Sync + std::fmt::Debug {
     /// Revokes every unrevoked family of a user; returns how many.
     async fn revoke_user_families(&self, user_id: &str, at: UnixSeconds, reason: &str) -> Result<u64>;
 
+    /// Denies the access token `jti` (one without a session: client credentials) until
+    /// `expires_at`, its expiry; `false` if it was revoked already (nothing changes).
+    async fn revoke_access_token(&self, jti: &str, client_id: &str, expires_at: UnixSeconds, at: UnixSeconds) -> Result<bool>;
+    /// Whether the access token `jti` was revoked.
+    async fn access_token_revoked(&self, jti: &str) -> Result<bool>;
+    /// Forgets the revocations of tokens expired before `now` (they fail on their own); returns
+    /// how many.
+    async fn purge_revoked_access_tokens(&self, now: UnixSeconds) -> Result<u64>;
+
     /// A feed of the families revoked by any process using this database, for caches of family
     /// liveness; `None` when the store has none (then only what this process revokes is known at
     /// once). Each call opens a new feed.

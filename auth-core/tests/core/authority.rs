@@ -19,6 +19,7 @@ use crate::support::TestDb;
 
 on_both_backends!(
     sign_up_then_password_login_issues_both_tokens,
+    a_revoked_client_token_is_denied_until_it_expires_then_forgotten,
     usernames_differing_by_case_or_form_are_one_account,
     wrong_password_and_unknown_user_get_the_same_error,
     refresh_rotates_and_keeps_claims,
@@ -134,6 +135,23 @@ async fn refresh_rotates_and_keeps_claims(db: &TestDb) {
     let narrow = f.authority.refresh_grant(WEB, second.refresh_token.as_deref().unwrap(), Some("bookings:read")).await.unwrap();
     assert_eq!(narrow.scope, "bookings:read");
     assert!(kinds(db).await.contains(&AuditKind::RefreshRotated));
+}
+
+async fn a_revoked_client_token_is_denied_until_it_expires_then_forgotten(db: &TestDb) {
+    let f = fixture(db).await;
+    let secret = f.authority.register_client("booking-backend").await.unwrap().unwrap();
+    let backend = ClientCredentials { id: "booking-backend", secret: Some(&secret) };
+    let grant = f.authority.client_credentials_grant(backend, None).await.unwrap();
+    let token = grant.access.token;
+    assert!(f.authority.introspect(&token).await.unwrap().is_some());
+    assert!(f.authority.revoke_access_token(backend, &token).await.unwrap());
+    assert!(!f.authority.revoke_access_token(backend, &token).await.unwrap(), "already revoked");
+    assert!(f.authority.introspect(&token).await.unwrap().is_none());
+    // Kept while the token could still verify, purged once it has expired.
+    assert_eq!(f.authority.purge_revoked_access_tokens().await.unwrap(), 0);
+    f.clock.advance_seconds(3600);
+    assert_eq!(f.authority.purge_revoked_access_tokens().await.unwrap(), 1);
+    assert!(f.authority.introspect(&token).await.unwrap().is_none(), "expired now");
 }
 
 async fn client_credentials_need_the_registered_secret(db: &TestDb) {

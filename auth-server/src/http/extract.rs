@@ -229,10 +229,9 @@ impl FromRequestParts<Arc<AppState>> for Bearer {
         let token = auth_core::tokens::bearer_token(parts.headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes))
             .map_err(Problem::invalid_token)?;
         let claims = state.authority.verify_access_token(token).map_err(|e| Problem::invalid_token(e.code()))?;
-        if let Some(sid) = &claims.sid
-            && !state.authority.family_is_live(sid).await.map_err(Problem::from)?
-        {
-            return Err(Problem::invalid_token(Code::TokenSessionRevoked));
+        if !state.authority.access_token_is_live(&claims).await.map_err(Problem::from)? {
+            let code = if claims.sid.is_some() { Code::TokenSessionRevoked } else { Code::TokenRevoked };
+            return Err(Problem::invalid_token(code));
         }
         let scopes: Vec<&str> = claims.scopes().collect();
         let decision = state.limiter.check_all(&scopes, &claims.sub).await.map_err(Problem::from)?;

@@ -706,3 +706,31 @@ async fn emergency_key_operations_on_postgres() {
 async fn emergency_key_operations_on_sqlite() {
     emergency_key_operations(Deployment::sqlite(&cheap_booking_spec(&[]))).await;
 }
+
+/// A client-credentials token revoked on A is refused by B at once, although B trusts what it
+/// read as live for ten minutes: the revocation is announced on the feed of revoked sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_token_revoked_on_one_replica_is_refused_by_the_other() {
+    let Some(backing) = Backing::from_env("a_client_token_revoked_on_one_replica_is_refused_by_the_other", false) else {
+        return;
+    };
+    let deployment = Deployment::new(&backing, &cheap_booking_spec(&[])).await;
+    let secret = deployment.add_confidential_client(BACKEND).await;
+    let a = deployment.start(&["--key-refresh-secs", "1"]).await;
+    let b = deployment.start(&["--key-refresh-secs", "1", "--session-cache-secs", "600"]).await;
+    let client = http_client();
+    let form = [("grant_type", "client_credentials"), ("scope", "bookings:read")];
+    let (status, body) = post_form(&client, &a.url("/oauth/token"), &form, Some((BACKEND, &secret))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = field(&body, "access_token").to_owned();
+    eventually("B knows A's key", Duration::from_secs(10), || async {
+        (introspect(&client, &b, &secret, &token).await["active"] == true).then_some(())
+    })
+    .await;
+    let (status, body) = post_form(&client, &a.url("/oauth/revoke"), &[("token", &token)], Some((BACKEND, &secret))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eventually("B refuses the revoked token", Duration::from_secs(5), || async {
+        (introspect(&client, &b, &secret, &token).await["active"] == false).then_some(())
+    })
+    .await;
+}

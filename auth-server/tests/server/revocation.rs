@@ -8,6 +8,7 @@ use crate::support::{BACKEND, Server, TestDb, WEB, assert_oauth_error, header, r
 on_both_backends!(
     revoke_ends_the_session_and_ignores_unknown_tokens,
     revoke_checks_the_client,
+    a_revoked_client_token_is_refused_until_it_expires,
     introspection_requires_a_confidential_client,
     introspection_of_access_tokens,
     introspection_of_refresh_tokens,
@@ -49,12 +50,18 @@ async fn revoke_ends_the_session_and_ignores_unknown_tokens(db: TestDb) {
     // The session is over for this server's bearer endpoints too.
     let response = server.get_bearer("/userinfo", &tokens.access).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    // An access token is accepted for revocation (and answered 200); it expires on its own.
+    // An access token of a session ends the session: its refresh token and its other tokens.
     let other = server.login("alice").await;
-    assert_eq!(
-        revoke(&server, &other.access).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(server.get_bearer("/userinfo", &other.access).await.status(), StatusCode::OK);
+    assert_eq!(revoke(&server, &other.access).await.status(), StatusCode::OK);
+    let (status, headers, body) = read_json(server.get_bearer("/userinfo", &other.access).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(header(&headers, "www-authenticate").contains("token.session_revoked"), "{body}");
+    let (status, headers, body) = read_json(server.refresh(&other.refresh).await).await;
+    assert_oauth_error(status, &headers, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    // Alice's third session is untouched.
+    let third = server.login("alice").await;
+    assert_eq!(server.get_bearer("/userinfo", &third.access).await.status(), StatusCode::OK);
     // A missing token parameter is the client's error.
     let (status, headers, body) = read_json(
         server
@@ -103,6 +110,41 @@ async fn revoke_checks_the_client(db: TestDb) {
         "invalid_client",
     );
     assert!(header(&headers, "www-authenticate").starts_with("Basic"));
+}
+
+/// RFC 7009 for a token without a session (client credentials): denied from the revocation on,
+/// by introspection and the bearer endpoints; other tokens of the client are not; another client
+/// cannot revoke it; the revocation is audited and purged once the token has expired.
+async fn a_revoked_client_token_is_refused_until_it_expires(db: TestDb) {
+    let server = Server::start(db).await;
+    let secret = server.register_backend().await;
+    let issue = || async {
+        let request = server
+            .form_request("/oauth/token", &[("grant_type", "client_credentials"), ("scope", "bookings:read")])
+            .basic_auth(BACKEND, Some(&secret));
+        let (status, _, body) = read_json(request.send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    };
+    let (token, kept) = (issue().await, issue().await);
+    assert_eq!(introspect(&server, &secret, &token).await.1["active"], true);
+    // The web client cannot revoke the backend's token.
+    let (status, headers, body) = read_json(revoke(&server, &token).await).await;
+    assert_oauth_error(status, &headers, &body, StatusCode::BAD_REQUEST, "unauthorized_client");
+    assert_eq!(introspect(&server, &secret, &token).await.1["active"], true);
+    // The backend can.
+    let request = server.form_request("/oauth/revoke", &[("token", &token)]).basic_auth(BACKEND, Some(&secret));
+    assert_eq!(request.send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(introspect(&server, &secret, &token).await.1, json!({ "active": false }));
+    assert_eq!(introspect(&server, &secret, &kept).await.1["active"], true, "other tokens stand");
+    // Revoking it again is still 200.
+    let request = server.form_request("/oauth/revoke", &[("token", &token)]).basic_auth(BACKEND, Some(&secret));
+    assert_eq!(request.send().await.unwrap().status(), StatusCode::OK);
+    let audit = server.state.authority.audit_tail(50).await.unwrap();
+    assert_eq!(audit.iter().filter(|e| e.kind == auth_core::audit::AuditKind::AccessTokenRevoked).count(), 1);
+    // Nothing has expired yet: nothing is purged, the revocation holds.
+    assert_eq!(server.state.authority.purge_revoked_access_tokens().await.unwrap(), 0);
+    assert_eq!(introspect(&server, &secret, &token).await.1["active"], false);
 }
 
 async fn introspect(server: &Server, secret: &str, token: &str) -> (StatusCode, Value) {

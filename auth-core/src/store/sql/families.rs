@@ -259,6 +259,33 @@ impl FamilyStore for SqlStore {
         Ok(done.rows_affected())
     }
 
+    async fn revoke_access_token(&self, jti: &str, client_id: &str, expires_at: UnixSeconds, at: UnixSeconds) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO revoked_access_tokens (jti, client_id, expires_at, revoked_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(client_id)
+        .bind(expires_at)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn access_token_revoked(&self, jti: &str) -> Result<bool> {
+        let found = sqlx::query("SELECT 1 FROM revoked_access_tokens WHERE jti = $1")
+            .bind(jti)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn purge_revoked_access_tokens(&self, now: UnixSeconds) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM revoked_access_tokens WHERE expires_at < $1").bind(now).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
     async fn revocation_feed(&self) -> Result<Option<Box<dyn RevocationFeed>>> {
         let Some(url) = &self.listen_url else { return Ok(None) };
         let mut listener = PgListener::connect(&url.0).await?;

@@ -79,9 +79,11 @@ impl TokenForm {
     }
 }
 
-/// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was known. Access tokens are
-/// self-contained and expire on their own; revoking their session (through the refresh token or
-/// `/v1/logout`) makes introspection and this server's bearer endpoints refuse them.
+/// `POST /oauth/revoke` (RFC 7009): 200 whether or not the token was known. A refresh token, or
+/// an access token of a session, ends the session (every token of it); an access token without a
+/// session (client credentials) is denied until it expires. Introspection and this server's
+/// bearer endpoints then refuse them, on every replica; resource servers that verify signatures
+/// only learn of it through introspection.
 #[utoipa::path(
     post,
     path = "/oauth/revoke",
@@ -102,13 +104,14 @@ pub async fn revoke(
 ) -> Result<Response, OAuthError> {
     let client = client.credentials(form.client())?;
     let token = form.token()?;
-    if auth_core::tokens::looks_like_jwt(token) {
-        // Access tokens are self-contained and expire on their own; revoking their session
-        // (through the refresh token or `/v1/logout`) is what ends them.
-        state.authority.authenticate_client(client).await?;
-        return Ok((StatusCode::OK, no_store()).into_response());
-    }
-    match state.authority.revoke_refresh_token(client, token).await {
+    // An access token of a session ends the session; one without (client credentials) is denied
+    // until it expires. A refresh token ends its session.
+    let revoked = if auth_core::tokens::looks_like_jwt(token) {
+        state.authority.revoke_access_token(client, token).await
+    } else {
+        state.authority.revoke_refresh_token(client, token).await
+    };
+    match revoked {
         Ok(_) => Ok((StatusCode::OK, no_store()).into_response()),
         // RFC 7009 section 2.1: another client's token is refused.
         Err(Error::Refresh(RefreshError::WrongClient)) => {

@@ -62,6 +62,7 @@ export type ServerErrorCode =
   | "token.wrong_issuer"
   | "token.wrong_audience"
   | "token.session_revoked"
+  | "token.revoked"
   | "token.subject_unknown"
   | "jwks.unavailable"
   | "refresh.unknown"
