@@ -20,6 +20,10 @@ pub struct ServerArgs {
     /// The auth.toml spec; a local default spec when absent.
     #[arg(long, env = "AUTH_SPEC", global = true)]
     pub spec: Option<PathBuf>,
+    /// Let an operator command use a spec other than the one `serve` last ran with on this data
+    /// directory.
+    #[arg(long, global = true)]
+    pub allow_other_spec: bool,
     /// Database URL (sqlite://... or postgres://...); SQLite under the data dir when absent.
     #[arg(long, env = "AUTH_DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,

@@ -5,6 +5,7 @@
 //! state       AppState and how it is built (store, keys, limiters, authority); no HTTP
 //! background  key rotation, limiter health, the feed of revoked sessions
 //! metrics     Prometheus metrics
+//! served_spec what a data directory remembers of the spec it was served with
 //! http/       router, middleware, extractors, error formats, OpenAPI, one module per area
 //! ```
 //!
@@ -19,4 +20,5 @@ pub mod background;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod served_spec;
 pub mod state;

@@ -15,6 +15,7 @@ use auth_core::clock::SystemClock;
 use auth_core::keys::MasterKey;
 use auth_core::random::OsEntropy;
 use auth_server::config::{ServerArgs, ServerConfig};
+use auth_server::served_spec;
 use auth_server::state::{self, AppState};
 use clap::{Parser, Subcommand};
 
@@ -187,8 +188,15 @@ async fn open(config: ServerConfig) -> anyhow::Result<Arc<AppState>> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = cli.common.config();
-    match cli.command.unwrap_or(Command::Serve) {
+    let mut config = cli.common.config();
+    let command = cli.command.unwrap_or(Command::Serve);
+    // Operator commands act on the spec the data directory is served with.
+    if !matches!(command, Command::Serve | Command::Migrate)
+        && let Some(note) = served_spec::resolve(&mut config, cli.common.allow_other_spec)?
+    {
+        eprintln!("{note}");
+    }
+    match command {
         Command::Serve => serve(config).await,
         Command::Migrate => {
             state::open_store(&config).await?;
@@ -239,8 +247,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let listen = config.listen;
+    let served = config.clone();
     let state = open(config).await?;
     state.rotate_keys().await?;
+    if let Err(e) = served_spec::record(&served, &state.spec) {
+        tracing::warn!(error = %format!("{e:#}"), "could not record the served spec in the data directory; operator commands will not find it");
+    }
     // A claim made required after users signed up locks those users out of every verifier. The
     // count reads every user, so it runs beside serving rather than before it.
     let counting = state.clone();

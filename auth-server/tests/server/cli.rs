@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::process::{Backing, Deployment, PASSWORD, cheap_booking_spec, http_client};
 
+#[cfg_attr(not(auth_test_postgres), ignore = "AUTH_TEST_DATABASE_URL was not set when the tests were built")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_commands_manage_users_clients_keys_and_audit() {
     let Some(backing) = Backing::from_env("operator_commands_manage_users_clients_keys_and_audit", false) else {
@@ -151,4 +152,74 @@ async fn users_lacking_a_newly_required_claim_are_counted() {
     std::fs::write(&deployment.spec_path, format!("{spec}\n[claims.tier]\ntype = \"string\"\nrequired = true\ndefault = \"standard\"\n")).unwrap();
     let check = deployment.cli(&["check"], None).await;
     assert!(!check.contains("lack a claim"), "the default fills it: {check}");
+}
+
+/// The data directory remembers the spec `serve` ran with: operator commands run without
+/// `--spec` use it (here the booking spec, whose `tenant_id` claim the built-in default spec
+/// lacks), and one given another spec is refused unless `--allow-other-spec` says it is meant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_use_the_spec_the_data_directory_was_served_with() {
+    let dir = std::env::temp_dir().join(format!("auth-served-spec-{}", crate::process::unique_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("auth.toml"), cheap_booking_spec(&[])).unwrap();
+    let other = cheap_booking_spec(&[("issuer = \"http://127.0.0.1:8080\"", "issuer = \"http://127.0.0.1:9090\"")]);
+    std::fs::write(dir.join("other.toml"), other).unwrap();
+    let command = |args: &[&str]| {
+        let mut command = std::process::Command::new(crate::process::BINARY);
+        for (name, _) in std::env::vars_os() {
+            if name.to_str().is_some_and(|n| n.starts_with("AUTH_")) {
+                command.env_remove(name);
+            }
+        }
+        command.current_dir(&dir).env("NO_COLOR", "1").args(["--data-dir", "data"]).args(args);
+        command
+    };
+    let run = |args: &[&str], stdin: &str| {
+        use std::io::Write as _;
+        let mut child = command(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+
+    // Before any serve, a command without --spec takes the built-in default spec, which has no
+    // tenant_id claim.
+    let (ok, _, stderr) = run(&["users", "add", "early", "--claim", "tenant_id=t1"], "a long password\n");
+    assert!(!ok, "the default spec declares no tenant_id: {stderr}");
+
+    let mut server = command(&["serve", "--spec", "auth.toml", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let record = dir.join("data").join(auth_server::served_spec::FILE);
+    let started = std::time::Instant::now();
+    while !record.exists() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "serve recorded no spec");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let served: Value = serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    assert!(served["path"].as_str().unwrap().ends_with("auth.toml"), "{served}");
+
+    let (ok, stdout, stderr) = run(&["users", "add", "bob", "--claim", "tenant_id=t1"], "a long password\n");
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("created user bob"), "{stdout}");
+    assert!(stderr.contains("the spec `serve` last ran with"), "{stderr}");
+    let (ok, _, stderr) = run(&["users", "add", "carol", "--spec", "other.toml", "--claim", "tenant_id=t1"], "a long password\n");
+    assert!(!ok, "another spec is refused");
+    assert!(stderr.contains("was last served with") && stderr.contains("--allow-other-spec"), "{stderr}");
+    let (ok, _, stderr) =
+        run(&["users", "add", "carol", "--spec", "other.toml", "--allow-other-spec", "--claim", "tenant_id=t1"], "a long password\n");
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = run(&["check"], "");
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(served["hash"].as_str().unwrap()), "check names the served spec's hash: {stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

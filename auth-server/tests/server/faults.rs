@@ -114,6 +114,7 @@ async fn assert_every_session_refreshes(client: &reqwest::Client, server: &Serve
 }
 
 /// SIGKILL in the middle of a refresh burst, then a restart on the same database.
+#[cfg_attr(not(auth_test_postgres), ignore = "AUTH_TEST_DATABASE_URL was not set when the tests were built")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_a_refresh_burst_loses_no_session() {
     let Some(backing) = Backing::from_env("sigkill_during_a_refresh_burst_loses_no_session", false) else { return };
@@ -160,6 +161,7 @@ async fn sigkill_during_a_refresh_burst_loses_no_session() {
 /// `auth-server keys rotate` killed with SIGKILL at random points of a rotation that is due, over
 /// and over: the key table always holds exactly one active key, and a server started afterwards
 /// signs tokens that verify with its JWKS.
+#[cfg_attr(not(auth_test_postgres), ignore = "AUTH_TEST_DATABASE_URL was not set when the tests were built")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_key_rotation_leaves_one_signing_key() {
     let Some(backing) = Backing::from_env("sigkill_during_key_rotation_leaves_one_signing_key", false) else { return };
@@ -215,6 +217,7 @@ async fn sigkill_during_key_rotation_leaves_one_signing_key() {
 /// The database connection cut for two seconds under a refresh load (what a PostgreSQL restart
 /// looks like to the server: connections dropped mid-transaction, new ones refused): every
 /// failure is a 503, the service resumes by itself, and no session is lost or half-rotated.
+#[cfg_attr(not(auth_test_postgres), ignore = "AUTH_TEST_DATABASE_URL was not set when the tests were built")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_cut_under_load_answers_503_and_loses_nothing() {
     let Some(backing) = Backing::from_env("database_cut_under_load_answers_503_and_loses_nothing", false) else { return };
@@ -255,6 +258,7 @@ async fn database_cut_under_load_answers_503_and_loses_nothing() {
 
 /// Two replicas, one killed with SIGKILL: the other verifies, refreshes, introspects and issues
 /// what the dead one issued, without a restart of anything.
+#[cfg_attr(not(auth_test_postgres), ignore = "AUTH_TEST_DATABASE_URL was not set when the tests were built")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_killed_the_other_carries_on() {
     let Some(backing) = Backing::from_env("one_replica_killed_the_other_carries_on", false) else { return };

@@ -20,6 +20,7 @@ on_both_backends!(
 
 /// The same cases with the limits kept in Redis (over SQLite).
 mod redis {
+    #[cfg_attr(not(auth_test_redis), ignore = "AUTH_TEST_REDIS_URL was not set when the tests were built")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn scope_limit_refuses_with_ratelimit_headers() {
         let Some(url) = crate::support::redis_url("scope_limit_refuses_with_ratelimit_headers")
@@ -29,6 +30,7 @@ mod redis {
         super::scope_limit(crate::support::sqlite(), Some(url)).await;
     }
 
+    #[cfg_attr(not(auth_test_redis), ignore = "AUTH_TEST_REDIS_URL was not set when the tests were built")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn parallel_wrong_passwords_cannot_bypass_the_backoff() {
         let Some(url) =
@@ -39,6 +41,7 @@ mod redis {
         super::login_backoff(crate::support::sqlite(), Some(url)).await;
     }
 
+    #[cfg_attr(not(auth_test_redis), ignore = "AUTH_TEST_REDIS_URL was not set when the tests were built")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn spraying_from_one_address_is_throttled_across_accounts() {
         let Some(url) = crate::support::redis_url("spraying_from_one_address_is_throttled_across_accounts") else {

@@ -24,6 +24,7 @@ async fn rewrap_under_a_new_master_key_while_serving_on_sqlite() {
     rewrap_while_serving(Deployment::sqlite(&cheap_booking_spec(&[]))).await;
 }
 
+#[cfg_attr(not(auth_test_postgres), ignore = "AUTH_TEST_DATABASE_URL was not set when the tests were built")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewrap_under_a_new_master_key_while_serving_on_postgres() {
     let test = "rewrap_under_a_new_master_key_while_serving_on_postgres";

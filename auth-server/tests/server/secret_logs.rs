@@ -34,6 +34,7 @@ async fn no_secret_reaches_the_debug_logs_on_sqlite() {
     scenario(Deployment::sqlite(&spec())).await;
 }
 
+#[cfg_attr(not(all(auth_test_postgres, auth_test_redis)), ignore = "AUTH_TEST_DATABASE_URL or AUTH_TEST_REDIS_URL was not set when the tests were built")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_debug_logs_on_postgres() {
     let Some(backing) = Backing::from_env("no_secret_reaches_the_debug_logs_on_postgres", true) else { return };

@@ -36,6 +36,7 @@ macro_rules! on_both_backends {
         }
         mod postgres {
             $(
+                #[cfg_attr(not(auth_test_postgres), ignore = "AUTH_TEST_DATABASE_URL was not set when the tests were built")]
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let Some(db) = crate::support::postgres(stringify!($case)).await else {
