@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{BACKEND, Server, TestDb, Tokens, assert_problem, read_json};
+use crate::support::{BACKEND, Server, TestDb, Tokens, assert_problem, read_json, send_together};
 
 on_both_backends!(
     a_user_cannot_choose_a_tenant_at_sign_up,
@@ -13,6 +13,7 @@ on_both_backends!(
     an_admin_client_changes_claims_that_reach_the_next_refresh,
     only_admin_client_tokens_reach_the_admin_api,
     a_signed_in_user_joins_a_tenant_by_invitation,
+    one_invitation_sent_by_many_at_once_makes_one_account,
 );
 
 /// A client-credentials token of booking-backend for `scope`.
@@ -209,4 +210,31 @@ async fn a_signed_in_user_joins_a_tenant_by_invitation(db: TestDb) {
     assert_problem(status, &headers, &body, StatusCode::FORBIDDEN, "invitation.invalid");
     let (status, headers, body) = post_json(&server, "/v1/invitations/accept", &refreshed.access, &json!({})).await;
     assert_problem(status, &headers, &body, StatusCode::BAD_REQUEST, "input.invalid");
+}
+
+/// An invitation is single use under concurrency too: eight sign-ups sent at once with it make
+/// exactly one account; the others are refused (`invitation.invalid`) and make nothing.
+async fn one_invitation_sent_by_many_at_once_makes_one_account(db: TestDb) {
+    let server = Server::start(db).await;
+    let invitation = server.invitation("t-race").await;
+    let requests = (0..8)
+        .map(|i| {
+            let body = json!({ "username": format!("racer{i}"), "password": "correct horse battery staple", "invitation": invitation });
+            server.http.post(server.url("/v1/users")).json(&body)
+        })
+        .collect();
+    let answers = send_together(requests).await;
+    let created: Vec<&Value> = answers.iter().filter(|(status, _, _)| *status == StatusCode::CREATED).map(|(_, _, body)| body).collect();
+    assert_eq!(created.len(), 1, "{answers:?}");
+    for (status, headers, body) in answers.iter().filter(|(status, _, _)| *status != StatusCode::CREATED) {
+        assert_problem(*status, headers, body, StatusCode::FORBIDDEN, "invitation.invalid");
+    }
+    let mut accounts = 0;
+    for i in 0..8 {
+        if let Some(user) = server.state.authority.user_by_username(&format!("racer{i}")).await.unwrap() {
+            assert_eq!(user.claims["tenant_id"], "t-race");
+            accounts += 1;
+        }
+    }
+    assert_eq!(accounts, 1);
 }

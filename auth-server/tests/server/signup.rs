@@ -257,7 +257,17 @@ async fn malformed_json_is_400(db: TestDb) {
 /// The spec's `sign_up.per_source` (3 an hour here): the fourth sign-up from one address waits,
 /// whatever the per-IP request limit allows; accounts made before are unaffected.
 async fn sign_ups_from_one_address_are_limited_by_the_spec(db: TestDb) {
-    let server = Server::start_with(db, Options { sign_ups_per_hour: 3, ..Options::default() }).await;
+    sign_up_limit(db, None).await;
+}
+
+/// With Redis unreachable the sign-up limit is decided from memory: still applied, never open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_up_limit_holds_with_redis_down() {
+    sign_up_limit(crate::support::sqlite(), Some("redis://127.0.0.1:1".to_owned())).await;
+}
+
+async fn sign_up_limit(db: TestDb, redis_url: Option<String>) {
+    let server = Server::start_with(db, Options { sign_ups_per_hour: 3, redis_url, ..Options::default() }).await;
     for name in ["one", "two", "three"] {
         server.sign_up(name).await;
     }
@@ -271,6 +281,9 @@ async fn sign_ups_from_one_address_are_limited_by_the_spec(db: TestDb) {
     assert!((1..=1200).contains(&retry), "one sign-up comes back every 20 minutes: {retry}");
     assert!(server.state.authority.user_by_username("four").await.unwrap().is_none());
     server.login("one").await;
+    if let Some(fallback) = &server.state.fallback {
+        assert!(fallback.fallbacks() > 0 && fallback.is_degraded(), "the decisions came from memory");
+    }
     let page = server.metrics().await;
     assert_eq!(metric_value(&page, "auth_rate_limit_rejections_total", &["limit=\"sign_up\""]), 1.0, "{page}");
 }
