@@ -89,6 +89,23 @@ pub struct ServerArgs {
     pub per_ip_rps: u32,
 }
 
+/// The flags that only `serve` reads (limits, timeouts, Redis, key reloads): accepted by every
+/// command like the others, but listed only in the help of `serve` (and of the bare command).
+pub const SERVE_ONLY_FLAGS: &[&str] = &[
+    "redis_url",
+    "redis_prefix",
+    "key_refresh_secs",
+    "session_cache_secs",
+    "request_timeout_secs",
+    "header_read_timeout_secs",
+    "body_read_timeout_secs",
+    "idle_timeout_secs",
+    "max_connections",
+    "login_attempts",
+    "login_failures_per_source",
+    "per_ip_rps",
+];
+
 /// Parses [`ServerArgs`] alone (for [`ServerConfig::local`]).
 #[derive(Parser, Debug)]
 struct DefaultsOnly {

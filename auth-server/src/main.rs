@@ -14,7 +14,7 @@ use auth_core::authority::Admin;
 use auth_core::clock::SystemClock;
 use auth_core::keys::MasterKey;
 use auth_core::random::OsEntropy;
-use auth_server::config::{ServerArgs, ServerConfig};
+use auth_server::config::{SERVE_ONLY_FLAGS, ServerArgs, ServerConfig};
 use auth_server::served_spec;
 use auth_server::state::{self, AppState};
 use clap::{Parser, Subcommand};
@@ -170,7 +170,7 @@ async fn main() -> std::process::ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = parse_cli();
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -178,6 +178,30 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The command line, with the flags only `serve` reads left out of the other commands' help.
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let root = Cli::command();
+    let serve_only: Vec<clap::Arg> =
+        root.get_arguments().filter(|arg| SERVE_ONLY_FLAGS.contains(&arg.get_id().as_str())).cloned().collect();
+    let matches = hide_in_subcommands(root, &serve_only).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// Gives every subcommand but `serve` hidden copies of `hidden` (clap does not propagate a global
+/// flag to a subcommand that has its own), recursively.
+fn hide_in_subcommands(mut command: clap::Command, hidden: &[clap::Arg]) -> clap::Command {
+    let names: Vec<String> =
+        command.get_subcommands().map(|sub| sub.get_name().to_owned()).filter(|name| name != "serve").collect();
+    for name in names {
+        command = command.mut_subcommand(name, |sub| {
+            let sub = hidden.iter().fold(sub, |sub, arg| sub.arg(arg.clone().hide(true)));
+            hide_in_subcommands(sub, hidden)
+        });
+    }
+    command
 }
 
 /// The service on the system clock and the OS CSPRNG. Its keys are loaded, not rotated: commands

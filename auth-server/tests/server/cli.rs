@@ -1,5 +1,6 @@
 //! The operator commands of the real `auth-server` binary against a real PostgreSQL schema:
-//! migrate, check, users add|list|disable, clients add|list, keys list|rotate, audit tail.
+//! migrate, check, users add|list|disable, clients add|list, keys list|rotate, audit tail; the
+//! spec a data directory was served with; each command's help.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -221,5 +222,44 @@ async fn operator_commands_use_the_spec_the_data_directory_was_served_with() {
     let (ok, stdout, stderr) = run(&["check"], "");
     assert!(ok, "{stderr}");
     assert!(stdout.contains(served["hash"].as_str().unwrap()), "check names the served spec's hash: {stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Each command's `--help` lists its own flags and the shared ones; the flags only `serve` reads
+/// (limits, timeouts, Redis) appear in `serve --help` and the bare command's alone, though every
+/// command still accepts them.
+#[test]
+fn each_command_lists_only_the_flags_it_reads() {
+    let help = |args: &[&str]| {
+        let output = std::process::Command::new(crate::process::BINARY).args(args).arg("--help").output().unwrap();
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let serve_only = ["--per-ip-rps", "--max-connections", "--redis-url", "--login-attempts", "--header-read-timeout-secs"];
+    for args in [&["users", "add"][..], &["keys", "rotate"], &["clients"], &["check"], &["audit", "tail"]] {
+        let text = help(args);
+        assert!(text.contains("--data-dir") && text.contains("--spec"), "{args:?}: {text}");
+        for flag in serve_only {
+            assert!(!text.contains(flag), "{args:?} lists {flag}: {text}");
+        }
+    }
+    assert!(help(&["users", "add"]).contains("--claim"));
+    for args in [&["serve"][..], &[]] {
+        let text = help(args);
+        for flag in serve_only {
+            assert!(text.contains(flag), "{args:?} lacks {flag}: {text}");
+        }
+    }
+    // Accepted all the same, before or after the command's name.
+    let dir = std::env::temp_dir().join(format!("auth-help-{}", crate::process::unique_suffix()));
+    for args in [&["--per-ip-rps", "5", "users", "list"][..], &["users", "list", "--per-ip-rps", "5"]] {
+        let output = std::process::Command::new(crate::process::BINARY)
+            .args(["--data-dir", dir.to_str().unwrap()])
+            .args(args)
+            .env_remove("AUTH_DATABASE_URL")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
