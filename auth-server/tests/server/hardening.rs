@@ -17,6 +17,7 @@ on_both_backends!(
     refused_bodies_close_the_connection_and_answers_are_not_sniffed,
     a_wider_refresh_scope_is_refused_before_the_token_is_spent,
     repeated_refusals_are_one_row_and_a_count,
+    huge_usernames_are_charged_by_their_hash,
 );
 
 /// Sends raw bytes on a new connection; returns what came back until the server closed it or
@@ -167,4 +168,23 @@ async fn repeated_refusals_are_one_row_and_a_count(db: TestDb) {
     assert_eq!(repeated(AuditKind::LoginFailed, true), Some(1));
     assert_eq!(repeated(AuditKind::LoginLockedOut, true), Some(47));
     assert_eq!(repeated(AuditKind::LoginFailed, false), Some(29));
+}
+
+/// Per-account allowance keys are the SHA-256 of the (normalized) name, so a 60 KB name costs a
+/// key of 64 hex digits like any other: it is charged as one account (the sixth try of the same
+/// name is refused), another huge name has an allowance of its own, and the answers are the
+/// unknown user's, never a 413 or a 500.
+async fn huge_usernames_are_charged_by_their_hash(db: TestDb) {
+    let server = Server::start_with(db, Options { login_attempts: 5, ..Options::default() }).await;
+    let huge = |c: char| c.to_string().repeat(60 * 1024);
+    for _ in 0..5 {
+        let status = server.password_grant(&huge('x'), "guess").await.status();
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+    let (status, headers, body) = read_json(server.password_grant(&huge('x'), "guess").await).await;
+    assert_oauth_error(status, &headers, &body, StatusCode::TOO_MANY_REQUESTS, "invalid_request");
+    let (status, headers, body) = read_json(server.password_grant(&huge('y'), "guess").await).await;
+    assert_oauth_error(status, &headers, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    let audit = server.state.authority.audit_tail(100).await.unwrap();
+    assert!(audit.iter().all(|e| !e.detail.to_string().contains("xxxxxxxx")), "no name as sent reaches the audit log");
 }
