@@ -249,7 +249,13 @@ impl Authority {
 
     /// A user by username as typed (normalized as at sign-up).
     pub async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>> {
-        self.store.user_by_username(&normalize_username(username)?).await
+        match normalize_username(username) {
+            Ok(name) => self.store.user_by_username(&name).await,
+            Err(refused) => match legacy_username(username) {
+                Some(name) => self.store.user_by_username(&name).await,
+                None => Err(refused),
+            },
+        }
     }
 
     /// Users ordered by creation, a page at a time.
@@ -455,7 +461,11 @@ impl Authority {
         let normalized = normalize_username(login.username);
         let user = match &normalized {
             Ok(name) => self.store.user_by_username(name).await?,
-            Err(_) => None,
+            // A name RFC 8265 refuses may still be an account made before it applied.
+            Err(_) => match legacy_username(login.username) {
+                Some(name) => self.store.user_by_username(&name).await?,
+                None => None,
+            },
         };
         // A name the rules refuse is charged as sent: it is no account, but still a guess.
         let account = normalized.as_deref().unwrap_or(login.username);
@@ -735,6 +745,19 @@ pub fn normalize_username(raw: &str) -> Result<String> {
         return Err(Error::invalid("username", "must not be empty"));
     }
     Ok(parts.join(" "))
+}
+
+/// How usernames were stored before RFC 8265 applied (trimmed, NFKC, lowercase), for finding an
+/// account made then whose name the profile refuses (a symbol, a compatibility character): such
+/// a user can still log in and be managed; nobody can sign up with such a name any more. `None`
+/// for names that could never have been stored (over-long, empty, control characters).
+fn legacy_username(raw: &str) -> Option<String> {
+    use unicode_normalization::UnicodeNormalization as _;
+    if raw.chars().count() > MAX_USERNAME_CHARS {
+        return None;
+    }
+    let name = raw.trim().nfkc().collect::<String>().to_lowercase();
+    (!name.is_empty() && !name.chars().any(char::is_control)).then_some(name)
 }
 
 /// The UTS #39 skeleton of a normalized username: two names that look alike (a Cyrillic "а" for

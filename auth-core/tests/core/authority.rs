@@ -21,6 +21,7 @@ on_both_backends!(
     sign_up_then_password_login_issues_both_tokens,
     a_revoked_client_token_is_denied_until_it_expires_then_forgotten,
     usernames_differing_by_case_or_form_are_one_account,
+    an_account_named_before_rfc_8265_still_logs_in,
     wrong_password_and_unknown_user_get_the_same_error,
     refresh_rotates_and_keeps_claims,
     client_credentials_need_the_registered_secret,
@@ -97,6 +98,21 @@ async fn sign_up_then_password_login_issues_both_tokens(db: &TestDb) {
     let refresh = grant.refresh_token.unwrap();
     assert!(refresh.len() >= 43, "at least 256 bits");
     assert!(kinds(db).await.ends_with(&[AuditKind::UserCreated, AuditKind::LoginSucceeded]));
+}
+
+/// A user stored before usernames followed RFC 8265, under a name the profile refuses (a symbol,
+/// a ligature), still logs in and is found by operators; nobody can sign up with such a name.
+async fn an_account_named_before_rfc_8265_still_logs_in(db: &TestDb) {
+    let f = fixture(db).await;
+    let made = f.authority.add_user("someone", "the right password", tenant("t")).await.unwrap();
+    let hash = made.password_hash.clone();
+    let mut legacy = crate::support::user("legacy-1", "\u{2605}star fi", START);
+    legacy.password_hash = hash;
+    auth_core::store::UserStore::create_user(db.store.as_ref(), &legacy).await.unwrap();
+    assert!(f.authority.password_grant(WEB, "\u{2605}Star \u{fb01}", "the right password", None).await.is_ok());
+    assert_eq!(f.authority.user_by_username("\u{2605}STAR fi").await.unwrap().unwrap().id, "legacy-1");
+    let refused = f.authority.add_user("\u{2605}other", "a long password", tenant("t")).await;
+    assert!(matches!(refused, Err(Error::Invalid { .. })), "{refused:?}");
 }
 
 async fn usernames_differing_by_case_or_form_are_one_account(db: &TestDb) {
