@@ -170,11 +170,6 @@ impl Authority {
         self.refresh.liveness()
     }
 
-    /// Whether the refresh family `sid` exists and is not revoked.
-    pub async fn family_is_live(&self, sid: &str) -> Result<bool> {
-        self.refresh.is_live(sid).await
-    }
-
     /// Whether a verified access token is still live: its family is not revoked, or, for a
     /// token without a family (client credentials), the token itself was not revoked.
     pub async fn access_token_is_live(&self, claims: &AccessClaims) -> Result<bool> {
@@ -249,13 +244,7 @@ impl Authority {
 
     /// A user by username as typed (normalized as at sign-up).
     pub async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>> {
-        match normalize_username(username) {
-            Ok(name) => self.store.user_by_username(&name).await,
-            Err(refused) => match legacy_username(username) {
-                Some(name) => self.store.user_by_username(&name).await,
-                None => Err(refused),
-            },
-        }
+        self.store.user_by_username(&stored_username(username)?).await
     }
 
     /// Users ordered by creation, a page at a time.
@@ -458,14 +447,10 @@ impl Authority {
         let client_spec = self.authenticate_client(client).await?;
         Self::check_grant(client_spec, "password")?;
         let scope = Self::resolve_scope(&self.spec, client_spec, login.scope)?;
-        let normalized = normalize_username(login.username);
+        let normalized = stored_username(login.username);
         let user = match &normalized {
             Ok(name) => self.store.user_by_username(name).await?,
-            // A name RFC 8265 refuses may still be an account made before it applied.
-            Err(_) => match legacy_username(login.username) {
-                Some(name) => self.store.user_by_username(&name).await?,
-                None => None,
-            },
+            Err(_) => None,
         };
         // A name the rules refuse is charged as sent: it is no account, but still a guess.
         let account = normalized.as_deref().unwrap_or(login.username);
@@ -617,22 +602,10 @@ impl Authority {
         if claims.client_id != client.id {
             return Err(Error::Refresh(RefreshError::WrongClient));
         }
-        if let Some(sid) = &claims.sid {
-            return self.refresh.revoke_family(sid, "access token revoked").await;
+        match &claims.sid {
+            Some(sid) => self.refresh.revoke_family(sid, "access token revoked").await,
+            None => self.refresh.revoke_access_token(&claims.jti, client.id, claims.exp).await,
         }
-        let now = self.clock.now();
-        let revoked = self.store.revoke_access_token(&claims.jti, client.id, claims.exp, now).await?;
-        self.refresh.liveness().forget_token(&claims.jti);
-        if !revoked {
-            return Ok(false);
-        }
-        self.audit(
-            AuditEvent::new(self.clock.now_ms(), AuditKind::AccessTokenRevoked)
-                .client(client.id)
-                .detail(serde_json::json!({ "jti": claims.jti, "expires_at": claims.exp })),
-        )
-        .await?;
-        Ok(true)
     }
 
     /// Forgets revocations of access tokens that have expired since (background upkeep).
@@ -747,17 +720,20 @@ pub fn normalize_username(raw: &str) -> Result<String> {
     Ok(parts.join(" "))
 }
 
-/// How usernames were stored before RFC 8265 applied (trimmed, NFKC, lowercase), for finding an
-/// account made then whose name the profile refuses (a symbol, a compatibility character): such
-/// a user can still log in and be managed; nobody can sign up with such a name any more. `None`
-/// for names that could never have been stored (over-long, empty, control characters).
-fn legacy_username(raw: &str) -> Option<String> {
+/// The name an account of `raw` is stored under, for looking it up: the RFC 8265 form, or, for a
+/// name the profile refuses (a symbol, a compatibility character), the form usernames were stored
+/// in before it applied (trimmed, NFKC, lowercase), so that such an account can still log in and
+/// be managed; nobody can sign up with such a name any more. The profile's refusal for names that
+/// could never have been stored (over-long, empty, control characters).
+fn stored_username(raw: &str) -> Result<String> {
     use unicode_normalization::UnicodeNormalization as _;
-    if raw.chars().count() > MAX_USERNAME_CHARS {
-        return None;
-    }
-    let name = raw.trim().nfkc().collect::<String>().to_lowercase();
-    (!name.is_empty() && !name.chars().any(char::is_control)).then_some(name)
+    normalize_username(raw).or_else(|refused| {
+        if raw.chars().count() > MAX_USERNAME_CHARS {
+            return Err(refused);
+        }
+        let name = raw.trim().nfkc().collect::<String>().to_lowercase();
+        if name.is_empty() || name.chars().any(char::is_control) { Err(refused) } else { Ok(name) }
+    })
 }
 
 /// The UTS #39 skeleton of a normalized username: two names that look alike (a Cyrillic "а" for

@@ -31,7 +31,8 @@ use crate::clock::{Clock, UnixMillis};
 use crate::store::FamilyStore;
 
 /// The prefix of a revoked access token's key, in the cache and in the feed's announcements
-/// (family ids never hold a colon).
+/// (family ids never hold a colon); the PostgreSQL trigger of
+/// `migrations/postgres/0005_revoked_access_tokens.sql` announces it with the same prefix.
 pub const TOKEN_KEY_PREFIX: &str = "jti:";
 /// How many families are remembered (about 100 bytes each).
 const CAPACITY: usize = 100_000;

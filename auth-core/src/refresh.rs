@@ -187,6 +187,21 @@ impl RefreshFamilies {
         self.liveness.token_is_live(jti).await
     }
 
+    /// Denies the access token `jti` of `client_id` (one without a family) until `expires_at`,
+    /// forgets what was read of it, and audits it; `false` if it was revoked already.
+    pub async fn revoke_access_token(&self, jti: &str, client_id: &str, expires_at: UnixSeconds) -> Result<bool> {
+        let now_ms = self.clock.now_ms();
+        let revoked = self.store.revoke_access_token(jti, client_id, expires_at, now_ms.div_euclid(1000)).await?;
+        self.liveness.forget_token(jti);
+        if revoked {
+            let event = AuditEvent::new(now_ms, AuditKind::AccessTokenRevoked)
+                .client(client_id)
+                .detail(serde_json::json!({ "jti": jti, "expires_at": expires_at }));
+            self.store.append_audit(&event).await?;
+        }
+        Ok(revoked)
+    }
+
     /// Starts a refresh family and its first refresh token.
     pub async fn start(
         &self,

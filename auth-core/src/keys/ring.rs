@@ -267,10 +267,7 @@ impl KeyRing {
                 return Ok(steps);
             }
             let (changes, events) = self.materialize(&steps, &records, now)?;
-            if self.store.apply_key_changes(&changes).await? {
-                for event in &events {
-                    self.store.append_audit(event).await?;
-                }
+            if self.apply_and_audit(&changes, &events).await? {
                 for step in &steps {
                     if let RotationStep::Retire { kid } = step
                         && let Some(record) = records.iter().find(|r| &r.kid == kid)
@@ -279,7 +276,6 @@ impl KeyRing {
                         crypto::forget_signing_key(&pkcs8);
                     }
                 }
-                self.reload().await?;
                 tracing::info!(steps = ?steps, "signing keys rotated");
                 return Ok(steps);
             }

@@ -142,7 +142,10 @@ impl Connection {
             // that, and the other deadlines on time.
             let deadline = match expired_at {
                 Some(at) => at + CLOSE_GRACE,
-                None => phase.deadline(&self.limits).min(Instant::now() + self.limits.header_read),
+                None => {
+                    let next_look = Instant::now() + self.limits.header_read;
+                    phase.due(&self.limits).map_or(next_look, |(at, _)| at.min(next_look))
+                }
             };
             tokio::select! {
                 ended = connection.as_mut() => {
@@ -155,7 +158,9 @@ impl Connection {
                     if expired_at.is_some() {
                         break;
                     }
-                    if let Some(reason) = phase.expired(&self.limits) {
+                    if let Some((at, reason)) = phase.due(&self.limits)
+                        && Instant::now() >= at
+                    {
                         self.metrics.connections_dropped.with_label_values(&[reason]).inc();
                         tracing::debug!(%peer, reason, "closing a connection");
                         expired_at = Some(Instant::now());
@@ -209,26 +214,14 @@ impl Phase {
         }
     }
 
-    /// When the current phase runs out; while serving, the earliest it could (a request
-    /// ending now).
-    fn deadline(&self, limits: &ConnectionLimits) -> Instant {
+    /// When the current phase runs out, and the reason to close the connection then; `None`
+    /// while serving (requests are bounded by their own deadlines).
+    fn due(&self, limits: &ConnectionLimits) -> Option<(Instant, &'static str)> {
         let state = self.lock();
-        match state.head_since {
-            _ if state.serving > 0 => Instant::now() + limits.idle,
-            Some(since) => since + limits.header_read,
-            None => state.idle_since + limits.idle,
-        }
-    }
-
-    /// The reason to close the connection, if its phase has run out.
-    fn expired(&self, limits: &ConnectionLimits) -> Option<&'static str> {
-        let state = self.lock();
-        let now = Instant::now();
         match state.head_since {
             _ if state.serving > 0 => None,
-            Some(since) if now >= since + limits.header_read => Some("header_read_timeout"),
-            None if now >= state.idle_since + limits.idle => Some("idle_timeout"),
-            _ => None,
+            Some(since) => Some((since + limits.header_read, "header_read_timeout")),
+            None => Some((state.idle_since + limits.idle, "idle_timeout")),
         }
     }
 }
