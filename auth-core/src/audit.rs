@@ -53,6 +53,14 @@ pub enum AuditKind {
     InvitationCreated,
     /// An invitation was redeemed, at sign-up or by a signed-in user.
     InvitationUsed,
+    /// A user signed in on the hosted pages: a browser session began.
+    BrowserSignIn,
+    /// A browser session ended (sign-out, or all of a user's sessions).
+    BrowserSessionEnded,
+    /// An authorization code was exchanged: a new session (refresh family) began.
+    CodeExchanged,
+    /// An authorization code was presented again: the session it started was revoked.
+    CodeReuseDetected,
 }
 
 impl AuditKind {
@@ -80,6 +88,10 @@ impl AuditKind {
             Self::UserClaimsChanged => "user_claims_changed",
             Self::InvitationCreated => "invitation_created",
             Self::InvitationUsed => "invitation_used",
+            Self::BrowserSignIn => "browser_sign_in",
+            Self::BrowserSessionEnded => "browser_session_ended",
+            Self::CodeExchanged => "code_exchanged",
+            Self::CodeReuseDetected => "code_reuse_detected",
         }
     }
 

@@ -26,9 +26,14 @@ use crate::tokens::{
 };
 use crate::{Error, Result};
 
+mod browser;
 mod claims;
 mod login;
 
+pub use browser::{
+    Authorization, AuthorizationRequest, AuthorizeRefusal, BrowserSignIn, MAX_ID_TOKEN_HINT_LEN, MAX_LOGIN_HINT_LEN,
+    MAX_NONCE_LEN, MAX_SCOPE_LEN, MAX_STATE_LEN, MAX_UI_LOCALES_LEN, OPENID_SCOPE, Prompt,
+};
 pub use claims::{Admin, DEFAULT_INVITATION_TTL, MAX_INVITATION_TTL, NewInvitation};
 pub use login::{DEVICE_TOKEN_TTL_SECS, PasswordLogin, source_key};
 
@@ -447,33 +452,7 @@ impl Authority {
         let client_spec = self.authenticate_client(client).await?;
         Self::check_grant(client_spec, "password")?;
         let scope = Self::resolve_scope(&self.spec, client_spec, login.scope)?;
-        let normalized = stored_username(login.username);
-        let user = match &normalized {
-            Ok(name) => self.store.user_by_username(name).await?,
-            Err(_) => None,
-        };
-        // A name the rules refuse is charged as sent: it is no account, but still a guess.
-        let account = normalized.as_deref().unwrap_or(login.username);
-        let attempt = self.charge_login_attempt(client.id, account, user.as_ref(), &login).await?;
-        // Unknown users cost the same verification as known ones (dummy hash).
-        let check = self.passwords.verify(login.password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
-        let user = match user {
-            Some(user) if check.valid && !user.disabled => user,
-            other => {
-                self.charge_login_failure(&attempt).await;
-                let mut event = AuditEvent::new(self.clock.now_ms(), AuditKind::LoginFailed).client(client.id);
-                if let Some(user) = &other {
-                    event = event.user(&user.id);
-                }
-                self.audit_refusal(event.detail(serde_json::json!({ "reason": "invalid_credentials" }))).await?;
-                return Err(Error::InvalidCredentials);
-            }
-        };
-        let password = login.password;
-        if check.needs_rehash {
-            let hash = self.passwords.hash(password).await?;
-            self.store.set_password_hash(&user.id, &hash).await?;
-        }
+        let user = self.authenticate_user(client.id, &login).await?;
         let (family, refresh_token) = self.refresh.start(Some(&user.id), client.id, &scope).await?;
         let access = self.issue(&user.id, client.id, &scope, Some(family.id.clone()), &user.claims)?;
         self.audit(
@@ -486,6 +465,40 @@ impl Authority {
         .await?;
         let device_token = Some(self.device_token(&user.id)?);
         Ok(Grant { access, refresh_token: Some(refresh_token), scope, device_token })
+    }
+
+    /// The one login path of every flow (the password grant and the hosted sign-in form): the
+    /// account's and the source's allowances, the password check (a dummy one for unknown users),
+    /// a rehash when the parameters rose, and an audited refusal. `client_id` is the client the
+    /// user is signing in to, already checked by the caller.
+    pub(crate) async fn authenticate_user(&self, client_id: &str, login: &PasswordLogin<'_>) -> Result<UserRecord> {
+        let normalized = stored_username(login.username);
+        let user = match &normalized {
+            Ok(name) => self.store.user_by_username(name).await?,
+            Err(_) => None,
+        };
+        // A name the rules refuse is charged as sent: it is no account, but still a guess.
+        let account = normalized.as_deref().unwrap_or(login.username);
+        let attempt = self.charge_login_attempt(client_id, account, user.as_ref(), login).await?;
+        // Unknown users cost the same verification as known ones (dummy hash).
+        let check = self.passwords.verify(login.password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+        let user = match user {
+            Some(user) if check.valid && !user.disabled => user,
+            other => {
+                self.charge_login_failure(&attempt).await;
+                let mut event = AuditEvent::new(self.clock.now_ms(), AuditKind::LoginFailed).client(client_id);
+                if let Some(user) = &other {
+                    event = event.user(&user.id);
+                }
+                self.audit_refusal(event.detail(serde_json::json!({ "reason": "invalid_credentials" }))).await?;
+                return Err(Error::InvalidCredentials);
+            }
+        };
+        if check.needs_rehash {
+            let hash = self.passwords.hash(login.password).await?;
+            self.store.set_password_hash(&user.id, &hash).await?;
+        }
+        Ok(user)
     }
 
     /// The refresh-token grant: rotates the refresh token and issues a new access token. A
@@ -807,7 +820,7 @@ mod tests {
             public: true,
             grants: GrantType::named("password").into_iter().collect(),
             scopes: vec!["a".into(), "b".into()],
-            description: String::new(),
+            ..ClientSpec::default()
         };
         let mut spec = Spec::default_local("http://127.0.0.1:8080");
         assert_eq!(Authority::resolve_scope(&spec, &client, None).unwrap(), "a b");

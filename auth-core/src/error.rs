@@ -130,6 +130,32 @@ impl RefreshError {
     }
 }
 
+/// Why an authorization code was refused at the token endpoint (all `invalid_grant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthorizationCodeError {
+    /// Unknown, expired, or issued to another client or for another redirect URI.
+    #[error("the authorization code is unknown, expired, or was issued for another client or redirect URI")]
+    Invalid,
+    /// Exchanged before: the session the first exchange started has been revoked.
+    #[error("the authorization code was already used; the session it started has been revoked")]
+    Reused,
+    /// The `code_verifier` does not hash to the request's `code_challenge`.
+    #[error("the code_verifier does not match the code_challenge")]
+    PkceFailed,
+}
+
+impl AuthorizationCodeError {
+    /// The stable code of this refusal.
+    pub fn code(self) -> Code {
+        match self {
+            Self::Invalid => Code::CodeInvalid,
+            Self::Reused => Code::CodeReused,
+            Self::PkceFailed => Code::CodePkceFailed,
+        }
+    }
+}
+
 /// Errors of auth-core.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -143,6 +169,9 @@ pub enum Error {
     /// A refresh token was refused.
     #[error(transparent)]
     Refresh(#[from] RefreshError),
+    /// An authorization code was refused.
+    #[error(transparent)]
+    AuthorizationCode(#[from] AuthorizationCodeError),
     /// Unknown user, wrong password or disabled account: deliberately one answer.
     #[error("invalid username or password")]
     InvalidCredentials,
@@ -220,6 +249,7 @@ impl Error {
             Self::Spec(_) => Code::SpecInvalid,
             Self::Token(e) => e.code(),
             Self::Refresh(e) => e.code(),
+            Self::AuthorizationCode(e) => e.code(),
             Self::InvalidCredentials => Code::AuthInvalidCredentials,
             Self::InvalidClient => Code::AuthInvalidClient,
             Self::UnauthorizedGrant(_) => Code::AuthUnauthorizedGrant,

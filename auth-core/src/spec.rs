@@ -14,6 +14,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::oauth::grants::{self, TokenGrant};
 
+mod browser;
+
+pub use browser::{BrowserPolicy, MAX_REDIRECT_URI_LEN, redirect_uri_matches};
+
 /// The only spec format version this build understands.
 pub const SPEC_VERSION: u32 = 1;
 
@@ -468,7 +472,7 @@ impl<'de> Deserialize<'de> for GrantType {
 }
 
 /// `[clients.id]`: an OAuth client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSpec {
     /// A public client (SPA, mobile app) has no secret. Default false (confidential).
@@ -482,6 +486,24 @@ pub struct ClientSpec {
     /// What the client is.
     #[serde(default)]
     pub description: String,
+    /// Where the authorization endpoint may send the browser back to (`authorization_code`),
+    /// compared exactly (loopback IP literals on any port, RFC 8252 7.3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
+    /// Where sign-out may send the browser back to (RP-initiated logout), compared exactly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A client of the same party as this service (its own web or mobile app): users are not asked
+    /// to consent to it. Default false: third-party clients get a consent page.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub first_party: bool,
+    /// Browser origins (`https://app.example.com`) allowed to call the token, revocation and
+    /// UserInfo endpoints from script (CORS); exact origins, no wildcards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub web_origins: Vec<String>,
+    /// Authorization requests must be pushed first (RFC 9126). Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_pushed_authorization_requests: bool,
 }
 
 impl ClientSpec {
@@ -522,6 +544,9 @@ pub struct Spec {
     /// `[sign_up]`: limits on creating accounts.
     #[serde(default, skip_serializing_if = "SignUpPolicy::is_default")]
     pub sign_up: SignUpPolicy,
+    /// `[browser]`: lifetimes of authorization codes and browser sessions.
+    #[serde(default, skip_serializing_if = "BrowserPolicy::is_default")]
+    pub browser: BrowserPolicy,
 }
 
 impl Spec {
@@ -556,6 +581,7 @@ impl Spec {
                 grants: ["password", "refresh_token"].into_iter().filter_map(GrantType::named).collect(),
                 scopes: vec!["profile".to_owned()],
                 description: "Default public client".to_owned(),
+                ..ClientSpec::default()
             },
         );
         Self {
@@ -569,6 +595,7 @@ impl Spec {
             claims: BTreeMap::new(),
             clients,
             sign_up: SignUpPolicy::default(),
+            browser: BrowserPolicy::default(),
         }
     }
 
@@ -594,6 +621,7 @@ impl Spec {
         for (id, client) in &self.clients {
             self.validate_client(id, client)?;
         }
+        self.browser.validate()?;
         let per_source = self.sign_up.per_source;
         if per_source.burst == 0 || per_source.per.0 == 0 {
             return Err(SpecError::invalid("sign_up.per_source", "burst and per must be at least 1 and 1s"));
@@ -711,6 +739,35 @@ impl Spec {
                     field("scopes"),
                     format!("admin scope {scope:?} is for confidential clients whose only grant is client_credentials"),
                 ));
+            }
+        }
+        Self::validate_client_uris(id, client)
+    }
+
+    fn validate_client_uris(id: &str, client: &ClientSpec) -> Result<(), SpecError> {
+        let field = |f: &str| format!("clients.{id}.{f}");
+        for (name, uris) in [("redirect_uris", &client.redirect_uris), ("post_logout_redirect_uris", &client.post_logout_redirect_uris)] {
+            let mut seen = BTreeSet::new();
+            for uri in uris {
+                browser::validate_redirect_uri(&field(name), uri, client.public)?;
+                if !seen.insert(uri) {
+                    return Err(SpecError::invalid(field(name), format!("{uri:?} is listed twice")));
+                }
+            }
+        }
+        for origin in &client.web_origins {
+            browser::validate_web_origin(&field("web_origins"), origin)?;
+        }
+        let browser_grant = client.allows("authorization_code");
+        if !browser_grant {
+            for (name, set) in [
+                ("redirect_uris", !client.redirect_uris.is_empty()),
+                ("post_logout_redirect_uris", !client.post_logout_redirect_uris.is_empty()),
+                ("require_pushed_authorization_requests", client.require_pushed_authorization_requests),
+            ] {
+                if set {
+                    return Err(SpecError::invalid(field(name), "is only for clients with the authorization_code grant"));
+                }
             }
         }
         Ok(())

@@ -13,6 +13,8 @@ use crate::{Error, Result};
 /// The key that seals private signing keys at rest (AES-256-GCM).
 pub struct MasterKey {
     key: LessSafeKey,
+    /// A MAC key derived from the master key (never the AES key itself).
+    mac: ring::hmac::Key,
     id: String,
 }
 
@@ -32,7 +34,9 @@ impl MasterKey {
         let mut id_input = b"auth master key id v1".to_vec();
         id_input.extend_from_slice(bytes);
         let digest = ring::digest::digest(&ring::digest::SHA256, &id_input);
-        Ok(Self { key: LessSafeKey::new(key), id: hex::encode(&digest.as_ref()[..8]) })
+        let derived = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes), b"auth master key mac v1");
+        let mac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref());
+        Ok(Self { key: LessSafeKey::new(key), mac, id: hex::encode(&digest.as_ref()[..8]) })
     }
 
     /// Parses the text form: 32 bytes in base64 (standard or url-safe) or 64 hex digits.
@@ -83,6 +87,24 @@ impl MasterKey {
     /// A short fingerprint of the key, stored beside what it sealed.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// An HMAC-SHA256 of `message` bound to `context`, under a key derived from the master key.
+    pub fn mac(&self, context: &str, message: &[u8]) -> Vec<u8> {
+        let mut input = Vec::with_capacity(context.len() + 1 + message.len());
+        input.extend_from_slice(context.as_bytes());
+        input.push(0);
+        input.extend_from_slice(message);
+        ring::hmac::sign(&self.mac, &input).as_ref().to_vec()
+    }
+
+    /// Whether `tag` is [`MasterKey::mac`] of `message` with `context` (compared in constant time).
+    pub fn verify_mac(&self, context: &str, message: &[u8], tag: &[u8]) -> bool {
+        let mut input = Vec::with_capacity(context.len() + 1 + message.len());
+        input.extend_from_slice(context.as_bytes());
+        input.push(0);
+        input.extend_from_slice(message);
+        ring::hmac::verify(&self.mac, &input, tag).is_ok()
     }
 
     /// Seals `plaintext`, binding it to `context` (the kid).

@@ -113,6 +113,17 @@ impl KeyRing {
         self.master.seal(context, plaintext, entropy)
     }
 
+    /// A MAC of `message` bound to `context` under the current master key (for values this
+    /// service hands out and must recognise on any replica, such as CSRF tokens).
+    pub fn mac(&self, context: &str, message: &[u8]) -> Vec<u8> {
+        self.master.mac(context, message)
+    }
+
+    /// Whether `tag` is [`KeyRing::mac`] of `message` under the current or a previous master key.
+    pub fn verify_mac(&self, context: &str, message: &[u8], tag: &[u8]) -> bool {
+        std::iter::once(&self.master).chain(&self.previous).any(|key| key.verify_mac(context, message, tag))
+    }
+
     /// Opens what [`KeyRing::seal`] sealed with `context`, under the current or a previous master
     /// key; `None` if none opens it (forged, corrupted, or sealed under a retired master key).
     pub fn open(&self, context: &str, sealed: &[u8]) -> Option<zeroize::Zeroizing<Vec<u8>>> {

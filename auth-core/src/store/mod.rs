@@ -1,16 +1,15 @@
 //! Storage, one trait per area: [`UserStore`], [`ClientStore`], [`KeyStore`], [`FamilyStore`],
-//! [`AuditStore`] and [`InvitationStore`], composed by [`Store`]. Each area has its sqlx implementation for SQLite
+//! [`AuditStore`], [`InvitationStore`], [`CodeStore`] and [`BrowserSessionStore`], composed by [`Store`]. Each area has its sqlx implementation for SQLite
 //! (the embedded default) and PostgreSQL (several replicas) in `sql/`; migrations live in
 //! `migrations/{sqlite,postgres}`, and both dialects hold the same schema.
 //!
 //! A component that needs one area takes that area's trait (`Arc<dyn KeyStore>`); an
-//! `Arc<dyn Store>` coerces to any of them. A new area (authorization codes, browser sessions,
-//! credentials) adds a trait here, its implementation in `sql/`, and one bound to [`Store`].
+//! `Arc<dyn Store>` coerces to any of them. A new area (credentials, say) adds a trait here, its implementation in `sql/`, and one bound to [`Store`].
 //!
 //! Invariants the implementations enforce in the database itself, so that several replicas cannot
 //! break them: at most one `active` and at most one `pending` signing key; a refresh token has at
 //! most one successor (rotation is a conditional update that only one caller can win); an
-//! invitation is redeemed once (the same kind of update); a user's claims change only from the
+//! invitation is redeemed once and an authorization code exchanged once (the same kind of update); a user's claims change only from the
 //! value the changer read.
 
 use async_trait::async_trait;
@@ -18,6 +17,7 @@ use async_trait::async_trait;
 use crate::Result;
 
 mod audit;
+mod browser;
 mod clients;
 mod families;
 mod invitations;
@@ -26,6 +26,7 @@ mod sql;
 mod users;
 
 pub use audit::AuditStore;
+pub use browser::{AuthorizationCodeRecord, BrowserSessionRecord, BrowserSessionStore, CodeStore, CodeTaken};
 pub use clients::{ClientRecord, ClientStore};
 pub use families::{RefreshFamily, FamilyStore, RefreshTokenRecord, RefreshTokenView, RevocationFeed};
 pub use invitations::{InvitationRecord, InvitationStore};
@@ -35,7 +36,9 @@ pub use users::{UserRecord, UserStore};
 
 /// The whole store: every area, plus what concerns the database as a whole.
 #[async_trait]
-pub trait Store: UserStore + ClientStore + KeyStore + FamilyStore + AuditStore + InvitationStore {
+pub trait Store:
+    UserStore + ClientStore + KeyStore + FamilyStore + AuditStore + InvitationStore + CodeStore + BrowserSessionStore
+{
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;
     /// Checks that the database answers.

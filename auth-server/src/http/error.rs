@@ -13,6 +13,7 @@ use serde::Serialize;
 use tower_governor::GovernorError;
 
 use super::connections::BodyTimedOut;
+use super::ui::ErrorPage;
 use utoipa::ToSchema;
 
 /// The error format of a group of routes.
@@ -22,12 +23,14 @@ pub enum ErrorFormat {
     OAuth,
     /// RFC 9457 problem+json.
     Problem,
+    /// An HTML error page (the hosted pages).
+    Page,
 }
 
 impl ErrorFormat {
     /// Whether every answer of these routes carries `Cache-Control: no-store`.
     pub fn no_store(self) -> bool {
-        self == Self::OAuth
+        matches!(self, Self::OAuth | Self::Page)
     }
 
     /// 400 for a request the server cannot take as sent (before any handler).
@@ -35,6 +38,7 @@ impl ErrorFormat {
         match self {
             Self::OAuth => OAuthError::invalid_request(code).detail(detail).into_response(),
             Self::Problem => Problem::new(StatusCode::BAD_REQUEST, code, "Bad request").detail(detail).into_response(),
+            Self::Page => ErrorPage::plain(code, "error.invalid_request").into_response_with(StatusCode::BAD_REQUEST),
         }
     }
 
@@ -47,6 +51,7 @@ impl ErrorFormat {
                 OAuthError::new(status, "temporarily_unavailable", Code::RequestTimeout).detail(detail).into_response()
             }
             Self::Problem => Problem::new(status, Code::RequestTimeout, "Service unavailable").detail(detail).into_response(),
+            Self::Page => ErrorPage::plain(Code::RequestTimeout, "error.unavailable").into_response_with(status),
         }
     }
 
@@ -66,6 +71,12 @@ impl ErrorFormat {
                     )
                     .with_header(header::RETRY_AFTER, retry)
                     .into_response(),
+                    Self::Page => {
+                        let mut page = ErrorPage::plain(Code::RatelimitPerIp, "error.unavailable")
+                            .into_response_with(StatusCode::TOO_MANY_REQUESTS);
+                        page.headers_mut().insert(header::RETRY_AFTER, retry);
+                        page
+                    }
                 }
             }
             other => {
@@ -78,6 +89,8 @@ impl ErrorFormat {
                         "The client address is unknown",
                     )
                     .into_response(),
+                    Self::Page => ErrorPage::plain(Code::RequestUnidentifiedPeer, "error.invalid_request")
+                        .into_response_with(StatusCode::BAD_REQUEST),
                 }
             }
         }
@@ -192,7 +205,9 @@ impl From<Error> for OAuthError {
     fn from(e: Error) -> Self {
         let code = e.code();
         match e {
-            Error::InvalidCredentials | Error::Refresh(_) => Self::new(StatusCode::BAD_REQUEST, "invalid_grant", code),
+            Error::InvalidCredentials | Error::Refresh(_) | Error::AuthorizationCode(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_grant", code)
+            }
             Error::InvalidClient => Self::invalid_client(),
             Error::UnauthorizedGrant(_) => Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", code),
             Error::InvalidScope(scope) => Self::new(StatusCode::BAD_REQUEST, "invalid_scope", code).detail(scope),

@@ -83,6 +83,12 @@ pub fn parse_form(
     if std::str::from_utf8(body).is_err() {
         return Err(OAuthError::invalid_request(Code::RequestMalformed).detail("the body is not UTF-8"));
     }
+    parse_pairs(body, known)
+}
+
+/// Parses `name=value&...` pairs (a form body or a query string) into the `known` parameters,
+/// with the rules of [`parse_form`].
+pub fn parse_pairs(body: &[u8], known: &[&str]) -> Result<HashMap<String, String>, OAuthError> {
     let mut form = HashMap::new();
     for pair in body.split(|b| *b == b'&').filter(|pair| !pair.is_empty()) {
         let (name, value) = match pair.iter().position(|b| *b == b'=') {

@@ -20,6 +20,7 @@ pub mod extract;
 pub mod oauth;
 pub mod openapi;
 pub mod ops;
+pub mod ui;
 pub mod wellknown;
 
 use std::sync::Arc;
@@ -136,6 +137,12 @@ pub fn router(state: Arc<AppState>) -> Router {
     let personal = |format| from_fn_with_state(Around { state: state.clone(), format, personal: true }, around_every_request);
 
     let (routers, api) = Areas::new().split();
+    // The browser's side: the authorization endpoint and the pages (not in the API document yet).
+    let pages = ui::routes().route(
+        "/oauth/authorize",
+        axum::routing::get(oauth::authorize::authorize).post(oauth::authorize::authorize),
+    );
+    let sign_in = Router::new().route("/sign-in", axum::routing::post(oauth::authorize::sign_in));
     let wellknown = routers.wellknown.with_state(Arc::new(wellknown::WellKnown::new(state.clone())));
     let document = routers.document.with_state(openapi::OpenApiJson::new(&openapi::document(&state.spec, api)));
 
@@ -147,6 +154,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(wellknown.layer(around(ErrorFormat::Problem)))
         .merge(routers.ops.layer(around(ErrorFormat::Problem)))
         .merge(document.layer(around(ErrorFormat::Problem)))
+        .merge(pages.layer(around(ErrorFormat::Page)))
+        .merge(limited(sign_in, ErrorFormat::Page).layer(around(ErrorFormat::Page)))
         .fallback(error::not_found.layer(around(ErrorFormat::Problem)))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -420,10 +420,14 @@ mod tests {
         let names: Vec<&str> = shapes.iter().map(|s| s["properties"]["grant_type"]["enum"][0].as_str().unwrap()).collect();
         let registry: Vec<&str> = auth_core::oauth::grants::names().collect();
         assert_eq!(names, registry);
-        let password = &shapes[0];
-        assert_eq!(password["properties"]["password"]["format"], "password");
-        let required: Vec<&str> = password["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-        assert_eq!(required, ["grant_type", "username", "password"]);
+        let shape = |grant: &str| &shapes[names.iter().position(|n| *n == grant).unwrap()];
+        let required = |grant: &str| -> Vec<&str> {
+            shape(grant)["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect()
+        };
+        assert_eq!(shape("password")["properties"]["password"]["format"], "password");
+        assert_eq!(required("password"), ["grant_type", "username", "password"]);
+        assert_eq!(shape("authorization_code")["properties"]["code_verifier"]["format"], "password");
+        assert_eq!(required("authorization_code"), ["grant_type", "code", "code_verifier"]);
     }
 
     #[test]

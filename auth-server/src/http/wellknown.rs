@@ -144,8 +144,8 @@ pub struct ServerMetadata {
     pub jwks_uri: String,
     /// The spec's scopes.
     pub scopes_supported: Vec<String>,
-    /// Empty: there is no authorization endpoint (RFC 8414 requires the member).
-    pub response_types_supported: Vec<&'static str>,
+    /// `code` when a client of the spec uses the authorization endpoint; else empty (RFC 8414 requires the member).
+    pub response_types_supported: Vec<String>,
     /// The grant types some client of the spec may use.
     pub grant_types_supported: Vec<&'static str>,
     /// Client authentication at the token endpoint.
@@ -175,6 +175,12 @@ impl ServerMetadata {
         let mut grant_types_supported: Vec<&'static str> = used.iter().map(|g| g.name()).collect();
         grant_types_supported.sort_unstable();
         let client_auth = || vec!["client_secret_basic", "client_secret_post", "none"];
+        let mut grant_members: BTreeMap<&'static str, Value> = used.iter().flat_map(|g| g.discovery(issuer)).collect();
+        // A grant that uses the authorization endpoint says which response types it answers.
+        let response_types_supported = match grant_members.remove("response_types_supported") {
+            Some(Value::Array(types)) => types.into_iter().filter_map(|t| t.as_str().map(str::to_owned)).collect(),
+            _ => Vec::new(),
+        };
         Self {
             issuer: issuer.clone(),
             token_endpoint: format!("{issuer}/oauth/token"),
@@ -183,7 +189,7 @@ impl ServerMetadata {
             userinfo_endpoint: format!("{issuer}/userinfo"),
             jwks_uri: format!("{issuer}/.well-known/jwks.json"),
             scopes_supported: spec.scopes.keys().cloned().collect(),
-            response_types_supported: Vec::new(),
+            response_types_supported,
             grant_types_supported,
             token_endpoint_auth_methods_supported: client_auth(),
             revocation_endpoint_auth_methods_supported: client_auth(),
@@ -193,7 +199,7 @@ impl ServerMetadata {
                 .map(str::to_owned)
                 .chain(spec.claims.keys().cloned())
                 .collect(),
-            grant_members: used.iter().flat_map(|g| g.discovery(issuer)).collect(),
+            grant_members,
         }
     }
 }

@@ -498,7 +498,7 @@ async fn duplicated_parameter_is_refused(db: TestDb) {
 async fn unsupported_grant_type(db: TestDb) {
     let server = Server::start(db).await;
     for grant in [
-        "authorization_code",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
         "urn:ietf:params:oauth:grant-type:device_code",
         "PASSWORD",
     ] {

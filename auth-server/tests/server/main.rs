@@ -10,6 +10,7 @@ mod support;
 
 mod bad_input;
 mod bearer;
+mod browser;
 mod claims;
 mod cli;
 mod client_library;

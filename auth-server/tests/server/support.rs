@@ -206,6 +206,8 @@ pub struct Options {
     pub sign_ups_per_hour: u32,
     /// The bounds on connections; the flags' defaults when `None`.
     pub connections: Option<auth_server::config::ConnectionLimits>,
+    /// Spec text appended to the booking spec (more clients, a `[browser]` section).
+    pub extra_spec: &'static str,
 }
 
 impl Default for Options {
@@ -220,6 +222,7 @@ impl Default for Options {
             redis_url: None,
             sign_ups_per_hour: 100_000,
             connections: None,
+            extra_spec: "",
         }
     }
 }
@@ -250,6 +253,7 @@ fn spec_text(issuer: &str, options: &Options) -> String {
     }
     // Every test signs up from 127.0.0.1.
     text.push_str(&format!("\n[sign_up]\nper_source = {{ burst = {}, per = \"1h\" }}\n", options.sign_ups_per_hour));
+    text.push_str(options.extra_spec);
     text
 }
 

@@ -14,16 +14,19 @@ use serde_json::Value;
 
 use crate::spec::ClientSpec;
 
+mod authorization_code;
 mod client_credentials;
 mod password;
 mod refresh_token;
 
+pub use authorization_code::AuthorizationCodeGrant;
 pub use client_credentials::ClientCredentialsGrant;
 pub use password::PasswordGrant;
 pub use refresh_token::RefreshTokenGrant;
 
 /// Every grant the token endpoint knows, in the order documents list them.
-pub static GRANTS: &[&dyn TokenGrant] = &[&PasswordGrant, &RefreshTokenGrant, &ClientCredentialsGrant];
+pub static GRANTS: &[&dyn TokenGrant] =
+    &[&AuthorizationCodeGrant, &PasswordGrant, &RefreshTokenGrant, &ClientCredentialsGrant];
 
 /// The grant named `name`, if there is one.
 pub fn grant(name: &str) -> Option<&'static dyn TokenGrant> {

@@ -36,6 +36,7 @@ macro_rules! audit_columns {
 }
 
 mod audit;
+mod browser;
 mod clients;
 mod families;
 mod invitations;

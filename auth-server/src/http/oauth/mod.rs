@@ -1,6 +1,7 @@
 //! The OAuth endpoints: `POST /oauth/token` (RFC 6749, [`token`]), `POST /oauth/revoke`
 //! (RFC 7009), `POST /oauth/introspect` (RFC 7662). Form-encoded in, RFC 6749 error JSON out.
 
+pub mod authorize;
 pub mod token;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,0 +1,485 @@
+//! Signing in through the browser (OAuth 2.1 authorization code with PKCE):
+//!
+//! - [`Authority::check_authorization`] validates an authorization request. Until the client and
+//!   its redirect URI are known good, a refusal is shown to the user ([`AuthorizeRefusal::Page`]);
+//!   after, it goes back to the client ([`AuthorizeRefusal::Redirect`]), so that the endpoint can
+//!   never be made to redirect anywhere the spec did not register.
+//! - [`Authority::sign_in`] is the hosted form's login: the same login path as the password grant
+//!   (allowances per account and per source, argon2, audited refusals), then a browser session.
+//! - [`Authority::issue_code`] and [`Authority::code_grant`]: a 256-bit code, stored as its
+//!   SHA-256, bound to the client, redirect URI, PKCE challenge, scope, nonce and sign-in; taken
+//!   once by a conditional update. A second exchange revokes the session the first one started
+//!   (RFC 6749 4.1.2), also when it races the first.
+
+use super::{Authority, Grant, ClientCredentials, PasswordLogin, base64_url, hash_secret};
+use crate::audit::{AuditEvent, AuditKind};
+use crate::code::Code;
+use crate::error::AuthorizationCodeError;
+use crate::oauth::pkce;
+use crate::random::{random_32, random_id};
+use crate::spec::{ClientSpec, redirect_uri_matches, MAX_REDIRECT_URI_LEN};
+use crate::store::{AuthorizationCodeRecord, BrowserSessionRecord, CodeTaken};
+use crate::{Error, Result};
+
+/// Longest `state` accepted, in bytes.
+pub const MAX_STATE_LEN: usize = 1024;
+/// Longest `nonce` accepted, in bytes.
+pub const MAX_NONCE_LEN: usize = 256;
+/// Longest `login_hint`, in bytes.
+pub const MAX_LOGIN_HINT_LEN: usize = 256;
+/// Longest `ui_locales`, in bytes.
+pub const MAX_UI_LOCALES_LEN: usize = 128;
+/// Longest `scope`, in bytes.
+pub const MAX_SCOPE_LEN: usize = 1024;
+/// Longest `id_token_hint`, in bytes.
+pub const MAX_ID_TOKEN_HINT_LEN: usize = 8192;
+/// Codes and session cookies are 43 characters; longer ones are not looked up.
+const MAX_SECRET_LEN: usize = 128;
+/// A browser session's last use is written at most this often (seconds).
+const TOUCH_EVERY_SECS: i64 = 60;
+/// What CSRF tokens are bound to (the MAC's context).
+const CSRF_CONTEXT: &str = "auth-core csrf v1";
+/// The `amr` of a password sign-in (RFC 8176).
+const AMR_PASSWORD: &str = "pwd";
+/// The OpenID Connect scope, which any client of the code flow may request.
+pub const OPENID_SCOPE: &str = "openid";
+
+/// An authorization request as sent: the query (or form) of `/oauth/authorize`. Every value is
+/// as received; [`Authority::check_authorization`] bounds and checks them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct AuthorizationRequest {
+    /// Must be `code`.
+    pub response_type: Option<String>,
+    /// The client.
+    pub client_id: Option<String>,
+    /// One of the client's registered redirect URIs; may be left out when it registered exactly one.
+    pub redirect_uri: Option<String>,
+    /// Requested scopes, space-separated.
+    pub scope: Option<String>,
+    /// Returned unchanged with the code.
+    pub state: Option<String>,
+    /// PKCE challenge: BASE64URL(SHA256(code_verifier)).
+    pub code_challenge: Option<String>,
+    /// Must be `S256`.
+    pub code_challenge_method: Option<String>,
+    /// OpenID Connect: returned in the ID token.
+    pub nonce: Option<String>,
+    /// `none`, `login`, `consent` (space-separated).
+    pub prompt: Option<String>,
+    /// Longest acceptable time since the user last signed in, in seconds.
+    pub max_age: Option<String>,
+    /// The username to fill in.
+    pub login_hint: Option<String>,
+    /// An ID token this service issued to the client, naming the user it expects.
+    pub id_token_hint: Option<String>,
+    /// Preferred languages of the pages, space-separated BCP 47 tags.
+    pub ui_locales: Option<String>,
+    /// Only `query` is supported.
+    pub response_mode: Option<String>,
+    /// Request objects (JAR) are not supported.
+    pub request: Option<String>,
+    /// A pushed request's `request_uri` (RFC 9126).
+    pub request_uri: Option<String>,
+}
+
+/// The `prompt` values of a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Prompt {
+    /// No page may be shown: without a session (or consent), the request fails.
+    pub none: bool,
+    /// Sign in again even with a session.
+    pub login: bool,
+    /// Ask for consent even when it was given before.
+    pub consent: bool,
+}
+
+/// A validated authorization request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorization {
+    /// The client.
+    pub client_id: String,
+    /// Where to send the browser back (as the request gave it, or the only registered one).
+    pub redirect_uri: String,
+    /// The scope to grant, space-separated.
+    pub scope: String,
+    /// To return unchanged.
+    pub state: Option<String>,
+    /// The PKCE S256 challenge.
+    pub code_challenge: String,
+    /// The OpenID Connect nonce.
+    pub nonce: Option<String>,
+    /// The prompt values.
+    pub prompt: Prompt,
+    /// Longest acceptable time since sign-in, in seconds.
+    pub max_age: Option<i64>,
+    /// The username to fill in.
+    pub login_hint: Option<String>,
+    /// Preferred languages, in order.
+    pub ui_locales: Vec<String>,
+    /// Whether the client is first-party (no consent page).
+    pub first_party: bool,
+}
+
+impl Authorization {
+    /// Whether `session` is recent enough for this request (`prompt=login` never is; `max_age`).
+    pub fn accepts_session(&self, session: &BrowserSessionRecord, now: i64) -> bool {
+        !self.prompt.login && self.max_age.is_none_or(|max| now.saturating_sub(session.auth_time) <= max)
+    }
+}
+
+/// Why an authorization request was refused, and where to say so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthorizeRefusal {
+    /// The client or redirect URI is not known good: shown to the user, never redirected.
+    Page {
+        /// The stable code.
+        code: Code,
+        /// What was wrong.
+        detail: String,
+    },
+    /// Sent back to the client's redirect URI with `error`, `error_description`, `state`, `iss`.
+    Redirect {
+        /// The validated redirect URI.
+        redirect_uri: String,
+        /// The request's `state`.
+        state: Option<String>,
+        /// The OAuth `error` value.
+        error: &'static str,
+        /// The stable code (the start of `error_description`).
+        code: Code,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// A successful sign-in on the hosted form.
+#[derive(Debug, Clone)]
+pub struct BrowserSignIn {
+    /// The new browser session.
+    pub session: BrowserSessionRecord,
+    /// The value of its cookie (only its hash is stored).
+    pub cookie: String,
+}
+
+fn bounded<'a>(name: &str, value: &'a Option<String>, max: usize) -> std::result::Result<Option<&'a str>, String> {
+    match value.as_deref() {
+        Some(v) if v.len() > max => Err(format!("{name} is longer than {max} bytes")),
+        Some(v) if v.chars().any(char::is_control) => Err(format!("{name} has control characters")),
+        Some("") | None => Ok(None),
+        Some(v) => Ok(Some(v)),
+    }
+}
+
+impl Authority {
+    /// Validates an authorization request against the spec (see [`AuthorizeRefusal`] for where a
+    /// refusal goes).
+    pub fn check_authorization(&self, request: &AuthorizationRequest) -> Result<Authorization, AuthorizeRefusal> {
+        let page = |code: Code, detail: String| AuthorizeRefusal::Page { code, detail };
+        let client_id = bounded("client_id", &request.client_id, 128)
+            .map_err(|d| page(Code::AuthorizeInvalidClient, d))?
+            .ok_or_else(|| page(Code::AuthorizeInvalidClient, "client_id is required".into()))?;
+        let client = self
+            .spec
+            .clients
+            .get(client_id)
+            .filter(|c| c.allows("authorization_code"))
+            .ok_or_else(|| page(Code::AuthorizeInvalidClient, "unknown client, or one without the authorization_code grant".into()))?;
+        let redirect_uri = Self::redirect_uri(client, request).map_err(|d| page(Code::AuthorizeInvalidRedirectUri, d))?;
+        // From here on the redirect URI is the client's own: refusals go back to it.
+        let state = bounded("state", &request.state, MAX_STATE_LEN).ok().flatten().map(str::to_owned);
+        let back = |error: &'static str, code: Code, detail: String| AuthorizeRefusal::Redirect {
+            redirect_uri: redirect_uri.clone(),
+            state: state.clone(),
+            error,
+            code,
+            detail,
+        };
+        let invalid = |detail: String| back("invalid_request", Code::AuthorizeInvalidRequest, detail);
+        if request.state.as_ref().is_some_and(|s| s.len() > MAX_STATE_LEN) {
+            return Err(invalid(format!("state is longer than {MAX_STATE_LEN} bytes")));
+        }
+        if request.request.is_some() {
+            return Err(back("request_not_supported", Code::AuthorizeInvalidRequest, "request objects are not supported".into()));
+        }
+        match request.response_type.as_deref() {
+            Some("code") => {}
+            None | Some("") => return Err(invalid("response_type is required (code)".into())),
+            Some(_) => {
+                return Err(back(
+                    "unsupported_response_type",
+                    Code::AuthorizeUnsupportedResponseType,
+                    "only response_type=code is supported".into(),
+                ));
+            }
+        }
+        if !matches!(request.response_mode.as_deref(), None | Some("query")) {
+            return Err(invalid("only response_mode=query is supported".into()));
+        }
+        let code_challenge = match (request.code_challenge.as_deref(), request.code_challenge_method.as_deref()) {
+            (None | Some(""), _) => return Err(invalid("PKCE is required: send code_challenge with code_challenge_method=S256".into())),
+            (Some(_), Some(method)) if method != pkce::S256 => {
+                return Err(invalid(format!("code_challenge_method {method:?} is not supported; use S256")));
+            }
+            (Some(_), None) => return Err(invalid("code_challenge_method=S256 is required (plain is not accepted)".into())),
+            (Some(challenge), Some(_)) if !pkce::is_s256_challenge(challenge) => {
+                return Err(invalid("code_challenge is not an S256 challenge (43 base64url characters)".into()));
+            }
+            (Some(challenge), Some(_)) => challenge.to_owned(),
+        };
+        let scope_text = bounded("scope", &request.scope, MAX_SCOPE_LEN).map_err(invalid)?;
+        let scope = Self::authorization_scope(&self.spec, client, scope_text)
+            .map_err(|e| back("invalid_scope", Code::AuthInvalidScope, e.to_string()))?;
+        let nonce = bounded("nonce", &request.nonce, MAX_NONCE_LEN).map_err(invalid)?.map(str::to_owned);
+        let prompt = Self::prompt(request.prompt.as_deref()).map_err(invalid)?;
+        let max_age = match bounded("max_age", &request.max_age, 12).map_err(invalid)? {
+            None => None,
+            Some(text) => Some(text.parse::<u32>().map_err(|_| invalid("max_age is not a number of seconds".into()))?.into()),
+        };
+        let login_hint = bounded("login_hint", &request.login_hint, MAX_LOGIN_HINT_LEN).map_err(invalid)?.map(str::to_owned);
+        bounded("id_token_hint", &request.id_token_hint, MAX_ID_TOKEN_HINT_LEN).map_err(invalid)?;
+        let ui_locales = bounded("ui_locales", &request.ui_locales, MAX_UI_LOCALES_LEN)
+            .map_err(invalid)?
+            .map(|text| text.split(' ').filter(|t| !t.is_empty()).take(8).map(str::to_owned).collect())
+            .unwrap_or_default();
+        Ok(Authorization {
+            client_id: client_id.to_owned(),
+            redirect_uri,
+            scope,
+            state,
+            code_challenge,
+            nonce,
+            prompt,
+            max_age,
+            login_hint,
+            ui_locales,
+            first_party: client.first_party,
+        })
+    }
+
+    /// The redirect URI of a request: one that matches a registered one, or, when the request
+    /// names none, the only registered one (OAuth 2.1 section 2.3.2).
+    fn redirect_uri(client: &ClientSpec, request: &AuthorizationRequest) -> std::result::Result<String, String> {
+        match request.redirect_uri.as_deref() {
+            None | Some("") => match client.redirect_uris.as_slice() {
+                [only] => Ok(only.clone()),
+                _ => Err("redirect_uri is required: the client registered several".into()),
+            },
+            Some(uri) if uri.len() > MAX_REDIRECT_URI_LEN => Err("redirect_uri is too long".into()),
+            Some(uri) if client.redirect_uris.iter().any(|r| redirect_uri_matches(r, uri)) => Ok(uri.to_owned()),
+            Some(_) => Err("redirect_uri is not one the client registered".into()),
+        }
+    }
+
+    /// The scope of a browser sign-in: `openid` for any client of the code flow, the others as for
+    /// every grant.
+    fn authorization_scope(spec: &crate::spec::Spec, client: &ClientSpec, requested: Option<&str>) -> Result<String> {
+        let openid = requested.is_some_and(|text| text.split(' ').any(|s| s == OPENID_SCOPE));
+        let rest: Vec<&str> = requested.unwrap_or_default().split(' ').filter(|s| !s.is_empty() && *s != OPENID_SCOPE).collect();
+        let rest = if rest.is_empty() && openid { String::new() } else { Self::resolve_scope(spec, client, Some(&rest.join(" ")))? };
+        Ok(match (openid, rest.is_empty()) {
+            (true, true) => OPENID_SCOPE.to_owned(),
+            (true, false) => format!("{OPENID_SCOPE} {rest}"),
+            (false, _) => rest,
+        })
+    }
+
+    fn prompt(text: Option<&str>) -> std::result::Result<Prompt, String> {
+        let mut prompt = Prompt::default();
+        for value in text.unwrap_or_default().split(' ').filter(|v| !v.is_empty()) {
+            match value {
+                "none" => prompt.none = true,
+                "login" | "select_account" => prompt.login = true,
+                "consent" => prompt.consent = true,
+                _ => return Err(format!("prompt value {:?} is not supported", value.chars().take(32).collect::<String>())),
+            }
+        }
+        if prompt.none && (prompt.login || prompt.consent) {
+            return Err("prompt=none cannot be combined with other values".into());
+        }
+        Ok(prompt)
+    }
+
+    /// The hosted sign-in form's login for `client_id`: the one login path, then a new browser
+    /// session.
+    pub async fn sign_in(&self, client_id: &str, login: PasswordLogin<'_>) -> Result<BrowserSignIn> {
+        if !self.spec.clients.get(client_id).is_some_and(|c| c.allows("authorization_code")) {
+            return Err(Error::InvalidClient);
+        }
+        let user = self.authenticate_user(client_id, &login).await?;
+        let now = self.clock.now();
+        let cookie = base64_url(&random_32(self.entropy.as_ref())?);
+        let policy = self.spec.browser;
+        let session = BrowserSessionRecord {
+            hash: hash_secret(&cookie),
+            id: random_id(self.entropy.as_ref())?,
+            user_id: user.id.clone(),
+            auth_time: now,
+            amr: vec![AMR_PASSWORD.to_owned()],
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now.saturating_add(policy.session_absolute_ttl.as_i64()),
+        };
+        self.store.insert_browser_session(&session).await?;
+        self.audit(
+            AuditEvent::new(self.clock.now_ms(), AuditKind::BrowserSignIn)
+                .user(&user.id)
+                .client(client_id)
+                .detail(serde_json::json!({ "browser_session": session.id, "amr": session.amr })),
+        )
+        .await?;
+        Ok(BrowserSignIn { session, cookie })
+    }
+
+    /// The live browser session of a cookie value, if any (its last use is noted).
+    pub async fn browser_session(&self, cookie: &str) -> Result<Option<BrowserSessionRecord>> {
+        if cookie.is_empty() || cookie.len() > MAX_SECRET_LEN {
+            return Ok(None);
+        }
+        let now = self.clock.now();
+        let idle_since = now.saturating_sub(self.spec.browser.session_idle_ttl.as_i64());
+        let Some(session) = self.store.browser_session(&hash_secret(cookie), now, idle_since).await? else { return Ok(None) };
+        let user = self.store.user_by_id(&session.user_id).await?;
+        if user.is_none_or(|u| u.disabled) {
+            return Ok(None);
+        }
+        if now - session.last_seen_at >= TOUCH_EVERY_SECS {
+            self.store.touch_browser_session(&session.id, now).await?;
+        }
+        Ok(Some(session))
+    }
+
+    /// Ends a browser session (sign-out); `true` if it was live.
+    pub async fn end_browser_session(&self, session: &BrowserSessionRecord) -> Result<bool> {
+        let ended = self.store.end_browser_session(&session.id, self.clock.now()).await?;
+        if ended {
+            self.audit(
+                AuditEvent::new(self.clock.now_ms(), AuditKind::BrowserSessionEnded)
+                    .user(&session.user_id)
+                    .detail(serde_json::json!({ "browser_session": session.id, "reason": "signed out" })),
+            )
+            .await?;
+        }
+        Ok(ended)
+    }
+
+    /// A CSRF token for a form, bound to `binding` (the browser's CSRF cookie).
+    pub fn csrf_token(&self, binding: &str) -> String {
+        base64_url(&self.keys.mac(CSRF_CONTEXT, binding.as_bytes()))
+    }
+
+    /// Whether `token` is the CSRF token of `binding`.
+    pub fn check_csrf(&self, binding: &str, token: &str) -> bool {
+        use base64::Engine as _;
+        if binding.is_empty() || token.len() > 64 {
+            return false;
+        }
+        let Ok(tag) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token) else { return false };
+        self.keys.verify_mac(CSRF_CONTEXT, binding.as_bytes(), &tag)
+    }
+
+    /// Issues an authorization code for a validated request and the session that signed in.
+    pub async fn issue_code(&self, authorization: &Authorization, session: &BrowserSessionRecord) -> Result<String> {
+        let code = base64_url(&random_32(self.entropy.as_ref())?);
+        let now = self.clock.now();
+        let record = AuthorizationCodeRecord {
+            hash: hash_secret(&code),
+            client_id: authorization.client_id.clone(),
+            user_id: session.user_id.clone(),
+            redirect_uri: authorization.redirect_uri.clone(),
+            code_challenge: authorization.code_challenge.clone(),
+            scope: authorization.scope.clone(),
+            nonce: authorization.nonce.clone(),
+            browser_session_id: Some(session.id.clone()),
+            auth_time: session.auth_time,
+            amr: session.amr.clone(),
+            created_at: now,
+            expires_at: now.saturating_add(self.spec.browser.code_ttl.as_i64()),
+        };
+        self.store.insert_code(&record).await?;
+        Ok(code)
+    }
+
+    /// The `authorization_code` grant: exchanges a code for tokens (a new session), once.
+    pub async fn code_grant(
+        &self,
+        client: ClientCredentials<'_>,
+        code: &str,
+        redirect_uri: Option<&str>,
+        code_verifier: &str,
+    ) -> Result<Grant> {
+        let client_spec = self.authenticate_client(client).await?;
+        Self::check_grant(client_spec, "authorization_code")?;
+        let invalid = Error::AuthorizationCode(AuthorizationCodeError::Invalid);
+        if code.len() > MAX_SECRET_LEN {
+            return Err(invalid);
+        }
+        let hash = hash_secret(code);
+        let record = match self.store.take_code(&hash, self.clock.now()).await? {
+            CodeTaken::Fresh(record) => record,
+            CodeTaken::Invalid => return Err(invalid),
+            CodeTaken::Reused { client_id, family_id } => {
+                self.code_reused(&client_id, family_id.as_deref()).await?;
+                return Err(Error::AuthorizationCode(AuthorizationCodeError::Reused));
+            }
+        };
+        // A code of another client, or exchanged for another redirect URI, is burned all the same.
+        if record.client_id != client.id || redirect_uri.is_some_and(|uri| uri != record.redirect_uri) {
+            return Err(invalid);
+        }
+        if redirect_uri.is_none() && client_spec.redirect_uris.len() != 1 {
+            return Err(Error::MissingParameter("redirect_uri"));
+        }
+        if !pkce::verify_s256(code_verifier, &record.code_challenge) {
+            return Err(Error::AuthorizationCode(AuthorizationCodeError::PkceFailed));
+        }
+        let user = match self.store.user_by_id(&record.user_id).await? {
+            Some(user) if !user.disabled => user,
+            _ => return Err(invalid),
+        };
+        let (family, refresh_token) = self.refresh.start(Some(&user.id), client.id, &record.scope).await?;
+        if self.store.record_code_family(&hash, &family.id).await? {
+            // Presented again while this exchange ran: the session it started is revoked too.
+            self.refresh.revoke_family(&family.id, "authorization code reused").await?;
+            return Err(Error::AuthorizationCode(AuthorizationCodeError::Reused));
+        }
+        let access = self.issue(&user.id, client.id, &record.scope, Some(family.id.clone()), &user.claims)?;
+        self.audit(
+            AuditEvent::new(self.clock.now_ms(), AuditKind::CodeExchanged)
+                .user(&user.id)
+                .client(client.id)
+                .family(&family.id)
+                .detail(serde_json::json!({
+                    "scope": record.scope,
+                    "jti": access.claims.jti,
+                    "browser_session": record.browser_session_id,
+                })),
+        )
+        .await?;
+        let refresh_token = client_spec.allows("refresh_token").then_some(refresh_token);
+        Ok(Grant { access, refresh_token, scope: record.scope, device_token: None })
+    }
+
+    /// A code presented again: the session its first exchange started is revoked.
+    async fn code_reused(&self, client_id: &str, family_id: Option<&str>) -> Result<()> {
+        if let Some(family_id) = family_id {
+            self.refresh.revoke_family(family_id, "authorization code reused").await?;
+        }
+        let mut event = AuditEvent::new(self.clock.now_ms(), AuditKind::CodeReuseDetected).client(client_id);
+        if let Some(family_id) = family_id {
+            event = event.family(family_id);
+        }
+        self.audit_refusal(event.detail(serde_json::json!({ "reason": "authorization code presented again" }))).await
+    }
+
+    /// Forgets authorization codes that expired more than a day ago (background upkeep); a code
+    /// is kept that long after its expiry so that a late replay still revokes its session.
+    pub async fn purge_codes(&self) -> Result<u64> {
+        self.store.purge_codes(self.clock.now().saturating_sub(86_400)).await
+    }
+
+    /// Forgets browser sessions that ended or expired more than a day ago (background upkeep).
+    pub async fn purge_browser_sessions(&self) -> Result<u64> {
+        self.store.purge_browser_sessions(self.clock.now().saturating_sub(86_400)).await
+    }
+}

@@ -1,0 +1,347 @@
+//! `GET|POST /oauth/authorize` (OAuth 2.1 section 4.1.1) and `POST /sign-in`, the hosted form
+//! it shows.
+//!
+//! ```text
+//! browser --GET /oauth/authorize?client_id&redirect_uri&code_challenge...--> validate (auth-core)
+//!   client or redirect URI unknown -> error page (never a redirect)
+//!   other refusal                  -> 303 redirect_uri?error=...&state&iss
+//!   live browser session           -> 303 redirect_uri?code&state&iss
+//!   prompt=none without session    -> 303 redirect_uri?error=login_required&state&iss
+//!   otherwise                      -> sign-in page (the request rides along in a hidden field)
+//! browser --POST /sign-in (csrf, authorization, username, password)-->
+//!   foreign origin / bad CSRF token -> 403 error page
+//!   the request validated again, the one login path, a browser session cookie, then a code
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use askama::Template;
+use auth_core::authority::{Authorization, AuthorizationRequest, AuthorizeRefusal, PasswordLogin};
+use auth_core::{Code, Error};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::http::extract::{parse_form, parse_pairs};
+use crate::http::ui::catalogue::Catalogue;
+use crate::http::ui::{Chrome, Cookies, CsrfCookie, ErrorPage, FormTargets, page, page_headers, same_origin_post};
+use crate::state::AppState;
+
+/// The parameters of an authorization request (others are ignored, RFC 6749 3.1).
+const AUTHORIZE_PARAMETERS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "nonce",
+    "prompt",
+    "max_age",
+    "login_hint",
+    "id_token_hint",
+    "ui_locales",
+    "response_mode",
+    "request",
+    "request_uri",
+];
+/// The fields of the sign-in form.
+const SIGN_IN_FIELDS: &[&str] = &["authorization", "csrf", "username", "password"];
+/// Longest authorization request (query or form) read.
+const MAX_AUTHORIZATION_LEN: usize = 16 * 1024;
+
+/// The sign-in page.
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+struct SignInPage {
+    t: &'static Catalogue,
+    product_name: String,
+    continue_to: String,
+    error: Option<String>,
+    csrf: String,
+    authorization: String,
+    username: String,
+}
+
+/// `GET /oauth/authorize` and `POST /oauth/authorize` (form-encoded, OpenID Connect Core 3.1.2.1).
+pub async fn authorize(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let raw = if method == Method::POST {
+        let content_type = headers.get(header::CONTENT_TYPE);
+        match parse_form(content_type, &body, AUTHORIZE_PARAMETERS) {
+            Ok(values) => Ok(values),
+            Err(e) => Err(e.description()),
+        }
+    } else {
+        let query = uri.query().unwrap_or_default();
+        read_authorization(query)
+    };
+    let chrome = Chrome::new(&state, &[], &headers);
+    let values = match raw {
+        Ok(values) => values,
+        Err(detail) => {
+            tracing::debug!(detail, "unreadable authorization request");
+            return ErrorPage::new(&chrome, Code::AuthorizeInvalidRequest, "error.invalid_request").into_response_with(StatusCode::BAD_REQUEST);
+        }
+    };
+    let request = authorization_request(values);
+    let chrome = Chrome::new(&state, &requested_locales(&request), &headers);
+    let authorization = match state.authority.check_authorization(&request) {
+        Ok(authorization) => authorization,
+        Err(refusal) => return refused(&state, &chrome, refusal),
+    };
+    let chrome = Chrome::new(&state, &authorization.ui_locales, &headers);
+    let cookies = Cookies::for_issuer(&state.spec.issuer);
+    let session = match cookies.session(&headers) {
+        Some(cookie) => match state.authority.browser_session(&cookie).await {
+            Ok(session) => session,
+            Err(e) => return unavailable(&chrome, &e),
+        },
+        None => None,
+    };
+    let now = state.clock.now();
+    if let Some(session) = session.filter(|s| authorization.accepts_session(s, now)) {
+        return match state.authority.issue_code(&authorization, &session).await {
+            Ok(code) => send_code(&state, &authorization, &code, None),
+            Err(e) => unavailable(&chrome, &e),
+        };
+    }
+    if authorization.prompt.none {
+        return redirect_error(&state, &authorization, "login_required", Code::AuthorizeLoginRequired, "no browser session");
+    }
+    let username = authorization.login_hint.clone().unwrap_or_default();
+    sign_in_page(&state, &chrome, &headers, &request, &authorization, StatusCode::OK, None, &username)
+}
+
+/// `POST /sign-in`: the sign-in form.
+pub async fn sign_in(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let chrome = Chrome::new(&state, &[], &headers);
+    let cookies = Cookies::for_issuer(&state.spec.issuer);
+    let forbidden = |chrome: &Chrome| ErrorPage::new(chrome, Code::RequestCsrf, "error.csrf").into_response_with(StatusCode::FORBIDDEN);
+    if !same_origin_post(&headers, &state.spec.issuer) {
+        return forbidden(&chrome);
+    }
+    let mut form = match parse_form(headers.get(header::CONTENT_TYPE), &body, SIGN_IN_FIELDS) {
+        Ok(form) => form,
+        Err(_) => return ErrorPage::new(&chrome, Code::RequestMalformed, "error.invalid_request").into_response_with(StatusCode::BAD_REQUEST),
+    };
+    let csrf_ok = match (cookies.csrf(&headers), form.get("csrf")) {
+        (Some(binding), Some(token)) => state.authority.check_csrf(&binding, token),
+        _ => false,
+    };
+    if !csrf_ok {
+        return forbidden(&chrome);
+    }
+    let request = match form.get("authorization").map(|text| read_authorization(text)) {
+        Some(Ok(values)) => authorization_request(values),
+        _ => return ErrorPage::new(&chrome, Code::AuthorizeInvalidRequest, "error.invalid_request").into_response_with(StatusCode::BAD_REQUEST),
+    };
+    let authorization = match state.authority.check_authorization(&request) {
+        Ok(authorization) => authorization,
+        Err(refusal) => return refused(&state, &chrome, refusal),
+    };
+    let chrome = Chrome::new(&state, &authorization.ui_locales, &headers);
+    let username = form.remove("username").unwrap_or_default();
+    let password = form.remove("password").unwrap_or_default();
+    let again = |status: StatusCode, message: String| {
+        sign_in_page(&state, &chrome, &headers, &request, &authorization, status, Some(message), &username)
+    };
+    if username.trim().is_empty() || password.is_empty() {
+        return again(StatusCode::BAD_REQUEST, chrome.t.get("sign_in.missing").to_owned());
+    }
+    let login = PasswordLogin { username: &username, password: &password, source: Some(peer.ip()), ..PasswordLogin::default() };
+    let signed_in = match state.authority.sign_in(&authorization.client_id, login).await {
+        Ok(signed_in) => signed_in,
+        Err(Error::InvalidCredentials) => return again(StatusCode::UNAUTHORIZED, chrome.t.get("sign_in.invalid_credentials").to_owned()),
+        Err(Error::TooManyAttempts { retry_after_secs }) => {
+            let message = chrome.t.fill("sign_in.too_many_attempts", "seconds", &retry_after_secs.to_string());
+            let mut response = again(StatusCode::TOO_MANY_REQUESTS, message);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            return response;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "sign-in failed");
+            return again(StatusCode::SERVICE_UNAVAILABLE, chrome.t.get("sign_in.unavailable").to_owned());
+        }
+    };
+    let code = match state.authority.issue_code(&authorization, &signed_in.session).await {
+        Ok(code) => code,
+        Err(e) => return unavailable(&chrome, &e),
+    };
+    let max_age = state.spec.browser.session_absolute_ttl.as_i64();
+    send_code(&state, &authorization, &code, Some(cookies.set_session(&signed_in.cookie, max_age)))
+}
+
+/// The known parameters of a query string or of the sign-in form's copy of it.
+fn read_authorization(text: &str) -> Result<HashMap<String, String>, String> {
+    if text.len() > MAX_AUTHORIZATION_LEN {
+        return Err("the authorization request is too long".to_owned());
+    }
+    parse_pairs(text.as_bytes(), AUTHORIZE_PARAMETERS).map_err(|e| e.description())
+}
+
+/// The languages a request asks for, also when it is refused (at most a few, each short).
+fn requested_locales(request: &AuthorizationRequest) -> Vec<String> {
+    let text = request.ui_locales.as_deref().unwrap_or_default();
+    text.split(' ').filter(|t| !t.is_empty() && t.len() <= 16).take(4).map(str::to_owned).collect()
+}
+
+fn authorization_request(mut values: HashMap<String, String>) -> AuthorizationRequest {
+    let mut take = |name: &str| values.remove(name);
+    AuthorizationRequest {
+        response_type: take("response_type"),
+        client_id: take("client_id"),
+        redirect_uri: take("redirect_uri"),
+        scope: take("scope"),
+        state: take("state"),
+        code_challenge: take("code_challenge"),
+        code_challenge_method: take("code_challenge_method"),
+        nonce: take("nonce"),
+        prompt: take("prompt"),
+        max_age: take("max_age"),
+        login_hint: take("login_hint"),
+        id_token_hint: take("id_token_hint"),
+        ui_locales: take("ui_locales"),
+        response_mode: take("response_mode"),
+        request: take("request"),
+        request_uri: take("request_uri"),
+    }
+}
+
+/// The request as the sign-in form carries it (form-encoded; `prompt=login` and `max_age` are
+/// dropped, since the sign-in they asked for is the one the form does).
+fn encode_authorization(request: &AuthorizationRequest) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    let fields = [
+        ("response_type", &request.response_type),
+        ("client_id", &request.client_id),
+        ("redirect_uri", &request.redirect_uri),
+        ("scope", &request.scope),
+        ("state", &request.state),
+        ("code_challenge", &request.code_challenge),
+        ("code_challenge_method", &request.code_challenge_method),
+        ("nonce", &request.nonce),
+        ("login_hint", &request.login_hint),
+        ("ui_locales", &request.ui_locales),
+        ("response_mode", &request.response_mode),
+    ];
+    for (name, value) in fields {
+        if let Some(value) = value {
+            out.append_pair(name, value);
+        }
+    }
+    out.finish()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sign_in_page(
+    state: &AppState,
+    chrome: &Chrome,
+    headers: &HeaderMap,
+    request: &AuthorizationRequest,
+    authorization: &Authorization,
+    status: StatusCode,
+    error: Option<String>,
+    username: &str,
+) -> Response {
+    let cookies = Cookies::for_issuer(&state.spec.issuer);
+    let csrf = match CsrfCookie::for_request(cookies, headers) {
+        Ok(csrf) => csrf,
+        Err(e) => return unavailable(chrome, &e),
+    };
+    let client = state.spec.clients.get(&authorization.client_id);
+    let client_name = client.map(|c| if c.description.is_empty() { authorization.client_id.as_str() } else { c.description.as_str() });
+    let template = SignInPage {
+        t: chrome.t,
+        product_name: chrome.product_name.clone(),
+        continue_to: chrome.t.fill("sign_in.continue_to", "client", client_name.unwrap_or_default()),
+        error,
+        csrf: state.authority.csrf_token(&csrf.value),
+        authorization: encode_authorization(request),
+        username: username.chars().take(128).collect(),
+    };
+    let targets = client.map(FormTargets::of_client).unwrap_or_default();
+    let mut response = page(status, &template, &targets);
+    if csrf.is_new {
+        response.headers_mut().append(header::SET_COOKIE, cookies.set_csrf(&csrf.value));
+    }
+    response
+}
+
+/// A refusal: the error page, or the error sent back to the client.
+fn refused(state: &AppState, chrome: &Chrome, refusal: AuthorizeRefusal) -> Response {
+    match refusal {
+        AuthorizeRefusal::Page { code, detail } => {
+            tracing::debug!(code = code.as_str(), detail, "authorization request refused on a page");
+            let message = match code {
+                Code::AuthorizeInvalidClient => "error.invalid_client",
+                Code::AuthorizeInvalidRedirectUri => "error.invalid_redirect_uri",
+                _ => "error.invalid_request",
+            };
+            ErrorPage::new(chrome, code, message).into_response_with(StatusCode::BAD_REQUEST)
+        }
+        AuthorizeRefusal::Redirect { redirect_uri, state: client_state, error, code, detail } => {
+            let description = format!("{}: {detail}", code.as_str());
+            let mut params = vec![("error", error), ("error_description", description.as_str())];
+            if let Some(client_state) = &client_state {
+                params.push(("state", client_state));
+            }
+            params.push(("iss", &state.spec.issuer));
+            redirect(&redirect_uri, &params, None)
+        }
+    }
+}
+
+fn redirect_error(state: &AppState, authorization: &Authorization, error: &'static str, code: Code, detail: &str) -> Response {
+    refused(
+        state,
+        &Chrome::new(state, &[], &HeaderMap::new()),
+        AuthorizeRefusal::Redirect {
+            redirect_uri: authorization.redirect_uri.clone(),
+            state: authorization.state.clone(),
+            error,
+            code,
+            detail: detail.to_owned(),
+        },
+    )
+}
+
+/// The code, back to the client (RFC 9207 `iss` with it).
+fn send_code(state: &AppState, authorization: &Authorization, code: &str, cookie: Option<HeaderValue>) -> Response {
+    let mut params = vec![("code", code)];
+    if let Some(client_state) = &authorization.state {
+        params.push(("state", client_state));
+    }
+    params.push(("iss", &state.spec.issuer));
+    redirect(&authorization.redirect_uri, &params, cookie)
+}
+
+/// 303 to a validated redirect URI with `params` added to its query.
+fn redirect(redirect_uri: &str, params: &[(&str, &str)], cookie: Option<HeaderValue>) -> Response {
+    let Ok(mut url) = url::Url::parse(redirect_uri) else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "invalid redirect").into_response();
+    };
+    url.query_pairs_mut().extend_pairs(params);
+    let Ok(location) = HeaderValue::from_str(url.as_str()) else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "invalid redirect").into_response();
+    };
+    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();
+    page_headers(response.headers_mut(), &FormTargets::default());
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+fn unavailable(chrome: &Chrome, error: &Error) -> Response {
+    tracing::warn!(error = %error, "a sign-in page could not be served");
+    ErrorPage::new(chrome, error.code(), "error.unavailable").into_response_with(StatusCode::SERVICE_UNAVAILABLE)
+}
