@@ -203,9 +203,14 @@ impl Authority {
         self.keys.rotate().await
     }
 
-    /// Emergency rotation: a new key signs at once (see [`crate::keys::KeyRing::rotate_now`]).
-    pub async fn rotate_keys_now(&self) -> Result<String> {
-        self.keys.rotate_now().await
+    /// Emergency rotation: in the chain of `only`, or in every chain in use, a new key signs at
+    /// once (see [`crate::keys::KeyRing::rotate_now`]). Returns each new key's algorithm and kid,
+    /// the primary's first.
+    pub async fn rotate_keys_now(
+        &self,
+        only: Option<crate::spec::SigningAlgorithm>,
+    ) -> Result<Vec<(crate::spec::SigningAlgorithm, String)>> {
+        self.keys.rotate_now(only).await
     }
 
     /// Unpublishes a compromised key at once (see [`crate::keys::KeyRing::revoke`]).

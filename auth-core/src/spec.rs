@@ -782,6 +782,22 @@ impl Spec {
         hex::encode(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()))
     }
 
+    /// The algorithms the issuer signs with, each needing a chain of keys of its own: the access
+    /// tokens' `tokens.algorithm` first, then RS256 when it differs and a client lists the
+    /// `authorization_code` grant (OpenID Connect requires ID tokens that RS256 verifies). No
+    /// algorithm appears twice.
+    pub fn signing_algorithms(&self) -> Vec<SigningAlgorithm> {
+        let mut algorithms = vec![self.tokens.algorithm];
+        let issues_id_tokens = self
+            .clients
+            .values()
+            .any(|client| client.grants.iter().any(|g| g.as_str() == "authorization_code"));
+        if issues_id_tokens && self.tokens.algorithm != SigningAlgorithm::RS256 {
+            algorithms.push(SigningAlgorithm::RS256);
+        }
+        algorithms
+    }
+
     /// The rate limit of a scope, if it has one.
     pub fn scope_limit(&self, scope: &str) -> Option<RateLimitSpec> {
         self.scopes.get(scope).and_then(|s| s.rate_limit)

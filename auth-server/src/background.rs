@@ -24,10 +24,10 @@ pub fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
                 Ok(steps) => {
                     for step in steps {
                         let name = match step {
-                            RotationStep::GenerateActive | RotationStep::GeneratePending { .. } => "generate",
+                            RotationStep::GenerateActive { .. } | RotationStep::GeneratePending { .. } => "generate",
                             RotationStep::Activate { .. } => "activate",
                             RotationStep::Deactivate { .. } => "deactivate",
-                            RotationStep::Retire { .. } => "retire",
+                            RotationStep::Retire { .. } | RotationStep::Withdraw { .. } => "retire",
                         };
                         state.metrics.key_rotations.with_label_values(&[name]).inc();
                     }

@@ -14,6 +14,7 @@ use auth_core::authority::Admin;
 use auth_core::clock::SystemClock;
 use auth_core::keys::MasterKey;
 use auth_core::random::OsEntropy;
+use auth_core::spec::SigningAlgorithm;
 use auth_server::config::{SERVE_ONLY_FLAGS, ServerArgs, ServerConfig};
 use auth_server::served_spec;
 use auth_server::state::{self, AppState};
@@ -127,15 +128,19 @@ enum KeysCommand {
     List,
     /// Run the rotation policy now; with `--now`, a new key signs at once.
     Rotate {
-        /// Emergency rotation: a new key signs at once and the active one stops signing (it stays
-        /// published for its tokens). Verifiers whose cached key set lacks the new key refuse its
-        /// tokens until they fetch the key set again.
+        /// Emergency rotation: in every chain in use (one per signing algorithm), a new key signs at
+        /// once and the active one stops signing (it stays published for its tokens). Verifiers
+        /// whose cached key set lacks the new key refuse its tokens until they fetch the key set
+        /// again.
         #[arg(long)]
         now: bool,
+        /// With `--now`: rotate only the chain of this algorithm (EdDSA, ES256 or RS256).
+        #[arg(long, requires = "now", value_parser = parse_algorithm)]
+        alg: Option<SigningAlgorithm>,
     },
     /// Unpublish a key at once and erase its private half (a compromised key): every token it
     /// signed fails once each replica reloads its keys (`--key-refresh-secs`). A revoked signing
-    /// key is replaced by a new one, active at once.
+    /// key is replaced by a new one of its algorithm, active at once.
     Revoke {
         /// The key's `kid` (see `keys list`).
         kid: String,
@@ -181,6 +186,11 @@ async fn main() -> std::process::ExitCode {
 }
 
 /// The command line, with the flags only `serve` reads left out of the other commands' help.
+/// A signing algorithm named as in the spec's `tokens.algorithm`.
+fn parse_algorithm(text: &str) -> Result<SigningAlgorithm, String> {
+    SigningAlgorithm::parse(text).ok_or_else(|| format!("{text:?} is not a signing algorithm (EdDSA, ES256 or RS256)"))
+}
+
 fn parse_cli() -> Cli {
     use clap::{CommandFactory as _, FromArgMatches as _};
     let root = Cli::command();
@@ -393,13 +403,14 @@ async fn clients(state: Arc<AppState>, command: ClientsCommand) -> anyhow::Resul
 async fn keys(state: Arc<AppState>, command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::List => {}
-        KeysCommand::Rotate { now: false } => {
+        KeysCommand::Rotate { now: false, .. } => {
             let steps = state.authority.rotate_keys().await?;
             println!("applied: {steps:?}");
         }
-        KeysCommand::Rotate { now: true } => {
-            let kid = state.authority.rotate_keys_now().await?;
-            println!("key {kid} signs from now; the previous key stays published for its tokens");
+        KeysCommand::Rotate { now: true, alg } => {
+            for (alg, kid) in state.authority.rotate_keys_now(alg).await? {
+                println!("key {kid} signs {alg} from now; the previous {alg} key stays published for its tokens");
+            }
         }
         KeysCommand::Revoke { kid } => match state.authority.revoke_key(&kid).await? {
             Some(successor) => println!("revoked {kid}; key {successor} signs from now"),

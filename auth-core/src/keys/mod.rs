@@ -5,15 +5,24 @@
 //! (published, not signing)    (signs)                           (published, verifies)     (gone, erased)
 //! ```
 //!
+//! The ring keeps one such chain per algorithm in use ([`RotationPolicy::algorithms`]: the access
+//! tokens' algorithm first, then RS256 for OpenID Connect ID tokens when the spec needs them), each
+//! rotated on the same policy and all published in one JWKS. [`KeySnapshot::active`] signs access
+//! tokens; [`KeySnapshot::signer`] gives any chain's signer.
+//!
 //! [`plan_rotation`] is a pure function of (keys, policy, now) that says what to do; [`KeyRing`]
 //! carries the plan out in one transaction through the store, where conditional updates and unique
-//! indexes make it safe for several replicas to rotate at the same instant (one wins, the others
-//! reload and find nothing left to do).
+//! indexes on (algorithm, state) make it safe for several replicas to rotate at the same instant
+//! (one wins, the others reload and find nothing left to do).
 //!
-//! Invariants (tested as properties): after every rotation exactly one key is active; a token
-//! signed at any instant verifies until its `exp` (+ leeway) with any JWKS fetched within the
-//! cache window, because a key is published `publish_ahead >= jwks_max_age` before it signs and
-//! stays published `retire_after >= access_ttl + leeway` after its last signature.
+//! Invariants (tested as properties): after every rotation each algorithm in use has exactly one
+//! active key (except the primary chain right after the spec's algorithm changed: its first key
+//! is published ahead while the previous algorithm's key signs access tokens); a chain whose
+//! algorithm left the policy signs nothing more and its keys retire; a token signed by any chain
+//! at any instant verifies until its `exp` (+ leeway) with any JWKS fetched within the cache
+//! window, because a key is published `publish_ahead >= jwks_max_age` before it signs and stays
+//! published `retire_after >= access_ttl + leeway` after its last signature. The exception is the
+//! first key of a chain, which signs at once: nothing of its algorithm was signed before it.
 //!
 //! Private keys are sealed at rest with AES-256-GCM under a [`MasterKey`]; the key id is bound as
 //! associated data, so a sealed key cannot be swapped onto another record.

@@ -1,23 +1,29 @@
-//! The key ring: the signing keys of this issuer, loaded from the store and rotated by policy.
+//! The key ring: the signing keys of this issuer, loaded from the store and rotated by policy,
+//! one chain per algorithm in use.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use zeroize::Zeroizing;
 
+use super::rotation::access_signer;
 use super::{ActiveKey, KeySet, MasterKey, RotationPolicy, RotationStep, plan_rotation};
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::{Clock, UnixSeconds};
 use crate::crypto::{self, PrivateKey};
 use crate::random::Entropy;
+use crate::spec::SigningAlgorithm;
 use crate::store::{KeyChange, KeyRecord, KeyState, Store};
 use crate::{Error, Result};
 
-/// What the ring holds at one instant: the signer and the verification set.
+/// What the ring holds at one instant: the signers and the verification set.
 #[derive(Debug, Clone)]
 pub struct KeySnapshot {
-    /// The active key.
+    /// The key that signs access tokens: the active key of the policy's primary algorithm (while
+    /// a new primary chain waits to activate its first key, the previous primary's key).
     pub active: ActiveKey,
+    /// The active key of each chain, by algorithm.
+    signers: Vec<(SigningAlgorithm, ActiveKey)>,
     /// The published keys.
     pub keys: KeySet,
     /// Every record, for listing.
@@ -25,6 +31,22 @@ pub struct KeySnapshot {
     /// The JWKS as JSON, serialized once per snapshot: the JWKS endpoint is the hottest route and
     /// changes only when the ring does.
     pub jwks_json: bytes::Bytes,
+}
+
+impl KeySnapshot {
+    /// The active key of the chain of `alg` (RS256 for ID tokens); an error naming the chain when
+    /// it has none (the algorithm is not in the rotation policy, or its chain is still starting).
+    pub fn signer(&self, alg: SigningAlgorithm) -> Result<&ActiveKey> {
+        self.signers
+            .iter()
+            .find_map(|(a, key)| (*a == alg).then_some(key))
+            .ok_or_else(|| Error::Key(format!("no active {alg} signing key: the ring has no {alg} chain in use")))
+    }
+
+    /// The active key of every chain, with its algorithm.
+    pub fn signers(&self) -> impl Iterator<Item = (SigningAlgorithm, &ActiveKey)> {
+        self.signers.iter().map(|(alg, key)| (*alg, key))
+    }
 }
 
 /// What [`KeyRing::rewrap`] found and did, by kid.
@@ -141,10 +163,8 @@ impl KeyRing {
     }
 
     fn build_snapshot(&self, records: Vec<KeyRecord>) -> Result<KeySnapshot> {
-        let active = records
-            .iter()
-            .find(|r| r.state == KeyState::Active)
-            .ok_or_else(|| Error::Key("no active signing key".into()))?;
+        let active = access_signer(&records, self.policy.primary)
+            .ok_or_else(|| Error::Key(format!("no active signing key (the {} chain has none)", self.policy.primary)))?;
         let mut signers = self.signers.read().map_err(|_| Error::Key("key ring lock poisoned".into()))?.clone();
         let may_sign = |r: &KeyRecord| matches!(r.state, KeyState::Active | KeyState::Pending);
         signers.retain(|kid, _| records.iter().any(|r| &r.kid == kid && may_sign(r)));
@@ -156,22 +176,27 @@ impl KeyRing {
                 Ok(signer) => {
                     signers.insert(record.kid.clone(), signer);
                 }
-                // Without the active key nothing can be signed. A pending key that does not open
+                // Without an active key its chain signs nothing. A pending key that does not open
                 // (sealed under a master key this process lacks) is reported when it activates.
                 Err(e) if record.state == KeyState::Active => return Err(e),
                 Err(_) => {}
             }
         }
-        let active = signers
-            .get(&active.kid)
-            .cloned()
-            .ok_or_else(|| Error::Key(format!("active key {} was not opened", active.kid)))?;
+        let opened = |kid: &str| {
+            signers.get(kid).cloned().ok_or_else(|| Error::Key(format!("active key {kid} was not opened")))
+        };
+        let active = opened(&active.kid)?;
+        let by_algorithm = records
+            .iter()
+            .filter(|r| r.state == KeyState::Active)
+            .map(|r| Ok((r.alg, opened(&r.kid)?)))
+            .collect::<Result<Vec<_>>>()?;
         if let Ok(mut slot) = self.signers.write() {
             *slot = signers;
         }
         let keys = KeySet::from_records(&records)?;
         let jwks_json = serde_json::to_vec(&keys.jwks()).map_err(|e| Error::Key(format!("JWKS serialization: {e}")))?.into();
-        Ok(KeySnapshot { active, keys, records, jwks_json })
+        Ok(KeySnapshot { active, signers: by_algorithm, keys, records, jwks_json })
     }
 
     /// The configured master key with fingerprint `id`: the current one or a previous one.
@@ -280,7 +305,7 @@ impl KeyRing {
             let (changes, events) = self.materialize(&steps, &records, now)?;
             if self.apply_and_audit(&changes, &events).await? {
                 for step in &steps {
-                    if let RotationStep::Retire { kid } = step
+                    if let RotationStep::Retire { kid } | RotationStep::Withdraw { kid } = step
                         && let Some(record) = records.iter().find(|r| &r.kid == kid)
                         && let Ok(pkcs8) = self.open_record(record)
                     {
@@ -294,37 +319,53 @@ impl KeyRing {
         Err(Error::Key("key rotation kept losing races with other replicas".into()))
     }
 
-    /// Emergency rotation: a new key signs from now, and the active one stops signing (it stays
-    /// published until `retire_after`, so its tokens keep verifying). A verifier whose cached
-    /// key set lacks the new key refuses its tokens until it fetches the key set again. Returns
-    /// the new key's kid.
-    pub async fn rotate_now(&self) -> Result<String> {
+    /// Emergency rotation: in the chain of `only`, or in every chain in use, a new key signs from
+    /// now and the active one stops signing (it stays published until `retire_after`, so its
+    /// tokens keep verifying); an active key of an algorithm that left the policy stops signing
+    /// too when every chain rotates. A verifier whose cached key set lacks a new key refuses its
+    /// tokens until it fetches the key set again. Returns each new key's algorithm and kid, the
+    /// primary's first.
+    pub async fn rotate_now(&self, only: Option<SigningAlgorithm>) -> Result<Vec<(SigningAlgorithm, String)>> {
+        if let Some(alg) = only
+            && !self.policy.uses(alg)
+        {
+            let in_use: Vec<&str> = self.policy.algorithms().map(SigningAlgorithm::as_str).collect();
+            return Err(Error::Key(format!("no {alg} chain to rotate: the algorithms in use are {}", in_use.join(", "))));
+        }
+        let algorithms: Vec<SigningAlgorithm> = self.policy.algorithms().filter(|a| only.is_none_or(|o| o == *a)).collect();
         for _ in 0..5 {
             let records = self.store.list_keys().await?;
             let now = self.clock.now();
             let at_ms = now.saturating_mul(1000);
-            let new = self.generate(KeyState::Active, now, now)?;
-            let kid = new.kid.clone();
             let mut changes = Vec::new();
             let mut events = Vec::new();
-            if let Some(active) = records.iter().find(|r| r.state == KeyState::Active) {
+            let mut new_keys = Vec::new();
+            let stops = |r: &&KeyRecord| {
+                r.state == KeyState::Active && (algorithms.contains(&r.alg) || (only.is_none() && !self.policy.uses(r.alg)))
+            };
+            for active in records.iter().filter(stops) {
                 changes.push(KeyChange::Deactivate { kid: active.kid.clone(), at: now });
                 events.push(key_event(at_ms, AuditKind::KeyRetiring, &active.kid, "replaced at once (keys rotate --now)"));
             }
-            changes.push(KeyChange::Insert(new));
-            events.push(key_event(at_ms, AuditKind::KeyGenerated, &kid, "active at once (keys rotate --now)"));
+            for &alg in &algorithms {
+                let new = self.generate(alg, KeyState::Active, now, now)?;
+                events.push(key_event(at_ms, AuditKind::KeyGenerated, &new.kid, "active at once (keys rotate --now)"));
+                new_keys.push((alg, new.kid.clone()));
+                changes.push(KeyChange::Insert(new));
+            }
             if self.apply_and_audit(&changes, &events).await? {
-                tracing::warn!(kid = %kid, "emergency rotation: a new signing key is active at once");
-                return Ok(kid);
+                tracing::warn!(keys = ?new_keys, "emergency rotation: new signing keys are active at once");
+                return Ok(new_keys);
             }
         }
         Err(Error::Key("rotating at once kept losing races with other replicas".into()))
     }
 
     /// Revokes `kid`: unpublished at once and its private half erased, so every token it signed
-    /// fails verification on every replica once it reloads its keys. When it was the signing key,
-    /// a new key signs from now, in the same transaction. Returns the new key's kid, if one was
-    /// made.
+    /// fails verification on every replica once it reloads its keys. When it was the signing key
+    /// of its chain, a new key of the same algorithm signs from now, in the same transaction (of
+    /// the primary algorithm instead if its algorithm left the policy while it still signed access
+    /// tokens; none if its chain was being wound down). Returns the new key's kid, if one was made.
     pub async fn revoke(&self, kid: &str) -> Result<Option<String>> {
         for _ in 0..5 {
             let records = self.store.list_keys().await?;
@@ -339,17 +380,28 @@ impl KeyRing {
             let mut changes = vec![KeyChange::Revoke { kid: kid.to_owned(), at: now }];
             let mut events = vec![AuditEvent::new(at_ms, AuditKind::KeyRevoked).detail(serde_json::json!({
                 "kid": kid,
+                "alg": record.alg.as_str(),
                 "state": record.state.as_str(),
                 "reason": "revoked by an operator (keys revoke)",
             }))];
-            let successor = if record.state == KeyState::Active {
-                let new = self.generate(KeyState::Active, now, now)?;
-                events.push(key_event(at_ms, AuditKind::KeyGenerated, &new.kid, "replaces a revoked key, active at once"));
-                let successor = new.kid.clone();
-                changes.push(KeyChange::Insert(new));
-                Some(successor)
+            let successor_alg = if record.state != KeyState::Active {
+                None
+            } else if self.policy.uses(record.alg) {
+                Some(record.alg)
+            } else if access_signer(&records, self.policy.primary).is_some_and(|k| k.kid == kid) {
+                Some(self.policy.primary)
             } else {
                 None
+            };
+            let successor = match successor_alg {
+                Some(alg) => {
+                    let new = self.generate(alg, KeyState::Active, now, now)?;
+                    events.push(key_event(at_ms, AuditKind::KeyGenerated, &new.kid, "replaces a revoked key, active at once"));
+                    let successor = new.kid.clone();
+                    changes.push(KeyChange::Insert(new));
+                    Some(successor)
+                }
+                None => None,
             };
             if self.apply_and_audit(&changes, &events).await? {
                 if let Ok(pkcs8) = self.open_record(record) {
@@ -386,13 +438,13 @@ impl KeyRing {
         let at_ms = now.saturating_mul(1000);
         for step in steps {
             let (change, event) = match step {
-                RotationStep::GenerateActive => {
-                    let record = self.generate(KeyState::Active, now, now)?;
+                RotationStep::GenerateActive { alg } => {
+                    let record = self.generate(*alg, KeyState::Active, now, now)?;
                     let event = key_event(at_ms, AuditKind::KeyGenerated, &record.kid, "first key, active at once");
                     (KeyChange::Insert(record), event)
                 }
-                RotationStep::GeneratePending { activates_at } => {
-                    let record = self.generate(KeyState::Pending, now, *activates_at)?;
+                RotationStep::GeneratePending { alg, activates_at } => {
+                    let record = self.generate(*alg, KeyState::Pending, now, *activates_at)?;
                     let event = key_event(at_ms, AuditKind::KeyGenerated, &record.kid, "pending successor");
                     (KeyChange::Insert(record), event)
                 }
@@ -400,9 +452,14 @@ impl KeyRing {
                     KeyChange::Activate { kid: kid.clone(), at: now },
                     key_event(at_ms, AuditKind::KeyActivated, kid, "activation time reached"),
                 ),
-                RotationStep::Deactivate { kid } => (
-                    KeyChange::Deactivate { kid: kid.clone(), at: now },
-                    key_event(at_ms, AuditKind::KeyRetiring, kid, "successor activated"),
+                RotationStep::Deactivate { kid } => {
+                    let leaving = records.iter().any(|r| &r.kid == kid && !self.policy.uses(r.alg));
+                    let why = if leaving { "its algorithm left the rotation policy" } else { "successor activated" };
+                    (KeyChange::Deactivate { kid: kid.clone(), at: now }, key_event(at_ms, AuditKind::KeyRetiring, kid, why))
+                }
+                RotationStep::Withdraw { kid } => (
+                    KeyChange::Withdraw { kid: kid.clone(), at: now },
+                    key_event(at_ms, AuditKind::KeyRetired, kid, "its algorithm left the rotation policy before it signed"),
                 ),
                 RotationStep::Retire { kid } => {
                     if !records.iter().any(|r| &r.kid == kid) {
@@ -420,15 +477,21 @@ impl KeyRing {
         Ok((changes, events))
     }
 
-    fn generate(&self, state: KeyState, now: UnixSeconds, activates_at: UnixSeconds) -> Result<KeyRecord> {
-        let key = PrivateKey::generate(self.policy.algorithm, self.entropy.as_ref())?;
+    fn generate(
+        &self,
+        alg: SigningAlgorithm,
+        state: KeyState,
+        now: UnixSeconds,
+        activates_at: UnixSeconds,
+    ) -> Result<KeyRecord> {
+        let key = PrivateKey::generate(alg, self.entropy.as_ref())?;
         let jwk = key.public_jwk()?;
         let kid = jwk.common.key_id.clone().ok_or_else(|| Error::Key("generated key has no kid".into()))?;
         let public_jwk = serde_json::to_string(&jwk).map_err(|e| Error::Key(e.to_string()))?;
         Ok(KeyRecord {
             private_sealed: Some(self.master.seal(&kid, key.pkcs8(), self.entropy.as_ref())?),
             kid,
-            alg: self.policy.algorithm,
+            alg,
             state,
             created_at: now,
             activates_at,

@@ -221,3 +221,18 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn signing_algorithms_are_the_access_token_one_then_rs256_for_id_tokens() {
+    let mut spec = Spec::parse(BOOKING).unwrap();
+    assert_eq!(spec.signing_algorithms(), [SigningAlgorithm::EdDSA], "no client signs users in through a browser");
+    spec.tokens.algorithm = SigningAlgorithm::ES256;
+    assert_eq!(spec.signing_algorithms(), [SigningAlgorithm::ES256]);
+    // The authorization_code grant joins the registry with OpenID Connect; until then only the
+    // single-algorithm case can be built.
+    let Some(code) = GrantType::named("authorization_code") else { return };
+    spec.clients.get_mut("booking-web").unwrap().grants.push(code);
+    assert_eq!(spec.signing_algorithms(), [SigningAlgorithm::ES256, SigningAlgorithm::RS256]);
+    spec.tokens.algorithm = SigningAlgorithm::RS256;
+    assert_eq!(spec.signing_algorithms(), [SigningAlgorithm::RS256], "RS256 access tokens: one chain serves both");
+}

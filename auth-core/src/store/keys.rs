@@ -95,6 +95,14 @@ pub enum KeyChange {
         /// When.
         at: UnixSeconds,
     },
+    /// `pending` -> `retired` at `at`, never having signed (its algorithm left the rotation
+    /// policy); the private key is erased.
+    Withdraw {
+        /// The key.
+        kid: String,
+        /// When.
+        at: UnixSeconds,
+    },
     /// `pending`, `active` or `retiring` -> `retired` at `at`, at once (an operator's
     /// revocation); the private key is erased.
     Revoke {

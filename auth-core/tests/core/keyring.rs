@@ -19,6 +19,9 @@ on_both_backends!(
     replicas_rotating_at_once_converge_on_one_active_key,
     private_keys_are_sealed_and_a_wrong_master_key_is_a_clear_error,
     rewrap_moves_every_key_to_a_new_master_key_without_losing_one,
+    each_algorithm_in_use_has_its_chain_and_a_dropped_one_winds_down,
+    replicas_rotating_two_chains_at_once_converge_on_one_active_key_each,
+    rotating_at_once_and_revoking_act_on_the_chain_of_the_key,
 );
 
 const START: i64 = 1_700_000_000;
@@ -53,7 +56,7 @@ async fn first_rotation_creates_one_active_key(db: &TestDb) {
     let clock = Arc::new(FixedClock::at_seconds(START));
     let ring = ring(store.clone(), clock, master());
     assert!(ring.snapshot().is_err(), "nothing loaded yet");
-    assert_eq!(ring.rotate().await.unwrap(), vec![RotationStep::GenerateActive]);
+    assert_eq!(ring.rotate().await.unwrap(), vec![RotationStep::GenerateActive { alg: SigningAlgorithm::EdDSA }]);
     let snapshot = ring.snapshot().unwrap();
     assert_eq!(snapshot.keys.jwks().keys.len(), 1);
     assert_eq!(states(&store).await, vec![(snapshot.active.kid.clone(), KeyState::Active)]);
@@ -72,7 +75,7 @@ async fn a_key_goes_through_its_whole_lifecycle(db: &TestDb) {
     let first = ring.snapshot().unwrap().active.kid.clone();
 
     clock.set_millis((START + 28 * DAY) * 1000);
-    assert!(matches!(ring.rotate().await.unwrap()[..], [RotationStep::GeneratePending { activates_at }] if activates_at == START + 30 * DAY));
+    assert!(matches!(ring.rotate().await.unwrap()[..], [RotationStep::GeneratePending { alg: SigningAlgorithm::EdDSA, activates_at }] if activates_at == START + 30 * DAY));
     let snapshot = ring.snapshot().unwrap();
     assert_eq!(snapshot.active.kid, first, "a pending key does not sign");
     assert_eq!(snapshot.keys.jwks().keys.len(), 2, "but it is published");
@@ -209,4 +212,158 @@ async fn rewrap_moves_every_key_to_a_new_master_key_without_losing_one(db: &Test
     assert_eq!(report.rewrapped, vec![third.kid.clone()], "{report:?}");
     let keys = store.list_keys().await.unwrap();
     assert!(keys.iter().filter(|k| k.private_sealed.is_some()).all(|k| k.master_key_id == new.id()), "{keys:?}");
+}
+
+const EDDSA: SigningAlgorithm = SigningAlgorithm::EdDSA;
+const RS256: SigningAlgorithm = SigningAlgorithm::RS256;
+
+/// EdDSA access tokens, RS256 ID tokens.
+fn two_chains() -> RotationPolicy {
+    policy().with_extra([RS256])
+}
+
+fn ring_with(store: Arc<dyn Store>, clock: Arc<FixedClock>, policy: RotationPolicy) -> KeyRing {
+    KeyRing::new(store, master(), policy, clock, Arc::new(OsEntropy::new()))
+}
+
+/// (alg, state) of every key, in the store's order.
+async fn chains(store: &Arc<dyn Store>) -> Vec<(SigningAlgorithm, KeyState)> {
+    store.list_keys().await.unwrap().into_iter().map(|k| (k.alg, k.state)).collect()
+}
+
+async fn kid_of(store: &Arc<dyn Store>, alg: SigningAlgorithm, state: KeyState) -> String {
+    let keys = store.list_keys().await.unwrap();
+    keys.into_iter().find(|k| k.alg == alg && k.state == state).map(|k| k.kid).unwrap()
+}
+
+/// A policy with EdDSA and RS256: both chains start at once, rotate on the same policy and stay
+/// published together; the snapshot signs access tokens with EdDSA and hands out the RS256 signer.
+/// Dropping RS256 stops its signer, keeps its key published until `retire_after`, then retires it.
+async fn each_algorithm_in_use_has_its_chain_and_a_dropped_one_winds_down(db: &TestDb) {
+    let store = db.dyn_store();
+    let clock = Arc::new(FixedClock::at_seconds(START));
+    let ring = ring_with(store.clone(), clock.clone(), two_chains());
+    assert_eq!(
+        ring.rotate().await.unwrap(),
+        vec![RotationStep::GenerateActive { alg: EDDSA }, RotationStep::GenerateActive { alg: RS256 }]
+    );
+    let snapshot = ring.snapshot().unwrap();
+    assert_eq!(snapshot.active.key.algorithm(), EDDSA, "access tokens stay on the primary algorithm");
+    assert_eq!(snapshot.signer(EDDSA).unwrap().kid, snapshot.active.kid);
+    let rs = snapshot.signer(RS256).unwrap();
+    assert_eq!(rs.key.algorithm(), RS256);
+    assert!(snapshot.signer(SigningAlgorithm::ES256).unwrap_err().to_string().contains("ES256"));
+    assert_eq!(snapshot.keys.jwks().keys.len(), 2, "one JWKS for both chains");
+    let (first_ed, first_rs) = (snapshot.active.kid.clone(), rs.kid.clone());
+
+    clock.set_millis((START + 28 * DAY) * 1000);
+    let steps = ring.rotate().await.unwrap();
+    let due = START + 30 * DAY;
+    assert_eq!(
+        steps,
+        vec![
+            RotationStep::GeneratePending { alg: EDDSA, activates_at: due },
+            RotationStep::GeneratePending { alg: RS256, activates_at: due }
+        ]
+    );
+    assert_eq!(ring.snapshot().unwrap().keys.jwks().keys.len(), 4);
+    clock.set_millis(due * 1000);
+    ring.rotate().await.unwrap();
+    let snapshot = ring.snapshot().unwrap();
+    assert_ne!(snapshot.active.kid, first_ed);
+    assert_ne!(snapshot.signer(RS256).unwrap().kid, first_rs);
+    let mut states = chains(&store).await;
+    states.sort_by_key(|(alg, state)| (*state, alg.as_str()));
+    assert_eq!(states, [(EDDSA, KeyState::Active), (RS256, KeyState::Active), (EDDSA, KeyState::Retiring), (RS256, KeyState::Retiring)]);
+
+    // RS256 leaves the policy (no client signs users in through a browser any more).
+    let second_rs = snapshot.signer(RS256).unwrap().kid.clone();
+    clock.set_millis((due + DAY / 2) * 1000);
+    let one = ring_with(store.clone(), clock.clone(), policy());
+    assert_eq!(one.rotate().await.unwrap(), vec![RotationStep::Deactivate { kid: second_rs.clone() }]);
+    let snapshot = one.snapshot().unwrap();
+    assert!(snapshot.signer(RS256).is_err(), "the dropped chain signs nothing");
+    assert!(snapshot.keys.get(&second_rs).is_some(), "but its last key stays published for its tokens");
+    clock.set_millis((due + DAY) * 1000);
+    let mut retired = one.rotate().await.unwrap();
+    let mut first = vec![RotationStep::Retire { kid: first_ed }, RotationStep::Retire { kid: first_rs }];
+    retired.sort_by_key(|s| format!("{s:?}"));
+    first.sort_by_key(|s| format!("{s:?}"));
+    assert_eq!(retired, first, "both chains' first keys, in the store's order");
+    clock.set_millis((due + DAY + DAY / 2) * 1000);
+    assert_eq!(one.rotate().await.unwrap(), vec![RotationStep::Retire { kid: second_rs.clone() }]);
+    assert!(one.snapshot().unwrap().keys.is_retired(&second_rs));
+    let rs_left: Vec<KeyState> = chains(&store).await.into_iter().filter(|(a, _)| *a == RS256).map(|(_, s)| s).collect();
+    assert_eq!(rs_left, [KeyState::Retired, KeyState::Retired]);
+}
+
+async fn replicas_rotating_two_chains_at_once_converge_on_one_active_key_each(db: &TestDb) {
+    let store = db.dyn_store();
+    let clock = Arc::new(FixedClock::at_seconds(START));
+    let replicas: Vec<Arc<KeyRing>> =
+        (0..3).map(|_| Arc::new(ring_with(store.clone(), clock.clone(), two_chains()))).collect();
+    for at in [START, START + 28 * DAY, START + 30 * DAY, START + 31 * DAY] {
+        clock.set_millis(at * 1000);
+        let tasks: Vec<_> = replicas.iter().map(|r| { let r = r.clone(); tokio::spawn(async move { r.rotate().await }) }).collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let keys = store.list_keys().await.unwrap();
+        for alg in [EDDSA, RS256] {
+            let count = |state| keys.iter().filter(|k| k.alg == alg && k.state == state).count();
+            assert_eq!(count(KeyState::Active), 1, "{alg} at {at}: {keys:?}");
+            assert!(count(KeyState::Pending) <= 1, "{alg} at {at}: {keys:?}");
+        }
+        for replica in &replicas {
+            replica.reload().await.unwrap();
+        }
+        let signer = |r: &KeyRing| r.snapshot().unwrap().signer(RS256).unwrap().kid.clone();
+        assert!(replicas.iter().all(|r| signer(r) == signer(&replicas[0])));
+    }
+    assert_eq!(store.list_keys().await.unwrap().len(), 4, "one key per chain and generation, not one per replica");
+}
+
+/// `rotate_now` rotates one chain or all of them; `revoke` replaces a signer in its own chain, and
+/// a key of a chain being wound down is not replaced.
+async fn rotating_at_once_and_revoking_act_on_the_chain_of_the_key(db: &TestDb) {
+    let store = db.dyn_store();
+    let clock = Arc::new(FixedClock::at_seconds(START));
+    let ring = ring_with(store.clone(), clock.clone(), two_chains());
+    ring.rotate().await.unwrap();
+    let (ed, rs) = (kid_of(&store, EDDSA, KeyState::Active).await, kid_of(&store, RS256, KeyState::Active).await);
+
+    let only = ring.rotate_now(Some(RS256)).await.unwrap();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].0, RS256);
+    assert_eq!(kid_of(&store, EDDSA, KeyState::Active).await, ed, "the other chain is left alone");
+    assert_eq!(kid_of(&store, RS256, KeyState::Active).await, only[0].1);
+    assert_eq!(kid_of(&store, RS256, KeyState::Retiring).await, rs);
+    let err = ring.rotate_now(Some(SigningAlgorithm::ES256)).await.unwrap_err();
+    assert!(err.to_string().contains("no ES256 chain"), "{err}");
+
+    let all = ring.rotate_now(None).await.unwrap();
+    assert_eq!(all.iter().map(|(alg, _)| *alg).collect::<Vec<_>>(), [EDDSA, RS256], "the primary first");
+    let snapshot = ring.snapshot().unwrap();
+    assert_eq!(snapshot.active.kid, all[0].1);
+    assert_eq!(snapshot.signer(RS256).unwrap().kid, all[1].1);
+
+    // Revoking the RS256 signer: a new RS256 key signs; the EdDSA chain is untouched.
+    let successor = ring.revoke(&all[1].1).await.unwrap().expect("a successor");
+    let snapshot = ring.snapshot().unwrap();
+    assert_eq!(snapshot.signer(RS256).unwrap().kid, successor);
+    assert_eq!(snapshot.active.kid, all[0].1);
+    let keys = store.list_keys().await.unwrap();
+    assert_eq!(keys.iter().find(|k| k.kid == successor).unwrap().alg, RS256);
+
+    // RS256 dropped: revoking its last signer makes no successor.
+    let one = ring_with(store.clone(), clock.clone(), policy());
+    one.reload().await.unwrap();
+    assert_eq!(one.revoke(&successor).await.unwrap(), None);
+    assert!(one.snapshot().unwrap().signer(RS256).is_err());
+    assert_eq!(one.rotate().await.unwrap(), vec![], "nothing left to wind down but retiring keys not yet due");
+    let keys = store.list_keys().await.unwrap();
+    for alg in [EDDSA, RS256] {
+        let active = keys.iter().filter(|k| k.alg == alg && k.state == KeyState::Active).count();
+        assert_eq!(active, usize::from(alg == EDDSA), "{keys:?}");
+    }
 }

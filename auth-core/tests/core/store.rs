@@ -20,6 +20,7 @@ on_both_backends!(
     clients_are_created_and_listed,
     key_changes_apply_together_or_not_at_all,
     two_active_keys_are_impossible,
+    a_withdrawn_pending_key_is_retired_without_having_signed,
     retiring_a_key_erases_its_private_half,
     families_and_tokens_round_trip,
     a_token_rotates_once,
@@ -250,6 +251,35 @@ async fn two_active_keys_are_impossible(db: &TestDb) {
         .execute(store.pool())
         .await;
     assert!(raw.is_err(), "the database accepted a second active key on {}", db.backend());
+
+    // The limit is per algorithm: another algorithm's chain has its own signer and successor,
+    // and the same limits.
+    let of = |kid: &str, state, alg| KeyRecord { alg, ..key(kid, state, 20) };
+    assert!(insert_key(store, of("rs-a", KeyState::Active, SigningAlgorithm::RS256)).await);
+    assert!(insert_key(store, of("rs-b", KeyState::Pending, SigningAlgorithm::RS256)).await);
+    let before = store.list_keys().await.unwrap();
+    assert!(!insert_key(store, of("rs-c", KeyState::Active, SigningAlgorithm::RS256)).await);
+    assert!(!insert_key(store, of("rs-c", KeyState::Pending, SigningAlgorithm::RS256)).await);
+    assert!(!store.apply_key_changes(&[KeyChange::Activate { kid: "rs-b".into(), at: 30 }]).await.unwrap());
+    assert_eq!(store.list_keys().await.unwrap(), before);
+    // One chain rotating leaves the other alone.
+    let rotation = [KeyChange::Deactivate { kid: "rs-a".into(), at: 30 }, KeyChange::Activate { kid: "rs-b".into(), at: 30 }];
+    assert!(store.apply_key_changes(&rotation).await.unwrap());
+    let active: Vec<_> = store.list_keys().await.unwrap().into_iter().filter(|k| k.state == KeyState::Active).map(|k| k.kid).collect();
+    assert_eq!(active, ["a", "rs-b"]);
+}
+
+async fn a_withdrawn_pending_key_is_retired_without_having_signed(db: &TestDb) {
+    let store = &db.store;
+    assert!(insert_key(store, key("a", KeyState::Active, 1)).await);
+    assert!(insert_key(store, key("b", KeyState::Pending, 2)).await);
+    // Only a pending key is withdrawn.
+    assert!(!store.apply_key_changes(&[KeyChange::Withdraw { kid: "a".into(), at: 9 }]).await.unwrap());
+    assert!(store.apply_key_changes(&[KeyChange::Withdraw { kid: "b".into(), at: 9 }]).await.unwrap());
+    let keys = store.list_keys().await.unwrap();
+    assert_eq!((keys[1].state, keys[1].retired_at, keys[1].deactivated_at), (KeyState::Retired, Some(9), None));
+    assert_eq!(keys[1].private_sealed, None);
+    assert_eq!(keys[0].state, KeyState::Active);
 }
 
 async fn retiring_a_key_erases_its_private_half(db: &TestDb) {

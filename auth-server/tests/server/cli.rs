@@ -97,6 +97,14 @@ async fn operator_commands_manage_users_clients_keys_and_audit() {
     assert_eq!(keys.lines().filter(|l| l.contains("\tactive\t")).count(), 1, "{keys}");
     let rotated = deployment.cli(&["keys", "rotate"], None).await;
     assert!(rotated.starts_with("applied: []"), "{rotated}");
+    // One chain per algorithm in use: this spec signs with EdDSA alone, so there is no RS256
+    // chain to rotate at once, and --alg only goes with --now.
+    let refused = deployment.try_cli(&["keys", "rotate", "--now", "--alg", "RS256"], None).await;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no RS256 chain to rotate"), "{refused:?}");
+    assert!(!deployment.try_cli(&["keys", "rotate", "--alg", "EdDSA"], None).await.status.success());
+    let keys_before = deployment.cli(&["keys", "list"], None).await;
+    assert_eq!(keys, keys_before, "a refused rotation changes nothing");
 
     // audit tail: JSON lines, newest first, with what happened and no secrets.
     let audit = deployment.cli(&["audit", "tail", "-n", "50"], None).await;

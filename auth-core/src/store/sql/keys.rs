@@ -54,6 +54,9 @@ const DEACTIVATE_KEY: &str = "UPDATE signing_keys SET state = 'retiring', deacti
 const RETIRE_KEY: &str = "UPDATE signing_keys \
                           SET state = 'retired', retired_at = $2, private_sealed = NULL \
                           WHERE kid = $1 AND state = 'retiring'";
+const WITHDRAW_KEY: &str = "UPDATE signing_keys \
+                            SET state = 'retired', retired_at = $2, private_sealed = NULL \
+                            WHERE kid = $1 AND state = 'pending'";
 const REVOKE_KEY: &str = "UPDATE signing_keys \
                           SET state = 'retired', retired_at = $2, deactivated_at = COALESCE(deactivated_at, $2), \
                           private_sealed = NULL \
@@ -81,6 +84,7 @@ async fn apply_key_change(
         KeyChange::Activate { kid, at } => sqlx::query(ACTIVATE_KEY).bind(kid).bind(*at),
         KeyChange::Deactivate { kid, at } => sqlx::query(DEACTIVATE_KEY).bind(kid).bind(*at),
         KeyChange::Retire { kid, at } => sqlx::query(RETIRE_KEY).bind(kid).bind(*at),
+        KeyChange::Withdraw { kid, at } => sqlx::query(WITHDRAW_KEY).bind(kid).bind(*at),
         KeyChange::Revoke { kid, at } => sqlx::query(REVOKE_KEY).bind(kid).bind(*at),
         KeyChange::Rewrap { kid, from_master_key_id, sealed, master_key_id } => sqlx::query(REWRAP_KEY)
             .bind(kid)
