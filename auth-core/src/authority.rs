@@ -32,7 +32,7 @@ mod login;
 
 pub use browser::{
     Authorization, AuthorizationRequest, AuthorizeRefusal, BrowserSignIn, MAX_ID_TOKEN_HINT_LEN, MAX_LOGIN_HINT_LEN,
-    MAX_NONCE_LEN, MAX_SCOPE_LEN, MAX_STATE_LEN, MAX_UI_LOCALES_LEN, OPENID_SCOPE, Prompt,
+    MAX_NONCE_LEN, MAX_SCOPE_LEN, MAX_STATE_LEN, MAX_UI_LOCALES_LEN, OIDC_SCOPES, OPENID_SCOPE, PROFILE_SCOPE, Prompt,
 };
 pub use claims::{Admin, DEFAULT_INVITATION_TTL, MAX_INVITATION_TTL, NewInvitation};
 pub use login::{DEVICE_TOKEN_TTL_SECS, PasswordLogin, source_key};
@@ -52,6 +52,8 @@ pub struct Grant {
     /// A new device token (password logins): presented at the user's next login from the same
     /// device, it keeps a login allowance of its own.
     pub device_token: Option<String>,
+    /// An OpenID Connect ID token (code exchanges with the `openid` scope).
+    pub id_token: Option<String>,
 }
 
 /// An active token, as introspection reports it.
@@ -469,7 +471,7 @@ impl Authority {
         )
         .await?;
         let device_token = Some(self.device_token(&user.id)?);
-        Ok(Grant { access, refresh_token: Some(refresh_token), scope, device_token })
+        Ok(Grant { access, refresh_token: Some(refresh_token), scope, device_token, id_token: None })
     }
 
     /// The one login path of every flow (the password grant and the hosted sign-in form): the
@@ -534,7 +536,7 @@ impl Authority {
         };
         let scope = grant_scope(family.scope.split(' ').filter(|s| !s.is_empty()), scope)?;
         let access = self.issue(&user.id, client.id, &scope, Some(family.id.clone()), &user.claims)?;
-        Ok(Grant { access, refresh_token: Some(rotation.refresh_token), scope, device_token: None })
+        Ok(Grant { access, refresh_token: Some(rotation.refresh_token), scope, device_token: None, id_token: None })
     }
 
     /// The client-credentials grant: a token whose subject is the client itself, no refresh family.
@@ -549,7 +551,7 @@ impl Authority {
                 .detail(serde_json::json!({ "scope": scope, "jti": access.claims.jti })),
         )
         .await?;
-        Ok(Grant { access, refresh_token: None, scope, device_token: None })
+        Ok(Grant { access, refresh_token: None, scope, device_token: None, id_token: None })
     }
 
     fn issue(

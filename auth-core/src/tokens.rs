@@ -590,6 +590,8 @@ fn decode_json<T: DeserializeOwned>(segment: &str) -> Result<T, TokenError> {
 }
 
 mod cache;
+mod id_token;
+pub use id_token::{ID_TOKEN_ALGORITHM, IdTokenClaims, IdTokenExpectations, at_hash, sign_id_token, verify_id_token};
 pub use cache::{DEFAULT_CAPACITY as VERIFIED_TOKENS_CAPACITY, VerifiedTokens};
 
 #[cfg(test)]

@@ -37,6 +37,12 @@ pub fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
             if let Err(e) = state.authority.purge_revoked_access_tokens().await {
                 tracing::warn!(error = %e, code = e.code().as_str(), "could not purge expired revocations of access tokens");
             }
+            if let Err(e) = state.authority.purge_codes().await {
+                tracing::warn!(error = %e, code = e.code().as_str(), "could not purge expired authorization codes");
+            }
+            if let Err(e) = state.authority.purge_browser_sessions().await {
+                tracing::warn!(error = %e, code = e.code().as_str(), "could not purge ended browser sessions");
+            }
             if let Err(e) = state.authority.flush_refusals(false).await {
                 tracing::warn!(error = %e, code = e.code().as_str(), "could not write the summaries of repeated refusals");
             }

@@ -19,6 +19,7 @@ use crate::oauth::pkce;
 use crate::random::{random_32, random_id};
 use crate::spec::{ClientSpec, redirect_uri_matches, MAX_REDIRECT_URI_LEN};
 use crate::store::{AuthorizationCodeRecord, BrowserSessionRecord, CodeTaken};
+use crate::tokens::{ID_TOKEN_ALGORITHM, IdTokenClaims, at_hash, sign_id_token};
 use crate::{Error, Result};
 
 /// Longest `state` accepted, in bytes.
@@ -43,6 +44,10 @@ const CSRF_CONTEXT: &str = "auth-core csrf v1";
 const AMR_PASSWORD: &str = "pwd";
 /// The OpenID Connect scope, which any client of the code flow may request.
 pub const OPENID_SCOPE: &str = "openid";
+/// The OpenID Connect scope that releases the user's `preferred_username`.
+pub const PROFILE_SCOPE: &str = "profile";
+/// The OpenID Connect scopes any client of the code flow may request, besides the spec's.
+pub const OIDC_SCOPES: &[&str] = &[OPENID_SCOPE, PROFILE_SCOPE];
 
 /// An authorization request as sent: the query (or form) of `/oauth/authorize`. Every value is
 /// as received; [`Authority::check_authorization`] bounds and checks them.
@@ -271,17 +276,19 @@ impl Authority {
         }
     }
 
-    /// The scope of a browser sign-in: `openid` for any client of the code flow, the others as for
-    /// every grant.
+    /// The scope of a browser sign-in: the OpenID Connect scopes (`openid`, `profile`) for any
+    /// client of the code flow, the others as for every grant; OpenID scopes first.
     fn authorization_scope(spec: &crate::spec::Spec, client: &ClientSpec, requested: Option<&str>) -> Result<String> {
-        let openid = requested.is_some_and(|text| text.split(' ').any(|s| s == OPENID_SCOPE));
-        let rest: Vec<&str> = requested.unwrap_or_default().split(' ').filter(|s| !s.is_empty() && *s != OPENID_SCOPE).collect();
-        let rest = if rest.is_empty() && openid { String::new() } else { Self::resolve_scope(spec, client, Some(&rest.join(" ")))? };
-        Ok(match (openid, rest.is_empty()) {
-            (true, true) => OPENID_SCOPE.to_owned(),
-            (true, false) => format!("{OPENID_SCOPE} {rest}"),
-            (false, _) => rest,
-        })
+        let words: Vec<&str> = requested.unwrap_or_default().split(' ').filter(|s| !s.is_empty()).collect();
+        let mut granted: Vec<&str> = OIDC_SCOPES.iter().copied().filter(|s| words.contains(s)).collect();
+        let rest: Vec<&str> = words.iter().copied().filter(|s| !OIDC_SCOPES.contains(s)).collect();
+        let rest = if rest.is_empty() && !granted.is_empty() {
+            String::new()
+        } else {
+            Self::resolve_scope(spec, client, Some(&rest.join(" ")))?
+        };
+        granted.extend(rest.split(' ').filter(|s| !s.is_empty()));
+        Ok(granted.join(" "))
     }
 
     fn prompt(text: Option<&str>) -> std::result::Result<Prompt, String> {
@@ -456,8 +463,39 @@ impl Authority {
                 })),
         )
         .await?;
+        let id_token = if record.scope.split(' ').any(|s| s == OPENID_SCOPE) {
+            Some(self.id_token(&record, &user, &access.token)?)
+        } else {
+            None
+        };
         let refresh_token = client_spec.allows("refresh_token").then_some(refresh_token);
-        Ok(Grant { access, refresh_token, scope: record.scope, device_token: None })
+        Ok(Grant { access, refresh_token, scope: record.scope, device_token: None, id_token })
+    }
+
+    /// The ID token of a code exchange (OpenID Connect Core 3.1.3.3), signed by the RS256 chain.
+    fn id_token(&self, record: &AuthorizationCodeRecord, user: &crate::store::UserRecord, access_token: &str) -> Result<String> {
+        let snapshot = self.keys.snapshot()?;
+        let key = snapshot.signer(ID_TOKEN_ALGORITHM)?;
+        let now = self.clock.now();
+        let mut released = std::collections::BTreeMap::new();
+        if record.scope.split(' ').any(|s| s == PROFILE_SCOPE) {
+            released.insert("preferred_username".to_owned(), serde_json::Value::from(user.username.clone()));
+        }
+        let claims = IdTokenClaims {
+            iss: self.spec.issuer.clone(),
+            sub: user.id.clone(),
+            aud: record.client_id.clone(),
+            exp: now.saturating_add(self.spec.tokens.access_ttl.as_i64()),
+            iat: now,
+            auth_time: record.auth_time,
+            nonce: record.nonce.clone(),
+            amr: record.amr.clone(),
+            sid: record.browser_session_id.clone(),
+            azp: record.client_id.clone(),
+            at_hash: Some(at_hash(access_token)),
+            released,
+        };
+        sign_id_token(key, &claims)
     }
 
     /// A code presented again: the session its first exchange started is revoked.

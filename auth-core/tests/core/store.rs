@@ -7,6 +7,7 @@ use auth_core::Error;
 use auth_core::audit::{AuditEvent, AuditKind};
 use auth_core::spec::SigningAlgorithm;
 use auth_core::store::{
+    AuthorizationCodeRecord, BrowserSessionRecord, BrowserSessionStore, CodeStore, CodeTaken,
     AuditStore, ClientRecord, ClientStore, Dialect, RefreshFamily, FamilyStore, KeyChange, KeyRecord,
     KeyState, KeyStore, RefreshTokenRecord, RefreshTokenView, SqlStore, Store, UserRecord, UserStore,
 };
@@ -28,6 +29,8 @@ on_both_backends!(
     families_are_revoked_singly_and_per_user,
     audit_events_are_appended_and_tailed,
     migrating_twice_is_harmless,
+    a_code_is_taken_once_and_a_replay_is_marked,
+    browser_sessions_live_idle_and_end,
 );
 
 fn key(kid: &str, state: KeyState, created_at: i64) -> KeyRecord {
@@ -492,4 +495,94 @@ async fn a_closed_store_is_unavailable() {
     db.store.close().await;
     let outcome = db.store.user_by_id("u1").await;
     assert!(matches!(outcome, Err(Error::StoreUnavailable(_))), "{outcome:?}");
+}
+
+fn code(hash: &str, expires_at: i64) -> AuthorizationCodeRecord {
+    AuthorizationCodeRecord {
+        hash: hash.into(),
+        client_id: "booking-spa".into(),
+        user_id: "u1".into(),
+        redirect_uri: "https://app.example.com/cb".into(),
+        code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        scope: "openid bookings:read".into(),
+        nonce: Some("n".into()),
+        browser_session_id: Some("b1".into()),
+        auth_time: 5,
+        amr: vec!["pwd".into()],
+        created_at: 10,
+        expires_at,
+    }
+}
+
+async fn a_code_is_taken_once_and_a_replay_is_marked(db: &TestDb) {
+    db.store.insert_code(&code("c1", 70)).await.unwrap();
+    // Concurrent exchanges: one gets the code, the others see a replay.
+    let start = Arc::new(tokio::sync::Barrier::new(16));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (store, start) = (db.store.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                store.take_code("c1", 20).await.unwrap()
+            })
+        })
+        .collect();
+    let mut fresh = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            CodeTaken::Fresh(record) => {
+                assert_eq!(record, code("c1", 70));
+                fresh += 1;
+            }
+            CodeTaken::Reused { client_id, family_id } => {
+                assert_eq!(client_id, "booking-spa");
+                assert_eq!(family_id, None, "no session recorded yet");
+            }
+            CodeTaken::Invalid => panic!("a stored code is never invalid before it expires"),
+        }
+    }
+    assert_eq!(fresh, 1, "on {}", db.backend());
+    // The winner records its session and learns that the code was replayed meanwhile.
+    assert!(db.store.record_code_family("c1", "s1").await.unwrap());
+    assert_eq!(
+        db.store.take_code("c1", 21).await.unwrap(),
+        CodeTaken::Reused { client_id: "booking-spa".into(), family_id: Some("s1".into()) }
+    );
+    // A code exchanged once, without a replay, reports none.
+    db.store.insert_code(&code("c2", 70)).await.unwrap();
+    assert!(matches!(db.store.take_code("c2", 20).await.unwrap(), CodeTaken::Fresh(_)));
+    assert!(!db.store.record_code_family("c2", "s2").await.unwrap());
+    // Expired or unknown: invalid; purged once past the cut-off.
+    db.store.insert_code(&code("c3", 30)).await.unwrap();
+    assert_eq!(db.store.take_code("c3", 30).await.unwrap(), CodeTaken::Invalid);
+    assert_eq!(db.store.take_code("nope", 20).await.unwrap(), CodeTaken::Invalid);
+    assert_eq!(db.store.purge_codes(31).await.unwrap(), 1);
+    assert_eq!(db.store.purge_codes(71).await.unwrap(), 2);
+}
+
+async fn browser_sessions_live_idle_and_end(db: &TestDb) {
+    let session = |hash: &str, id: &str| BrowserSessionRecord {
+        hash: hash.into(),
+        id: id.into(),
+        user_id: "u1".into(),
+        auth_time: 100,
+        amr: vec!["pwd".into()],
+        created_at: 100,
+        last_seen_at: 100,
+        expires_at: 1000,
+    };
+    db.store.insert_browser_session(&session("h1", "b1")).await.unwrap();
+    db.store.insert_browser_session(&session("h2", "b2")).await.unwrap();
+    assert_eq!(db.store.browser_session("h1", 200, 50).await.unwrap(), Some(session("h1", "b1")));
+    assert_eq!(db.store.browser_session("h1", 200, 150).await.unwrap(), None, "idle since 100");
+    db.store.touch_browser_session("b1", 300).await.unwrap();
+    assert!(db.store.browser_session("h1", 300, 250).await.unwrap().is_some(), "used at 300");
+    assert_eq!(db.store.browser_session("h1", 1000, 0).await.unwrap(), None, "absolute end");
+    assert_eq!(db.store.user_browser_sessions("u1", 400, 0).await.unwrap().len(), 2);
+    assert!(db.store.end_browser_session("b1", 400).await.unwrap());
+    assert!(!db.store.end_browser_session("b1", 401).await.unwrap(), "ended once");
+    assert_eq!(db.store.browser_session("h1", 402, 0).await.unwrap(), None);
+    assert_eq!(db.store.end_user_browser_sessions("u1", 403).await.unwrap(), 1);
+    assert!(db.store.user_browser_sessions("u1", 404, 0).await.unwrap().is_empty());
+    assert_eq!(db.store.purge_browser_sessions(500).await.unwrap(), 2);
 }

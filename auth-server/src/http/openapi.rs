@@ -398,6 +398,7 @@ mod tests {
             "post /v1/invitations/accept",
             "get /.well-known/jwks.json",
             "get /.well-known/oauth-authorization-server",
+            "get /.well-known/openid-configuration",
             "get /healthz",
             "get /readyz",
             "get /metrics",
@@ -405,7 +406,7 @@ mod tests {
         ] {
             assert!(documented.contains(expected), "{expected} is not documented: {documented:?}");
         }
-        assert_eq!(documented.len(), 18, "{documented:?}");
+        assert_eq!(documented.len(), 19, "{documented:?}");
     }
 
     #[test]

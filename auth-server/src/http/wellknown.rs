@@ -25,6 +25,7 @@ pub fn routes() -> OpenApiRouter<Arc<WellKnown>> {
     OpenApiRouter::new()
         .routes(routes!(jwks))
         .routes(routes!(authorization_server))
+        .routes(routes!(openid_configuration))
 }
 
 /// The state of these routes: the service, and what they publish, computed once from its spec.
@@ -177,6 +178,9 @@ impl ServerMetadata {
         let client_auth = || vec!["client_secret_basic", "client_secret_post", "none"];
         let mut grant_members: BTreeMap<&'static str, Value> = used.iter().flat_map(|g| g.discovery(issuer)).collect();
         // A grant that uses the authorization endpoint says which response types it answers.
+        // An OpenID Provider: some grant issues ID tokens (the code flow).
+        let openid = grant_members.contains_key("id_token_signing_alg_values_supported");
+        let openid_scopes: &[&str] = if openid { auth_core::authority::OIDC_SCOPES } else { &[] };
         let response_types_supported = match grant_members.remove("response_types_supported") {
             Some(Value::Array(types)) => types.into_iter().filter_map(|t| t.as_str().map(str::to_owned)).collect(),
             _ => Vec::new(),
@@ -188,7 +192,7 @@ impl ServerMetadata {
             introspection_endpoint: format!("{issuer}/oauth/introspect"),
             userinfo_endpoint: format!("{issuer}/userinfo"),
             jwks_uri: format!("{issuer}/.well-known/jwks.json"),
-            scopes_supported: spec.scopes.keys().cloned().collect(),
+            scopes_supported: openid_scopes.iter().map(|s| (*s).to_owned()).chain(spec.scopes.keys().cloned()).collect(),
             response_types_supported,
             grant_types_supported,
             token_endpoint_auth_methods_supported: client_auth(),
@@ -196,11 +200,44 @@ impl ServerMetadata {
             introspection_endpoint_auth_methods_supported: vec!["client_secret_basic", "client_secret_post"],
             claims_supported: ["sub", "preferred_username"]
                 .into_iter()
+                .chain(if openid { ID_TOKEN_CLAIMS } else { &[] }.iter().copied())
                 .map(str::to_owned)
                 .chain(spec.claims.keys().cloned())
                 .collect(),
             grant_members,
         }
+    }
+}
+
+/// The claims of ID tokens, listed in `claims_supported` when there are ID tokens.
+const ID_TOKEN_CLAIMS: &[&str] = &["iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "sid", "azp", "at_hash"];
+
+impl ServerMetadata {
+    /// Whether this server is an OpenID Provider (some client uses the code flow, which issues
+    /// ID tokens).
+    pub fn is_openid_provider(&self) -> bool {
+        self.grant_members.contains_key("id_token_signing_alg_values_supported")
+    }
+}
+
+/// `GET /.well-known/openid-configuration` (OpenID Connect Discovery 1.0 section 4): the same
+/// metadata, served when some client uses the code flow; 404 otherwise (there is then no OpenID
+/// Provider to describe).
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    tag = "discovery",
+    responses(
+        (status = 200, description = "OpenID Provider metadata", body = ServerMetadata),
+        (status = 404, description = "No client of the spec uses the code flow: no OpenID Provider", body = crate::http::error::ProblemBody, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn openid_configuration(State(published): State<Arc<WellKnown>>) -> Response {
+    if published.metadata.is_openid_provider() {
+        Json(&published.metadata).into_response()
+    } else {
+        Problem::new(StatusCode::NOT_FOUND, Code::RouteNotFound, "No OpenID Provider: no client of the spec uses the code flow")
+            .into_response()
     }
 }
 

@@ -10,6 +10,7 @@ use crate::support::{Options, PASSWORD, Server, TestDb};
 
 on_both_backends!(
     code_flow_signs_in_exchanges_once_and_keeps_the_session,
+    openid_scope_gives_an_id_token_and_discovery,
     a_reused_code_revokes_the_session_it_started,
     refusals_before_the_redirect_uri_is_known_never_redirect,
     refusals_after_go_back_to_the_client_with_state_and_iss,
@@ -221,6 +222,54 @@ async fn code_flow_signs_in_exchanges_once_and_keeps_the_session(db: TestDb) {
     // The refresh token of the code's session rotates like any other.
     let refreshed = server.post_form("/oauth/token", &[("grant_type", "refresh_token"), ("client_id", SPA), ("refresh_token", &refresh)]).await;
     assert_eq!(refreshed.status(), StatusCode::OK);
+}
+
+async fn openid_scope_gives_an_id_token_and_discovery(db: TestDb) {
+    let server = server(db).await;
+    let user_id = server.sign_up("gina").await;
+    let (status, body) = {
+        let response = server.get("/.well-known/openid-configuration").await;
+        (response.status(), response.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["issuer"], server.base.as_str());
+    assert_eq!(body["authorization_endpoint"], format!("{}/oauth/authorize", server.base));
+    assert_eq!(body["response_types_supported"], serde_json::json!(["code"]));
+    assert_eq!(body["subject_types_supported"], serde_json::json!(["public"]));
+    assert_eq!(body["id_token_signing_alg_values_supported"], serde_json::json!(["RS256"]));
+    assert_eq!(body["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert!(body["scopes_supported"].as_array().unwrap().iter().any(|s| s == "openid"));
+    // The JWKS holds the RS256 key that signs ID tokens beside the access tokens' EdDSA key.
+    let jwks: jsonwebtoken::jwk::JwkSet = server.get("/.well-known/jwks.json").await.json().await.unwrap();
+    let algs: Vec<String> = jwks.keys.iter().filter_map(|k| k.common.key_algorithm.map(|a| format!("{a:?}"))).collect();
+    assert!(algs.contains(&"RS256".to_owned()) && algs.contains(&"EdDSA".to_owned()), "{algs:?}");
+
+    let mut browser = Browser::default();
+    let path = authorize_path(SPA, SPA_REDIRECT, &[("scope", "openid profile bookings:read"), ("nonce", "n-0S6_WzA2Mj")]);
+    let params = sign_in(&server, &mut browser, &path, "gina", "http://127.0.0.1:43210/callback").await;
+    let tokens: Value = exchange(&server, param(&params, "code").unwrap(), SPA_REDIRECT, VERIFIER).await.json().await.unwrap();
+    assert_eq!(tokens["scope"], "openid profile bookings:read");
+    let id_token = tokens["id_token"].as_str().expect("an ID token");
+    let expected = auth_core::tokens::IdTokenExpectations { issuer: &server.base, client_id: SPA, nonce: Some("n-0S6_WzA2Mj"), leeway: 5 };
+    let now = auth_core::clock::Clock::now(&auth_core::clock::SystemClock);
+    let claims = auth_core::tokens::verify_id_token(id_token, &auth_core::keys::KeySet::from_jwks(&jwks), &expected, now).unwrap();
+    assert_eq!(claims.sub, user_id);
+    assert_eq!(claims.azp, SPA);
+    assert_eq!(claims.amr, ["pwd"]);
+    assert!(claims.sid.is_some() && (now - claims.auth_time).abs() < 60);
+    assert_eq!(claims.at_hash.as_deref(), Some(auth_core::tokens::at_hash(tokens["access_token"].as_str().unwrap()).as_str()));
+    assert_eq!(claims.released["preferred_username"], "gina");
+    let wrong_nonce = auth_core::tokens::IdTokenExpectations { nonce: Some("other"), ..expected.clone() };
+    assert!(auth_core::tokens::verify_id_token(id_token, &auth_core::keys::KeySet::from_jwks(&jwks), &wrong_nonce, now).is_err());
+    // Without the openid scope there is no ID token.
+    let path = authorize_path(SPA, SPA_REDIRECT, &[("scope", "bookings:read")]);
+    let again = browser.get(&server, &path).await;
+    let tokens: Value = exchange(&server, param(&redirect_params(&again, "http://127.0.0.1:43210/callback"), "code").unwrap(), SPA_REDIRECT, VERIFIER)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(tokens.get("id_token").is_none(), "{tokens}");
 }
 
 async fn a_reused_code_revokes_the_session_it_started(db: TestDb) {

@@ -22,6 +22,7 @@ mod hardening;
 mod limits;
 mod malformed_bodies;
 mod master_key;
+mod openid_library;
 mod ops;
 mod process;
 mod races;

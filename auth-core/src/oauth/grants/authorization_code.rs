@@ -59,6 +59,12 @@ impl TokenGrant for AuthorizationCodeGrant {
             ("response_modes_supported", json!(["query"])),
             ("code_challenge_methods_supported", json!(["S256"])),
             ("authorization_response_iss_parameter_supported", json!(true)),
+            // OpenID Connect Discovery 3: what the ID tokens of this grant are.
+            ("subject_types_supported", json!(["public"])),
+            ("id_token_signing_alg_values_supported", json!(["RS256"])),
+            ("claims_parameter_supported", json!(false)),
+            ("request_parameter_supported", json!(false)),
+            ("request_uri_parameter_supported", json!(false)),
         ]
     }
 

@@ -136,6 +136,10 @@ pub struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String)]
     pub device_token: Option<String>,
+    /// Code exchanges with the `openid` scope: the OpenID Connect ID token (RS256).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub id_token: Option<String>,
 }
 
 /// `POST /oauth/token`.
@@ -186,6 +190,7 @@ pub async fn token(
         scope: issued.scope,
         refresh_token: issued.refresh_token,
         device_token: issued.device_token,
+        id_token: issued.id_token,
     };
     Ok((StatusCode::OK, no_store(), Json(body)))
 }
