@@ -33,3 +33,11 @@ CREATE TABLE browser_sessions (
 );
 CREATE INDEX browser_sessions_user_idx ON browser_sessions (user_id);
 CREATE INDEX browser_sessions_expires_at_idx ON browser_sessions (expires_at);
+
+-- The sessions (refresh families) that code exchanges started from a browser session, ended with
+-- it at sign-out.
+CREATE TABLE browser_session_families (
+    browser_session_id TEXT NOT NULL,
+    family_id          TEXT NOT NULL,
+    PRIMARY KEY (browser_session_id, family_id)
+);

@@ -356,18 +356,39 @@ impl Authority {
         Ok(Some(session))
     }
 
-    /// Ends a browser session (sign-out); `true` if it was live.
+    /// Ends a browser session (sign-out) and the sessions (refresh families) that code exchanges
+    /// started from it, with their access tokens; `true` if it was live.
     pub async fn end_browser_session(&self, session: &BrowserSessionRecord) -> Result<bool> {
         let ended = self.store.end_browser_session(&session.id, self.clock.now()).await?;
+        let mut families = 0;
+        for family in self.store.browser_session_families(&session.id).await? {
+            if self.refresh.revoke_family(&family, "signed out").await? {
+                families += 1;
+            }
+        }
         if ended {
             self.audit(
                 AuditEvent::new(self.clock.now_ms(), AuditKind::BrowserSessionEnded)
                     .user(&session.user_id)
-                    .detail(serde_json::json!({ "browser_session": session.id, "reason": "signed out" })),
+                    .detail(serde_json::json!({ "browser_session": session.id, "reason": "signed out", "sessions_ended": families })),
             )
             .await?;
         }
         Ok(ended)
+    }
+
+    /// The claims of an ID token this service issued (`id_token_hint`): signature, issuer and
+    /// audience checked, expiry not (a hint may be old). `None` if it is not one.
+    pub fn id_token_hint(&self, token: &str, client_id: Option<&str>) -> Option<crate::tokens::IdTokenClaims> {
+        if token.len() > MAX_ID_TOKEN_HINT_LEN {
+            return None;
+        }
+        let snapshot = self.keys.cached_snapshot()?;
+        // The audience is read from the token, then checked against the client named, if any.
+        let unverified_aud = jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(token).ok()?.claims["aud"].as_str()?.to_owned();
+        let audience = client_id.unwrap_or(&unverified_aud);
+        let expected = crate::tokens::IdTokenExpectations { issuer: &self.spec.issuer, client_id: audience, nonce: None, leeway: i64::MAX / 4 };
+        crate::tokens::verify_id_token(token, &snapshot.keys, &expected, self.clock.now()).ok()
     }
 
     /// A CSRF token for a form, bound to `binding` (the browser's CSRF cookie).
@@ -449,6 +470,9 @@ impl Authority {
             // Presented again while this exchange ran: the session it started is revoked too.
             self.refresh.revoke_family(&family.id, "authorization code reused").await?;
             return Err(Error::AuthorizationCode(AuthorizationCodeError::Reused));
+        }
+        if let Some(browser_session) = &record.browser_session_id {
+            self.store.link_browser_session_family(browser_session, &family.id).await?;
         }
         let access = self.issue(&user.id, client.id, &record.scope, Some(family.id.clone()), &user.claims)?;
         self.audit(

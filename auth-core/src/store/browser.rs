@@ -105,6 +105,11 @@ pub trait BrowserSessionStore: Send + Sync + std::fmt::Debug {
     async fn end_user_browser_sessions(&self, user_id: &str, now: UnixSeconds) -> Result<u64>;
     /// The live sessions of `user_id`, newest first.
     async fn user_browser_sessions(&self, user_id: &str, now: UnixSeconds, idle_since: UnixSeconds) -> Result<Vec<BrowserSessionRecord>>;
-    /// Deletes sessions ended or expired before `before`; the number deleted.
+    /// Deletes sessions ended or expired before `before` (and their links to families); the
+    /// number deleted.
     async fn purge_browser_sessions(&self, before: UnixSeconds) -> Result<u64>;
+    /// Notes that a code exchange from browser session `id` started refresh family `family_id`.
+    async fn link_browser_session_family(&self, id: &str, family_id: &str) -> Result<()>;
+    /// The refresh families started from browser session `id` (at most 1000).
+    async fn browser_session_families(&self, id: &str) -> Result<Vec<String>>;
 }

@@ -138,10 +138,10 @@ pub fn router(state: Arc<AppState>) -> Router {
 
     let (routers, api) = Areas::new().split();
     // The browser's side: the authorization endpoint and the pages (not in the API document yet).
-    let pages = ui::routes().route(
-        "/oauth/authorize",
-        axum::routing::get(oauth::authorize::authorize).post(oauth::authorize::authorize),
-    );
+    let pages = ui::routes()
+        .route("/oauth/authorize", axum::routing::get(oauth::authorize::authorize).post(oauth::authorize::authorize))
+        .route("/oauth/end-session", axum::routing::get(oauth::end_session::end_session).post(oauth::end_session::end_session))
+        .route("/sign-out", axum::routing::post(oauth::end_session::sign_out));
     let sign_in = Router::new().route("/sign-in", axum::routing::post(oauth::authorize::sign_in));
     let wellknown = routers.wellknown.with_state(Arc::new(wellknown::WellKnown::new(state.clone())));
     let document = routers.document.with_state(openapi::OpenApiJson::new(&openapi::document(&state.spec, api)));

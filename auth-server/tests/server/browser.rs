@@ -18,6 +18,8 @@ on_both_backends!(
     the_form_refuses_foreign_posts_and_wrong_passwords,
     a_confidential_client_exchanges_with_its_secret,
     codes_expire,
+    sign_out_ends_the_browser_session_and_the_sessions_it_started,
+    sign_out_without_a_hint_asks_first,
 );
 
 /// The clients of the code flow, added to the booking spec.
@@ -31,6 +33,7 @@ first_party = true
 grants = ["authorization_code", "refresh_token"]
 scopes = ["bookings:read", "bookings:write"]
 redirect_uris = ["http://127.0.0.1/callback", "https://app.booking.test/callback"]
+post_logout_redirect_uris = ["https://app.booking.test/signed-out"]
 description = "Booking"
 
 [clients.partner]
@@ -497,4 +500,70 @@ async fn codes_expire(db: TestDb) {
     let (_, error, description) = error_of(exchange(&server, code, SPA_REDIRECT, VERIFIER).await).await;
     assert_eq!(error, "invalid_grant");
     assert!(description.starts_with("code.invalid"), "{description}");
+}
+
+async fn sign_out_ends_the_browser_session_and_the_sessions_it_started(db: TestDb) {
+    let server = server(db).await;
+    server.sign_up("ida").await;
+    let mut browser = Browser::default();
+    let path = authorize_path(SPA, SPA_REDIRECT, &[("scope", "openid bookings:read")]);
+    let params = sign_in(&server, &mut browser, &path, "ida", "http://127.0.0.1:43210/callback").await;
+    let tokens: Value = exchange(&server, param(&params, "code").unwrap(), SPA_REDIRECT, VERIFIER).await.json().await.unwrap();
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+
+    // A post-logout redirect the client did not register is refused on a page.
+    let foreign = format!("/oauth/end-session?id_token_hint={id_token}&post_logout_redirect_uri={}", urlencode("https://evil.test/"));
+    let response = browser.get(&server, &foreign).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.headers().get(LOCATION).is_none());
+    assert!(browser.has_session());
+    // A forged hint is refused too.
+    let forged = format!("/oauth/end-session?id_token_hint={}x", &id_token[..id_token.len() - 1]);
+    assert_eq!(browser.get(&server, &forged).await.status(), StatusCode::BAD_REQUEST);
+
+    // The hint of the current session signs out at once and goes back with state.
+    let logout = format!(
+        "/oauth/end-session?id_token_hint={id_token}&post_logout_redirect_uri={}&state=bye",
+        urlencode("https://app.booking.test/signed-out")
+    );
+    let response = browser.get(&server, &logout).await;
+    let params = redirect_params(&response, "https://app.booking.test/signed-out");
+    assert_eq!(param(&params, "state"), Some("bye"));
+    assert!(!browser.has_session(), "the cookie is cleared");
+    assert_eq!(server.get_bearer("/userinfo", access).await.status(), StatusCode::UNAUTHORIZED);
+    let (_, _, description) =
+        error_of(server.post_form("/oauth/token", &[("grant_type", "refresh_token"), ("client_id", SPA), ("refresh_token", refresh)]).await).await;
+    assert!(description.starts_with("refresh.revoked"), "{description}");
+    assert_eq!(browser.get(&server, &path).await.status(), StatusCode::OK, "the sign-in page again");
+}
+
+async fn sign_out_without_a_hint_asks_first(db: TestDb) {
+    let server = server(db).await;
+    server.sign_up("jo").await;
+    let mut browser = Browser::default();
+    let path = authorize_path(SPA, SPA_REDIRECT, &[]);
+    sign_in(&server, &mut browser, &path, "jo", "http://127.0.0.1:43210/callback").await;
+    let page = browser.get(&server, "/oauth/end-session").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    let csrf = input_value(&html, "csrf");
+    let logout = input_value(&html, "logout");
+    let cross = server
+        .http
+        .post(server.url("/sign-out"))
+        .header("cookie", browser.cookie_header())
+        .header("origin", "https://evil.test")
+        .form(&[("csrf", csrf.as_str()), ("logout", logout.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN, "a page of another site cannot sign the user out");
+    assert_eq!(browser.post(&server, "/sign-out", &[("logout", logout.as_str())]).await.status(), StatusCode::FORBIDDEN);
+    let done = browser.post(&server, "/sign-out", &[("csrf", csrf.as_str()), ("logout", logout.as_str())]).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    assert!(done.text().await.unwrap().contains("role=\"status\""));
+    assert!(!browser.has_session());
+    assert_eq!(browser.get(&server, &path).await.status(), StatusCode::OK, "the sign-in page again");
 }

@@ -55,6 +55,7 @@ impl TokenGrant for AuthorizationCodeGrant {
     fn discovery(&self, issuer: &str) -> Vec<(&'static str, Value)> {
         vec![
             ("authorization_endpoint", json!(format!("{issuer}/oauth/authorize"))),
+            ("end_session_endpoint", json!(format!("{issuer}/oauth/end-session"))),
             ("response_types_supported", json!(["code"])),
             ("response_modes_supported", json!(["query"])),
             ("code_challenge_methods_supported", json!(["S256"])),

@@ -207,10 +207,35 @@ impl BrowserSessionStore for SqlStore {
     }
 
     async fn purge_browser_sessions(&self, before: UnixSeconds) -> Result<u64> {
+        sqlx::query(
+            "DELETE FROM browser_session_families WHERE browser_session_id IN \
+             (SELECT id FROM browser_sessions WHERE expires_at < $1 OR ended_at < $1)",
+        )
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
         let done = sqlx::query("DELETE FROM browser_sessions WHERE expires_at < $1 OR ended_at < $1")
             .bind(before)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn link_browser_session_family(&self, id: &str, family_id: &str) -> Result<()> {
+        sqlx::query("INSERT INTO browser_session_families (browser_session_id, family_id) VALUES ($1, $2)")
+            .bind(id)
+            .bind(family_id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict_or(e, || "browser session family".to_owned()))?;
+        Ok(())
+    }
+
+    async fn browser_session_families(&self, id: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT family_id FROM browser_session_families WHERE browser_session_id = $1 ORDER BY family_id LIMIT 1000")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| Ok(row.try_get("family_id")?)).collect()
     }
 }

@@ -2,6 +2,7 @@
 //! (RFC 7009), `POST /oauth/introspect` (RFC 7662). Form-encoded in, RFC 6749 error JSON out.
 
 pub mod authorize;
+pub mod end_session;
 pub mod token;
 
 use std::collections::{BTreeMap, HashMap};
