@@ -1,6 +1,7 @@
 //! auth-server over real HTTP: each test starts the server on port 0 over a fresh database and
 //! talks to it with an HTTP client, on SQLite and on PostgreSQL; the replica and degraded-mode
-//! tests run real `auth-server` processes, and so does the schemathesis run (API fuzzing).
+//! tests run real `auth-server` processes, and so do the schemathesis run (API fuzzing) and the
+//! sign-in flow in headless Chromium (`browser_real`).
 
 // Helpers shared by tests fail the test on purpose when something is off.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -11,6 +12,7 @@ mod support;
 mod bad_input;
 mod bearer;
 mod browser;
+mod browser_real;
 mod claims;
 mod cli;
 mod client_library;

@@ -62,7 +62,8 @@ pub fn unique_suffix() -> String {
     format!("{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
-fn in_ci() -> bool {
+/// Whether `CI` is set: then a test that cannot run fails instead of skipping.
+pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
 
@@ -280,13 +281,23 @@ impl Deployment {
 
     /// As [`Deployment::start`], reaching the database at `database_url` (e.g. through a proxy).
     pub async fn start_with_database(&self, database_url: &str, extra: &[&str]) -> Server {
+        self.start_listening(database_url, "127.0.0.1:0", extra).await
+    }
+
+    /// As [`Deployment::start`], listening on `listen`: for a spec whose issuer must be the
+    /// server's own origin (a browser's `Origin` is checked against it), the port is chosen first.
+    pub async fn start_on(&self, listen: &str, extra: &[&str]) -> Server {
+        self.start_listening(&self.database_url.clone(), listen, extra).await
+    }
+
+    async fn start_listening(&self, database_url: &str, listen: &str, extra: &[&str]) -> Server {
         let n = self.replicas.fetch_add(1, Ordering::Relaxed);
         let name = format!("replica-{n}");
         let mut command = self.command(database_url, &name);
         command
             .arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -3,9 +3,9 @@
 //!
 //! Every page is sent with a strict Content Security Policy (no script at all, no inline style,
 //! `form-action` limited to this service and the redirect targets of the client concerned,
-//! `frame-ancestors 'none'`), `no-store`, and no referrer. Forms carry a CSRF token: a MAC, under
-//! a key derived from the master key, of a random value in a cookie of their own
-//! ([`CsrfCookie`]), so any replica can check it and a page from another site cannot forge it.
+//! `frame-ancestors 'none'`), `no-store`, and no referrer to other origins. Forms carry a CSRF
+//! token: a MAC, under a key derived from the master key, of a random value in a cookie of their
+//! own ([`CsrfCookie`]), so any replica can check it and a page from another site cannot forge it.
 
 pub mod catalogue;
 
@@ -138,7 +138,7 @@ fn content_security_policy(targets: &FormTargets) -> String {
     )
 }
 
-/// A rendered page with the pages' headers: CSP, no framing, no caching, no referrer.
+/// A rendered page with the pages' headers: CSP, no framing, no caching, no referrer to other origins.
 pub fn page(status: StatusCode, template: &impl Template, targets: &FormTargets) -> Response {
     let html = match template.render() {
         Ok(html) => html,
@@ -160,7 +160,10 @@ pub fn page_headers(headers: &mut HeaderMap, targets: &FormTargets) {
         headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // `same-origin`, not `no-referrer`: under `no-referrer` browsers send `Origin: null` with
+    // the form's own POST (Fetch, "append a request Origin header"), which the same-origin
+    // check must refuse. Other sites still get no referrer.
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin"));
 }
