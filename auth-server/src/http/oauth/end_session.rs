@@ -68,9 +68,9 @@ pub async fn end_session(State(state): State<Arc<AppState>>, method: Method, uri
         uri.query().unwrap_or_default().to_owned()
     };
     let values = read_logout(&raw);
-    let locales = values.as_ref().ok().map(|v| locales(v)).unwrap_or_default();
+    let locales = values.as_ref().ok().map(locales).unwrap_or_default();
     let chrome = Chrome::new(&state, &locales, &headers);
-    let logout = match values.and_then(|values| validate(&state, values, raw)) {
+    let logout = match values.and_then(|values| validate(&state, &values, raw)) {
         Ok(logout) => logout,
         Err(code) => return refused(&chrome, code),
     };
@@ -125,7 +125,7 @@ pub async fn sign_out(State(state): State<Arc<AppState>>, headers: HeaderMap, bo
         return forbidden();
     }
     let raw = form.get("logout").cloned().unwrap_or_default();
-    let logout = match read_logout(&raw).and_then(|values| validate(&state, values, raw)) {
+    let logout = match read_logout(&raw).and_then(|values| validate(&state, &values, raw.clone())) {
         Ok(logout) => logout,
         Err(code) => return refused(&chrome, code),
     };
@@ -155,7 +155,7 @@ fn locales(values: &HashMap<String, String>) -> Vec<String> {
     text.split(' ').filter(|t| !t.is_empty() && t.len() <= 16).take(4).map(str::to_owned).collect()
 }
 
-fn validate(state: &AppState, values: HashMap<String, String>, raw: String) -> Result<Logout, Code> {
+fn validate(state: &AppState, values: &HashMap<String, String>, raw: String) -> Result<Logout, Code> {
     let client_id = values.get("client_id").filter(|c| !c.is_empty() && c.len() <= 128);
     let hint = match values.get("id_token_hint").filter(|h| !h.is_empty()) {
         Some(token) => Some(state.authority.id_token_hint(token, client_id.map(String::as_str)).ok_or(Code::AuthorizeInvalidRequest)?),
