@@ -501,9 +501,6 @@ pub struct ClientSpec {
     /// UserInfo endpoints from script (CORS); exact origins, no wildcards.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub web_origins: Vec<String>,
-    /// Authorization requests must be pushed first (RFC 9126). Default false.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub require_pushed_authorization_requests: bool,
 }
 
 impl ClientSpec {
@@ -763,7 +760,6 @@ impl Spec {
             for (name, set) in [
                 ("redirect_uris", !client.redirect_uris.is_empty()),
                 ("post_logout_redirect_uris", !client.post_logout_redirect_uris.is_empty()),
-                ("require_pushed_authorization_requests", client.require_pushed_authorization_requests),
             ] {
                 if set {
                     return Err(SpecError::invalid(field(name), "is only for clients with the authorization_code grant"));

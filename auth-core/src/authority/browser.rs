@@ -207,6 +207,13 @@ impl Authority {
         if request.request.is_some() {
             return Err(back("request_not_supported", Code::AuthorizeInvalidRequest, "request objects are not supported".into()));
         }
+        if request.request_uri.is_some() {
+            return Err(back(
+                "request_uri_not_supported",
+                Code::AuthorizeInvalidRequest,
+                "request_uri (pushed authorization requests) is not supported".into(),
+            ));
+        }
         match request.response_type.as_deref() {
             Some("code") => {}
             None | Some("") => return Err(invalid("response_type is required (code)".into())),

@@ -55,6 +55,7 @@ struct Areas {
     /// Sign-up: behind the per-IP limit.
     sign_up: OpenApiRouter<Arc<AppState>>,
     account: OpenApiRouter<Arc<AppState>>,
+    admin: OpenApiRouter<Arc<AppState>>,
     wellknown: OpenApiRouter<Arc<wellknown::WellKnown>>,
     ops: OpenApiRouter<Arc<AppState>>,
     document: OpenApiRouter<openapi::OpenApiJson>,
@@ -66,6 +67,7 @@ struct Routers {
     introspection: Router<Arc<AppState>>,
     sign_up: Router<Arc<AppState>>,
     account: Router<Arc<AppState>>,
+    admin: Router<Arc<AppState>>,
     wellknown: Router<Arc<wellknown::WellKnown>>,
     ops: Router<Arc<AppState>>,
     document: Router<openapi::OpenApiJson>,
@@ -77,7 +79,8 @@ impl Areas {
             credentials: oauth::credential_routes(),
             introspection: oauth::introspection_routes(),
             sign_up: account::sign_up_routes(),
-            account: account::routes().merge(admin::routes()),
+            account: account::routes(),
+            admin: admin::routes(),
             wellknown: wellknown::routes(),
             ops: ops::routes(),
             document: openapi::routes(),
@@ -93,6 +96,7 @@ impl Areas {
             introspection: take(self.introspection, &mut api),
             sign_up: take(self.sign_up, &mut api),
             account: take(self.account, &mut api),
+            admin: take(self.admin, &mut api),
             wellknown: take(self.wellknown, &mut api),
             ops: take(self.ops, &mut api),
             document: take(self.document, &mut api),
@@ -146,11 +150,19 @@ pub fn router(state: Arc<AppState>) -> Router {
     let wellknown = routers.wellknown.with_state(Arc::new(wellknown::WellKnown::new(state.clone())));
     let document = routers.document.with_state(openapi::OpenApiJson::new(&openapi::document(&state.spec, api)));
 
+    // Browser apps of the spec's web origins may call the token and revocation endpoints and the
+    // user's own endpoints (UserInfo, sessions) from script; nothing else is opened to them.
+    let cors = cors_layer(&state.spec);
+    let with_cors = |router: Router<Arc<AppState>>| match &cors {
+        Some(cors) => router.layer(cors.clone()),
+        None => router,
+    };
     Router::new()
-        .merge(limited(routers.credentials, ErrorFormat::OAuth).layer(around(ErrorFormat::OAuth)))
+        .merge(with_cors(limited(routers.credentials, ErrorFormat::OAuth).layer(around(ErrorFormat::OAuth))))
         .merge(routers.introspection.layer(around(ErrorFormat::OAuth)))
         .merge(limited(routers.sign_up, ErrorFormat::Problem).layer(personal(ErrorFormat::Problem)))
-        .merge(routers.account.layer(personal(ErrorFormat::Problem)))
+        .merge(with_cors(routers.account.layer(personal(ErrorFormat::Problem))))
+        .merge(routers.admin.layer(personal(ErrorFormat::Problem)))
         .merge(wellknown.layer(around(ErrorFormat::Problem)))
         .merge(routers.ops.layer(around(ErrorFormat::Problem)))
         .merge(document.layer(around(ErrorFormat::Problem)))
@@ -159,6 +171,28 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(error::not_found.layer(around(ErrorFormat::Problem)))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// CORS for the web origins the spec's clients list (exact origins; preflights answered);
+/// `None` when no client lists one.
+fn cors_layer(spec: &auth_core::spec::Spec) -> Option<tower_http::cors::CorsLayer> {
+    let origins: Vec<HeaderValue> = spec
+        .clients
+        .values()
+        .flat_map(|c| &c.web_origins)
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(tower_http::cors::AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([header::RETRY_AFTER, header::WWW_AUTHENTICATE])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// What the middleware around a group of routes needs.

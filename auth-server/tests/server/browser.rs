@@ -20,6 +20,7 @@ on_both_backends!(
     codes_expire,
     sign_out_ends_the_browser_session_and_the_sessions_it_started,
     sign_out_without_a_hint_asks_first,
+    web_origins_may_call_the_token_endpoint_from_script,
 );
 
 /// The clients of the code flow, added to the booking spec.
@@ -34,6 +35,7 @@ grants = ["authorization_code", "refresh_token"]
 scopes = ["bookings:read", "bookings:write"]
 redirect_uris = ["http://127.0.0.1/callback", "https://app.booking.test/callback"]
 post_logout_redirect_uris = ["https://app.booking.test/signed-out"]
+web_origins = ["https://app.booking.test"]
 description = "Booking"
 
 [clients.partner]
@@ -342,6 +344,7 @@ async fn refusals_after_go_back_to_the_client_with_state_and_iss(db: TestDb) {
         (base(&format!("&response_type=code&code_challenge={CHALLENGE}&code_challenge_method=S256&prompt=none")), "login_required", "authorize.login_required"),
         (base(&format!("&response_type=code&code_challenge={CHALLENGE}&code_challenge_method=S256&prompt=none%20login")), "invalid_request", "authorize.invalid_request"),
         (base(&format!("&response_type=code&code_challenge={CHALLENGE}&code_challenge_method=S256&request=eyJ")), "request_not_supported", "authorize.invalid_request"),
+        (base(&format!("&response_type=code&code_challenge={CHALLENGE}&code_challenge_method=S256&request_uri=urn:x")), "request_uri_not_supported", "authorize.invalid_request"),
     ] {
         let response = browser.get(&server, &path).await;
         let params = redirect_params(&response, "http://127.0.0.1:43210/callback");
@@ -566,4 +569,38 @@ async fn sign_out_without_a_hint_asks_first(db: TestDb) {
     assert!(done.text().await.unwrap().contains("role=\"status\""));
     assert!(!browser.has_session());
     assert_eq!(browser.get(&server, &path).await.status(), StatusCode::OK, "the sign-in page again");
+}
+
+async fn web_origins_may_call_the_token_endpoint_from_script(db: TestDb) {
+    let server = server(db).await;
+    let preflight = |origin: &'static str, path: &'static str| {
+        server
+            .http
+            .request(reqwest::Method::OPTIONS, server.url(path))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    for path in ["/oauth/token", "/oauth/revoke", "/userinfo"] {
+        let allowed = preflight("https://app.booking.test", path).await.unwrap();
+        assert!(allowed.status().is_success(), "{path}: {}", allowed.status());
+        assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.booking.test", "{path}");
+        let other = preflight("https://evil.test", path).await.unwrap();
+        assert!(other.headers().get("access-control-allow-origin").is_none(), "{path}");
+    }
+    // Not opened to browsers: introspection (confidential clients) and the admin API.
+    for path in ["/oauth/introspect", "/v1/admin/invitations"] {
+        let response = preflight("https://app.booking.test", path).await.unwrap();
+        assert!(response.headers().get("access-control-allow-origin").is_none(), "{path}");
+    }
+    let response = server
+        .http
+        .post(server.url("/oauth/token"))
+        .header("origin", "https://app.booking.test")
+        .form(&[("grant_type", "refresh_token"), ("client_id", SPA), ("refresh_token", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["access-control-allow-origin"], "https://app.booking.test");
 }
