@@ -14,6 +14,7 @@ mod browser;
 mod claims;
 mod cli;
 mod client_library;
+mod consent;
 mod connections;
 mod discovery;
 mod faults;
