@@ -61,6 +61,10 @@ pub enum AuditKind {
     CodeExchanged,
     /// An authorization code was presented again: the session it started was revoked.
     CodeReuseDetected,
+    /// A user allowed a third-party client scopes on the consent page.
+    ConsentGranted,
+    /// A user withdrew a client's consent: its sessions of that client were revoked.
+    ConsentRevoked,
 }
 
 impl AuditKind {
@@ -92,6 +96,8 @@ impl AuditKind {
             Self::BrowserSessionEnded => "browser_session_ended",
             Self::CodeExchanged => "code_exchanged",
             Self::CodeReuseDetected => "code_reuse_detected",
+            Self::ConsentGranted => "consent_granted",
+            Self::ConsentRevoked => "consent_revoked",
         }
     }
 

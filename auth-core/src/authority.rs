@@ -28,12 +28,14 @@ use crate::{Error, Result};
 
 mod browser;
 mod claims;
+mod consent;
 mod login;
 
 pub use browser::{
     Authorization, AuthorizationRequest, AuthorizeRefusal, BrowserSignIn, MAX_ID_TOKEN_HINT_LEN, MAX_LOGIN_HINT_LEN,
     MAX_NONCE_LEN, MAX_SCOPE_LEN, MAX_STATE_LEN, MAX_UI_LOCALES_LEN, OIDC_SCOPES, OPENID_SCOPE, PROFILE_SCOPE, Prompt,
 };
+pub use consent::{REASON_CONSENT_REVOKED, needs_consent};
 pub use claims::{Admin, DEFAULT_INVITATION_TTL, MAX_INVITATION_TTL, NewInvitation};
 pub use login::{DEVICE_TOKEN_TTL_SECS, PasswordLogin, source_key};
 

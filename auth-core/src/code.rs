@@ -102,6 +102,7 @@ codes! {
     RouteMethodNotAllowed = "route.method_not_allowed": "The route exists but not with this method.",
     SessionNotFound = "session.not_found": "The caller has no session with this id.",
     SessionNone = "session.none": "The token belongs to no session (client credentials).",
+    ConsentNotFound = "consent.not_found": "The caller has given this client no consent (or withdrew it).",
     InputInvalid = "input.invalid": "A value breaks a rule (password policy, username, claim type).",
     InputConflict = "input.conflict": "A unique value already exists (username, client id).",
     InputNotFound = "input.not_found": "A record that must exist does not.",

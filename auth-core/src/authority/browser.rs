@@ -9,7 +9,8 @@
 //! - [`Authority::issue_code`] and [`Authority::code_grant`]: a 256-bit code, stored as its
 //!   SHA-256, bound to the client, redirect URI, PKCE challenge, scope, nonce and sign-in; taken
 //!   once by a conditional update. A second exchange revokes the session the first one started
-//!   (RFC 6749 4.1.2), also when it races the first.
+//!   (RFC 6749 4.1.2), also when it races the first. A third-party client's code is honoured
+//!   only while the user's consent to its scope stands (see `consent.rs`).
 
 use super::{Authority, Grant, ClientCredentials, PasswordLogin, base64_url, hash_secret};
 use crate::audit::{AuditEvent, AuditKind};
@@ -477,6 +478,12 @@ impl Authority {
             // Presented again while this exchange ran: the session it started is revoked too.
             self.refresh.revoke_family(&family.id, "authorization code reused").await?;
             return Err(Error::AuthorizationCode(AuthorizationCodeError::Reused));
+        }
+        // Checked once the session exists: a consent withdrawn before this read is seen here, and
+        // one withdrawn after it finds this session among those it ends.
+        if !client_spec.first_party && !self.store.consent(&user.id, client.id).await?.is_some_and(|c| c.covers(&record.scope)) {
+            self.refresh.revoke_family(&family.id, super::REASON_CONSENT_REVOKED).await?;
+            return Err(invalid);
         }
         if let Some(browser_session) = &record.browser_session_id {
             self.store.link_browser_session_family(browser_session, &family.id).await?;

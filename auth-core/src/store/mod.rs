@@ -1,5 +1,5 @@
 //! Storage, one trait per area: [`UserStore`], [`ClientStore`], [`KeyStore`], [`FamilyStore`],
-//! [`AuditStore`], [`InvitationStore`], [`CodeStore`] and [`BrowserSessionStore`], composed by [`Store`]. Each area has its sqlx implementation for SQLite
+//! [`AuditStore`], [`InvitationStore`], [`CodeStore`], [`BrowserSessionStore`] and [`ConsentStore`], composed by [`Store`]. Each area has its sqlx implementation for SQLite
 //! (the embedded default) and PostgreSQL (several replicas) in `sql/`; migrations live in
 //! `migrations/{sqlite,postgres}`, and both dialects hold the same schema.
 //!
@@ -19,6 +19,7 @@ use crate::Result;
 mod audit;
 mod browser;
 mod clients;
+mod consents;
 mod families;
 mod invitations;
 mod keys;
@@ -28,6 +29,7 @@ mod users;
 pub use audit::AuditStore;
 pub use browser::{AuthorizationCodeRecord, BrowserSessionRecord, BrowserSessionStore, CodeStore, CodeTaken};
 pub use clients::{ClientRecord, ClientStore};
+pub use consents::{ConsentRecord, ConsentStore};
 pub use families::{RefreshFamily, FamilyStore, RefreshTokenRecord, RefreshTokenView, RevocationFeed};
 pub use invitations::{InvitationRecord, InvitationStore};
 pub use keys::{KeyChange, KeyRecord, KeyState, KeyStore};
@@ -37,7 +39,7 @@ pub use users::{UserRecord, UserStore};
 /// The whole store: every area, plus what concerns the database as a whole.
 #[async_trait]
 pub trait Store:
-    UserStore + ClientStore + KeyStore + FamilyStore + AuditStore + InvitationStore + CodeStore + BrowserSessionStore
+    UserStore + ClientStore + KeyStore + FamilyStore + AuditStore + InvitationStore + CodeStore + BrowserSessionStore + ConsentStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;

@@ -8,7 +8,7 @@ use auth_core::audit::{AuditEvent, AuditKind};
 use auth_core::spec::SigningAlgorithm;
 use auth_core::store::{
     AuthorizationCodeRecord, BrowserSessionRecord, BrowserSessionStore, CodeStore, CodeTaken,
-    AuditStore, ClientRecord, ClientStore, Dialect, RefreshFamily, FamilyStore, KeyChange, KeyRecord,
+    AuditStore, ClientRecord, ClientStore, ConsentStore, Dialect, RefreshFamily, FamilyStore, KeyChange, KeyRecord,
     KeyState, KeyStore, RefreshTokenRecord, RefreshTokenView, SqlStore, Store, UserRecord, UserStore,
 };
 
@@ -31,6 +31,7 @@ on_both_backends!(
     migrating_twice_is_harmless,
     a_code_is_taken_once_and_a_replay_is_marked,
     browser_sessions_live_idle_and_end,
+    consents_add_up_and_are_withdrawn_per_client,
 );
 
 fn key(kid: &str, state: KeyState, created_at: i64) -> KeyRecord {
@@ -430,6 +431,42 @@ async fn families_are_revoked_singly_and_per_user(db: &TestDb) {
     assert_eq!(s1.revoked_reason.as_deref(), Some("logout"), "an earlier revocation is kept");
     assert!(store.active_families_of_user("u1", 100).await.unwrap().is_empty());
     assert_eq!(store.active_families_of_user("u2", 100).await.unwrap().len(), 1);
+}
+
+async fn consents_add_up_and_are_withdrawn_per_client(db: &TestDb) {
+    let store = &db.store;
+    assert!(store.consent("u1", "partner").await.unwrap().is_none());
+    store.grant_consent("u1", "partner", &["openid", "bookings:read"], 10).await.unwrap();
+    store.grant_consent("u1", "partner", &["bookings:read", "bookings:write"], 20).await.unwrap();
+    let consent = store.consent("u1", "partner").await.unwrap().unwrap();
+    assert_eq!(consent.scopes, ["bookings:read", "bookings:write", "openid"], "the union, sorted, each once");
+    assert_eq!(consent.granted_at, 20);
+    assert!(consent.covers("openid bookings:write") && !consent.covers("openid users:admin"));
+
+    // Grants racing for one pair both count.
+    let grants: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let scope = format!("s{i}");
+                store.grant_consent("u2", "planner", &[scope.as_str(), "common"], 30 + i).await
+            })
+        })
+        .collect();
+    for grant in grants {
+        grant.await.unwrap().unwrap();
+    }
+    assert_eq!(store.consent("u2", "planner").await.unwrap().unwrap().scopes.len(), 9);
+    store.grant_consent("u1", "planner", &["bookings:read"], 40).await.unwrap();
+
+    let listed = store.user_consents("u1").await.unwrap();
+    let clients: Vec<_> = listed.iter().map(|c| (c.client_id.as_str(), c.scopes.len())).collect();
+    assert_eq!(clients, [("partner", 3), ("planner", 1)]);
+    assert!(store.revoke_consent("u1", "partner").await.unwrap());
+    assert!(!store.revoke_consent("u1", "partner").await.unwrap(), "nothing left to withdraw");
+    assert!(store.consent("u1", "partner").await.unwrap().is_none());
+    assert_eq!(store.user_consents("u1").await.unwrap().len(), 1, "the other client's consent stays");
+    assert_eq!(store.user_consents("u2").await.unwrap().len(), 1, "and so does another user's");
 }
 
 async fn audit_events_are_appended_and_tailed(db: &TestDb) {

@@ -1,6 +1,6 @@
-//! The account endpoints: sign-up, userinfo and sessions (`POST /v1/users`, `GET /userinfo`,
-//! `GET /v1/sessions`, `DELETE /v1/sessions/{sid}`, `POST /v1/logout[?all=true]`). JSON in,
-//! problem+json errors.
+//! The account endpoints: sign-up, userinfo, sessions and consents (`POST /v1/users`,
+//! `GET /userinfo`, `GET /v1/sessions`, `DELETE /v1/sessions/{sid}`, `POST /v1/logout[?all=true]`,
+//! `GET /v1/consents`, `DELETE /v1/consents/{client_id}`). JSON in, problem+json errors.
 //!
 //! In the HTTP API a "session" is what a user sees as one login: a refresh family in auth-core
 //! (`sid` is the family's id).
@@ -38,6 +38,8 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(sessions))
         .routes(routes!(end_session))
         .routes(routes!(logout))
+        .routes(routes!(consents))
+        .routes(routes!(revoke_consent))
 }
 
 /// `POST /v1/users` `{ "username", "password", <custom claims>... }` -> 201.
@@ -432,5 +434,77 @@ impl<S: Send + Sync> FromRequestParts<S> for LogoutQuery {
             }
         }
         Ok(parsed)
+    }
+}
+
+/// What the caller allowed one client on the consent page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Consent {
+    /// The client.
+    pub client_id: String,
+    /// The scopes allowed, sorted.
+    pub scopes: Vec<String>,
+    /// When the latest of them was allowed (Unix seconds).
+    pub granted_at: i64,
+}
+
+/// The answer of `GET /v1/consents`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsentList {
+    /// The caller's consents, by client id.
+    pub consents: Vec<Consent>,
+}
+
+/// `GET /v1/consents`: what the caller allowed third-party clients.
+#[utoipa::path(
+    get,
+    path = "/v1/consents",
+    tag = "users",
+    responses(
+        (status = 200, description = "The caller's consents", body = ConsentList, headers(
+            ("RateLimit-Policy" = String, description = "The quota of a rate-limited scope of the token, when it has one"),
+            ("RateLimit" = String, description = "What is left of that quota"),
+        )),
+        crate::http::openapi::BearerRefusals,
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn consents(State(state): State<Arc<AppState>>, bearer: Bearer) -> Result<Response, Problem> {
+    let consents = state.authority.consents_of_user(&bearer.claims.sub).await?;
+    let consents = consents
+        .into_iter()
+        .map(|c| Consent { client_id: c.client_id, scopes: c.scopes, granted_at: c.granted_at })
+        .collect();
+    Ok(bearer.with_limit_headers(Json(ConsentList { consents }).into_response()))
+}
+
+/// `DELETE /v1/consents/{client_id}`: withdraws the caller's consent to a client and ends the
+/// caller's sessions of that client.
+#[utoipa::path(
+    delete,
+    path = "/v1/consents/{client_id}",
+    tag = "users",
+    params(("client_id" = String, Path, description = "The client", min_length = 1, max_length = 128)),
+    responses(
+        (status = 204, description = "The consent was withdrawn and the client's sessions ended", headers(
+            ("RateLimit-Policy" = String, description = "The quota of a rate-limited scope of the token, when it has one"),
+            ("RateLimit" = String, description = "What is left of that quota"),
+        )),
+        (status = 404, response = crate::http::openapi::ProblemNotFound),
+        crate::http::openapi::BearerRefusals,
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn revoke_consent(
+    State(state): State<Arc<AppState>>,
+    Path(client_id): Path<String>,
+    bearer: Bearer,
+) -> Result<Response, Problem> {
+    // auth-core does not look up a value that cannot be a client id (over 128 bytes, control
+    // characters): it is reported like a client without consent.
+    if state.authority.revoke_consent(&bearer.claims.sub, &client_id).await? {
+        Ok(bearer.with_limit_headers(StatusCode::NO_CONTENT.into_response()))
+    } else {
+        Err(Problem::new(StatusCode::NOT_FOUND, Code::ConsentNotFound, "No consent to this client"))
     }
 }

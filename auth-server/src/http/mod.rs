@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! oauth/      POST /oauth/token (grants from auth-core's registry), /oauth/revoke, /oauth/introspect
-//! account     POST /v1/users, GET /userinfo, /v1/sessions, DELETE /v1/sessions/{sid}, POST /v1/logout
+//! account     POST /v1/users, GET /userinfo, /v1/sessions, DELETE /v1/sessions/{sid}, POST /v1/logout,
+//!             GET /v1/consents, DELETE /v1/consents/{client_id}
 //! admin       PATCH /v1/admin/users/{id}/claims, POST /v1/admin/invitations (admin scope); POST /v1/invitations/accept
 //! wellknown   GET /.well-known/jwks.json, /.well-known/oauth-authorization-server
 //! ops         GET /healthz, /readyz, /metrics, /openapi.json
@@ -146,7 +147,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/oauth/authorize", axum::routing::get(oauth::authorize::authorize).post(oauth::authorize::authorize))
         .route("/oauth/end-session", axum::routing::get(oauth::end_session::end_session).post(oauth::end_session::end_session))
         .route("/sign-out", axum::routing::post(oauth::end_session::sign_out));
-    let sign_in = Router::new().route("/sign-in", axum::routing::post(oauth::authorize::sign_in));
+    // The hosted forms: behind the per-IP limit of the credential endpoints.
+    let sign_in = Router::new()
+        .route("/sign-in", axum::routing::post(oauth::authorize::sign_in))
+        .route("/consent", axum::routing::post(oauth::authorize::consent));
     let wellknown = routers.wellknown.with_state(Arc::new(wellknown::WellKnown::new(state.clone())));
     let document = routers.document.with_state(openapi::OpenApiJson::new(&openapi::document(&state.spec, api)));
 

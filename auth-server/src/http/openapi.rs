@@ -183,7 +183,7 @@ shared_refusals! {
     info(
         title = "auth-server",
         description = "OAuth 2.0 token service: password, refresh and client-credentials grants, \
-            revocation, introspection, JWKS and discovery, sign-up, userinfo and sessions. Errors are \
+            revocation, introspection, JWKS and discovery, sign-up, userinfo, sessions and consents. Errors are \
             RFC 6749 JSON on `/oauth/*` and RFC 9457 problem+json elsewhere."
     ),
     components(
@@ -200,7 +200,7 @@ shared_refusals! {
     tags(
         (name = "oauth", description = "RFC 6749 token endpoint, RFC 7009 revocation, RFC 7662 introspection"),
         (name = "discovery", description = "JWKS and server metadata"),
-        (name = "users", description = "Sign-up, userinfo, sessions and invitations"),
+        (name = "users", description = "Sign-up, userinfo, sessions, consents and invitations"),
         (name = "admin", description = "For confidential clients holding an admin scope: users' claims and invitations"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )
@@ -392,6 +392,8 @@ mod tests {
             "post /userinfo",
             "get /v1/sessions",
             "delete /v1/sessions/{sid}",
+            "get /v1/consents",
+            "delete /v1/consents/{client_id}",
             "post /v1/logout",
             "patch /v1/admin/users/{id}/claims",
             "post /v1/admin/invitations",
@@ -406,7 +408,7 @@ mod tests {
         ] {
             assert!(documented.contains(expected), "{expected} is not documented: {documented:?}");
         }
-        assert_eq!(documented.len(), 19, "{documented:?}");
+        assert_eq!(documented.len(), 21, "{documented:?}");
     }
 
     #[test]

@@ -65,7 +65,8 @@ pub struct Browser {
 }
 
 impl Browser {
-    fn cookie_header(&self) -> String {
+    /// The `Cookie` header the browser sends.
+    pub fn cookie_header(&self) -> String {
         self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
     }
 
@@ -142,7 +143,8 @@ pub fn redirect_params(response: &reqwest::Response, expected_target: &str) -> V
     location.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+/// The value of query parameter `name`.
+pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
@@ -479,7 +481,8 @@ async fn a_confidential_client_exchanges_with_its_secret(db: TestDb) {
     // A third-party client's page names it.
     let html = browser.get(&server, &path).await.text().await.unwrap();
     assert!(html.contains("Partner app"), "{html}");
-    let params = sign_in(&server, &mut browser, &path, "erin", "https://partner.test/cb").await;
+    let consent = crate::consent::sign_in_to_consent(&server, &mut browser, &path, "erin").await;
+    let params = crate::consent::answer(&server, &mut browser, &consent, "allow", "https://partner.test/cb").await;
     let code = param(&params, "code").unwrap();
     let form = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", "https://partner.test/cb"), ("code_verifier", VERIFIER)];
     let unauthenticated = server.post_form("/oauth/token", &[form.as_slice(), &[("client_id", "partner")]].concat()).await;

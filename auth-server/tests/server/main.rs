@@ -16,6 +16,7 @@ mod browser_real;
 mod claims;
 mod cli;
 mod client_library;
+mod consent;
 mod connections;
 mod discovery;
 mod faults;

@@ -38,6 +38,7 @@ macro_rules! audit_columns {
 mod audit;
 mod browser;
 mod clients;
+mod consents;
 mod families;
 mod invitations;
 mod keys;

@@ -1,16 +1,26 @@
-//! `GET|POST /oauth/authorize` (OAuth 2.1 section 4.1.1) and `POST /sign-in`, the hosted form
-//! it shows.
+//! `GET|POST /oauth/authorize` (OAuth 2.1 section 4.1.1) and the hosted forms it shows:
+//! `POST /sign-in` and `POST /consent`.
 //!
 //! ```text
 //! browser --GET /oauth/authorize?client_id&redirect_uri&code_challenge...--> validate (auth-core)
 //!   client or redirect URI unknown -> error page (never a redirect)
 //!   other refusal                  -> 303 redirect_uri?error=...&state&iss
-//!   live browser session           -> 303 redirect_uri?code&state&iss
+//!   live browser session           -> signed in (below)
 //!   prompt=none without session    -> 303 redirect_uri?error=login_required&state&iss
 //!   otherwise                      -> sign-in page (the request rides along in a hidden field)
 //! browser --POST /sign-in (csrf, authorization, username, password)-->
 //!   foreign origin / bad CSRF token -> 403 error page
-//!   the request validated again, the one login path, a browser session cookie, then a code
+//!   the request validated again, the one login path, a browser session cookie, then signed in
+//! signed in:
+//!   first-party client, or consent to every requested scope given before (no prompt=consent)
+//!                                   -> 303 redirect_uri?code&state&iss
+//!   prompt=none                     -> 303 redirect_uri?error=consent_required&state&iss
+//!   otherwise                       -> consent page (the request and the session's id ride along)
+//! browser --POST /consent (csrf, authorization, session, decision)-->
+//!   foreign origin / bad CSRF token / another session than the page's -> 403 error page
+//!   no live session                 -> sign-in page
+//!   allow -> consent recorded, 303 redirect_uri?code&state&iss
+//!   deny  -> 303 redirect_uri?error=access_denied&state&iss
 //! ```
 
 use std::collections::HashMap;
@@ -18,7 +28,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use askama::Template;
-use auth_core::authority::{Authorization, AuthorizationRequest, AuthorizeRefusal, PasswordLogin};
+use auth_core::authority::{Authorization, AuthorizationRequest, AuthorizeRefusal, OPENID_SCOPE, PasswordLogin};
+use auth_core::store::BrowserSessionRecord;
 use auth_core::{Code, Error};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
@@ -51,6 +62,8 @@ const AUTHORIZE_PARAMETERS: &[&str] = &[
 ];
 /// The fields of the sign-in form.
 const SIGN_IN_FIELDS: &[&str] = &["authorization", "csrf", "username", "password"];
+/// The fields of the consent form.
+const CONSENT_FIELDS: &[&str] = &["authorization", "csrf", "session", "decision"];
 /// Longest authorization request (query or form) read.
 const MAX_AUTHORIZATION_LEN: usize = 16 * 1024;
 
@@ -65,6 +78,25 @@ struct SignInPage {
     csrf: String,
     authorization: String,
     username: String,
+}
+
+/// The consent page.
+#[derive(Template)]
+#[template(path = "consent.html")]
+struct ConsentPage {
+    t: &'static Catalogue,
+    product_name: String,
+    heading: String,
+    scopes: Vec<ScopeLine>,
+    csrf: String,
+    authorization: String,
+    session: String,
+}
+
+/// One requested scope on the consent page.
+struct ScopeLine {
+    name: String,
+    description: String,
 }
 
 /// `GET /oauth/authorize` and `POST /oauth/authorize` (form-encoded, OpenID Connect Core 3.1.2.1).
@@ -104,10 +136,7 @@ pub async fn authorize(State(state): State<Arc<AppState>>, method: Method, uri: 
     };
     let now = state.clock.now();
     if let Some(session) = session.filter(|s| authorization.accepts_session(s, now)) {
-        return match state.authority.issue_code(&authorization, &session).await {
-            Ok(code) => send_code(&state, &authorization, &code, None),
-            Err(e) => unavailable(&chrome, &e),
-        };
+        return answer_signed_in(&state, &chrome, &headers, &request, &authorization, &session, None).await;
     }
     if authorization.prompt.none {
         return redirect_error(&state, &authorization, "login_required", Code::AuthorizeLoginRequired, "no browser session");
@@ -123,32 +152,11 @@ pub async fn sign_in(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let chrome = Chrome::new(&state, &[], &headers);
     let cookies = Cookies::for_issuer(&state.spec.issuer);
-    let forbidden = |chrome: &Chrome| ErrorPage::new(chrome, Code::RequestCsrf, "error.csrf").into_response_with(StatusCode::FORBIDDEN);
-    if !same_origin_post(&headers, &state.spec.issuer) {
-        return forbidden(&chrome);
-    }
-    let mut form = match parse_form(headers.get(header::CONTENT_TYPE), &body, SIGN_IN_FIELDS) {
-        Ok(form) => form,
-        Err(_) => return ErrorPage::new(&chrome, Code::RequestMalformed, "error.invalid_request").into_response_with(StatusCode::BAD_REQUEST),
+    let PageForm { fields: mut form, request, authorization, chrome } = match read_page_form(&state, &headers, &body, SIGN_IN_FIELDS) {
+        Ok(read) => read,
+        Err(response) => return response,
     };
-    let csrf_ok = match (cookies.csrf(&headers), form.get("csrf")) {
-        (Some(binding), Some(token)) => state.authority.check_csrf(&binding, token),
-        _ => false,
-    };
-    if !csrf_ok {
-        return forbidden(&chrome);
-    }
-    let request = match form.get("authorization").map(|text| read_authorization(text)) {
-        Some(Ok(values)) => authorization_request(values),
-        _ => return ErrorPage::new(&chrome, Code::AuthorizeInvalidRequest, "error.invalid_request").into_response_with(StatusCode::BAD_REQUEST),
-    };
-    let authorization = match state.authority.check_authorization(&request) {
-        Ok(authorization) => authorization,
-        Err(refusal) => return refused(&state, &chrome, refusal),
-    };
-    let chrome = Chrome::new(&state, &authorization.ui_locales, &headers);
     let username = form.remove("username").unwrap_or_default();
     let password = form.remove("password").unwrap_or_default();
     let again = |status: StatusCode, message: String| {
@@ -172,12 +180,121 @@ pub async fn sign_in(
             return again(StatusCode::SERVICE_UNAVAILABLE, chrome.t.get("sign_in.unavailable").to_owned());
         }
     };
-    let code = match state.authority.issue_code(&authorization, &signed_in.session).await {
-        Ok(code) => code,
-        Err(e) => return unavailable(&chrome, &e),
-    };
     let max_age = state.spec.browser.session_absolute_ttl.as_i64();
-    send_code(&state, &authorization, &code, Some(cookies.set_session(&signed_in.cookie, max_age)))
+    let cookie = cookies.set_session(&signed_in.cookie, max_age);
+    answer_signed_in(&state, &chrome, &headers, &request, &authorization, &signed_in.session, Some(cookie)).await
+}
+
+/// `POST /consent`: the consent form's answer.
+pub async fn consent(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let cookies = Cookies::for_issuer(&state.spec.issuer);
+    let PageForm { fields: form, request, authorization, chrome } = match read_page_form(&state, &headers, &body, CONSENT_FIELDS) {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let session = match cookies.session(&headers) {
+        Some(cookie) => match state.authority.browser_session(&cookie).await {
+            Ok(session) => session,
+            Err(e) => return unavailable(&chrome, &e),
+        },
+        None => None,
+    };
+    let Some(session) = session else {
+        // Signed out (or the session expired) while the page was open: sign in again, and the
+        // consent page follows.
+        let message = chrome.t.get("consent.signed_out").to_owned();
+        return sign_in_page(&state, &chrome, &headers, &request, &authorization, StatusCode::UNAUTHORIZED, Some(message), "");
+    };
+    // The page was shown to another sign-in than the browser's now: its answer is not this user's.
+    if form.get("session") != Some(&session.id) {
+        return ErrorPage::new(&chrome, Code::RequestCsrf, "error.csrf").into_response_with(StatusCode::FORBIDDEN);
+    }
+    match form.get("decision").map(String::as_str) {
+        Some("allow") => {
+            if let Err(e) = state.authority.grant_consent(&authorization, &session).await {
+                return unavailable(&chrome, &e);
+            }
+            match state.authority.issue_code(&authorization, &session).await {
+                Ok(code) => send_code(&state, &authorization, &code, None),
+                Err(e) => unavailable(&chrome, &e),
+            }
+        }
+        Some("deny") => {
+            tracing::debug!(client = authorization.client_id, "consent declined");
+            redirect_error(&state, &authorization, "access_denied", Code::AuthorizeAccessDenied, "the user declined the request")
+        }
+        _ => ErrorPage::new(&chrome, Code::RequestMalformed, "error.invalid_request").into_response_with(StatusCode::BAD_REQUEST),
+    }
+}
+
+/// A form of the hosted pages, as [`read_page_form`] reads it.
+struct PageForm {
+    fields: HashMap<String, String>,
+    request: AuthorizationRequest,
+    authorization: Authorization,
+    /// The chrome in the request's language.
+    chrome: Chrome,
+}
+
+/// Reads a form of the hosted pages: posted from this service's own page (same origin, a CSRF
+/// token bound to the browser's CSRF cookie), its fields, and the authorization request it
+/// carries, validated again. A refusal is the response to send.
+fn read_page_form(state: &AppState, headers: &HeaderMap, body: &Bytes, fields: &[&str]) -> Result<PageForm, Response> {
+    let chrome = Chrome::new(state, &[], headers);
+    let cookies = Cookies::for_issuer(&state.spec.issuer);
+    let forbidden = |chrome: &Chrome| ErrorPage::new(chrome, Code::RequestCsrf, "error.csrf").into_response_with(StatusCode::FORBIDDEN);
+    if !same_origin_post(headers, &state.spec.issuer) {
+        return Err(forbidden(&chrome));
+    }
+    let form = parse_form(headers.get(header::CONTENT_TYPE), body, fields)
+        .map_err(|_| ErrorPage::new(&chrome, Code::RequestMalformed, "error.invalid_request").into_response_with(StatusCode::BAD_REQUEST))?;
+    let csrf_ok = match (cookies.csrf(headers), form.get("csrf")) {
+        (Some(binding), Some(token)) => state.authority.check_csrf(&binding, token),
+        _ => false,
+    };
+    if !csrf_ok {
+        return Err(forbidden(&chrome));
+    }
+    let request = match form.get("authorization").map(|text| read_authorization(text)) {
+        Some(Ok(values)) => authorization_request(values),
+        _ => {
+            return Err(ErrorPage::new(&chrome, Code::AuthorizeInvalidRequest, "error.invalid_request").into_response_with(StatusCode::BAD_REQUEST));
+        }
+    };
+    let authorization = state.authority.check_authorization(&request).map_err(|refusal| refused(state, &chrome, refusal))?;
+    let chrome = Chrome::new(state, &authorization.ui_locales, headers);
+    Ok(PageForm { fields: form, request, authorization, chrome })
+}
+
+/// The user of `session` is signed in for `authorization`: a code, unless the client must ask
+/// for consent first (the consent page, or `consent_required` when no page may be shown).
+/// `cookie` is a new session's, set with whatever answers.
+async fn answer_signed_in(
+    state: &AppState,
+    chrome: &Chrome,
+    headers: &HeaderMap,
+    request: &AuthorizationRequest,
+    authorization: &Authorization,
+    session: &BrowserSessionRecord,
+    cookie: Option<HeaderValue>,
+) -> Response {
+    match state.authority.needs_consent(authorization, &session.user_id).await {
+        Ok(false) => match state.authority.issue_code(authorization, session).await {
+            Ok(code) => send_code(state, authorization, &code, cookie),
+            Err(e) => unavailable(chrome, &e),
+        },
+        Ok(true) if authorization.prompt.none => {
+            redirect_error(state, authorization, "consent_required", Code::AuthorizeConsentRequired, "the user has not consented to this client and scope")
+        }
+        Ok(true) => {
+            let mut response = consent_page(state, chrome, headers, request, authorization, session);
+            if let Some(cookie) = cookie {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            response
+        }
+        Err(e) => unavailable(chrome, &e),
+    }
 }
 
 /// The known parameters of a query string or of the sign-in form's copy of it.
@@ -216,10 +333,12 @@ fn authorization_request(mut values: HashMap<String, String>) -> AuthorizationRe
     }
 }
 
-/// The request as the sign-in form carries it (form-encoded; `prompt=login` and `max_age` are
-/// dropped, since the sign-in they asked for is the one the form does).
+/// The request as the sign-in and consent forms carry it (form-encoded; `prompt=login` and
+/// `max_age` are dropped, since the sign-in they asked for is the one the form does; of the
+/// prompt, `consent` is kept, so that the consent page still follows the sign-in).
 fn encode_authorization(request: &AuthorizationRequest) -> String {
     let mut out = form_urlencoded::Serializer::new(String::new());
+    let prompt = request.prompt.as_deref().is_some_and(|p| p.split(' ').any(|v| v == "consent")).then(|| "consent".to_owned());
     let fields = [
         ("response_type", &request.response_type),
         ("client_id", &request.client_id),
@@ -229,6 +348,7 @@ fn encode_authorization(request: &AuthorizationRequest) -> String {
         ("code_challenge", &request.code_challenge),
         ("code_challenge_method", &request.code_challenge_method),
         ("nonce", &request.nonce),
+        ("prompt", &prompt),
         ("login_hint", &request.login_hint),
         ("ui_locales", &request.ui_locales),
         ("response_mode", &request.response_mode),
@@ -258,11 +378,10 @@ fn sign_in_page(
         Err(e) => return unavailable(chrome, &e),
     };
     let client = state.spec.clients.get(&authorization.client_id);
-    let client_name = client.map(|c| if c.description.is_empty() { authorization.client_id.as_str() } else { c.description.as_str() });
     let template = SignInPage {
         t: chrome.t,
         product_name: chrome.product_name.clone(),
-        continue_to: chrome.t.fill("sign_in.continue_to", "client", client_name.unwrap_or_default()),
+        continue_to: chrome.t.fill("sign_in.continue_to", "client", &client_name(state, authorization)),
         error,
         csrf: state.authority.csrf_token(&csrf.value),
         authorization: encode_authorization(request),
@@ -270,6 +389,58 @@ fn sign_in_page(
     };
     let targets = client.map(FormTargets::of_client).unwrap_or_default();
     let mut response = page(status, &template, &targets);
+    if csrf.is_new {
+        response.headers_mut().append(header::SET_COOKIE, cookies.set_csrf(&csrf.value));
+    }
+    response
+}
+
+/// The client as the pages name it: its description, else its id.
+fn client_name(state: &AppState, authorization: &Authorization) -> String {
+    match state.spec.clients.get(&authorization.client_id) {
+        Some(client) if !client.description.is_empty() => client.description.clone(),
+        _ => authorization.client_id.clone(),
+    }
+}
+
+/// The consent page: the client, each requested scope with its description, allow and deny.
+fn consent_page(
+    state: &AppState,
+    chrome: &Chrome,
+    headers: &HeaderMap,
+    request: &AuthorizationRequest,
+    authorization: &Authorization,
+    session: &BrowserSessionRecord,
+) -> Response {
+    let cookies = Cookies::for_issuer(&state.spec.issuer);
+    let csrf = match CsrfCookie::for_request(cookies, headers) {
+        Ok(csrf) => csrf,
+        Err(e) => return unavailable(chrome, &e),
+    };
+    let scopes = authorization
+        .scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(|name| {
+            let description = match state.spec.scopes.get(name) {
+                _ if name == OPENID_SCOPE => chrome.t.get("consent.scope_openid").to_owned(),
+                Some(scope) if !scope.description.is_empty() => scope.description.clone(),
+                _ => name.to_owned(),
+            };
+            ScopeLine { name: name.to_owned(), description }
+        })
+        .collect();
+    let template = ConsentPage {
+        t: chrome.t,
+        product_name: chrome.product_name.clone(),
+        heading: chrome.t.fill("consent.heading", "client", &client_name(state, authorization)),
+        scopes,
+        csrf: state.authority.csrf_token(&csrf.value),
+        authorization: encode_authorization(request),
+        session: session.id.clone(),
+    };
+    let targets = state.spec.clients.get(&authorization.client_id).map(FormTargets::of_client).unwrap_or_default();
+    let mut response = page(StatusCode::OK, &template, &targets);
     if csrf.is_new {
         response.headers_mut().append(header::SET_COOKIE, cookies.set_csrf(&csrf.value));
     }

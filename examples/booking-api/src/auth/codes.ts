@@ -108,6 +108,7 @@ export type ServerErrorCode =
   | "route.method_not_allowed"
   | "session.not_found"
   | "session.none"
+  | "consent.not_found"
   | "input.invalid"
   | "input.conflict"
   | "input.not_found"
