@@ -11,6 +11,7 @@
 // - the same with JavaScript off;
 // - a wrong password is announced (role=alert), the fields are marked aria-invalid, and the
 //   focused field has a visible outline;
+// - signing out asks first (no id_token_hint), ends the session; axe-core on both pages.
 // - axe-core finds nothing on the sign-in page, the page with an error, the German page and an
 //   error page;
 // - a form on another origin posting to /sign-in with the victim's cookies (and even a leaked
@@ -230,6 +231,33 @@ test('axe-core finds no violation on the sign-in, error and German pages', async
 
   await openSignIn(page, '?ui_locales=de');
   await expectAccessible(page, 'the German sign-in page');
+  await context.close();
+});
+
+test('signing out asks first, ends the session, and both pages pass axe-core', async () => {
+  const { context, page } = await newPage({ bypassCSP: true });
+  await openSignIn(page);
+  await page.locator('#username').fill(username);
+  await page.locator('#password').fill(password);
+  await page.locator('button[type=submit]').click();
+  await expectSignedIn(page);
+  assert.ok((await context.cookies(issuer)).some((c) => c.name === 'auth_session'));
+
+  // Without an id_token_hint the service asks before it signs anyone out.
+  const asked = await page.goto(`${issuer}/oauth/end-session`);
+  assert.equal(asked.status(), 200);
+  await screenshot(page, 'sign-out-confirmation');
+  await expectAccessible(page, 'the sign-out page');
+  const answered = page.waitForResponse((r) => r.url() === `${issuer}/sign-out` && r.request().method() === 'POST');
+  await page.locator('button[type=submit]').click();
+  assert.equal((await answered).status(), 200);
+  await page.waitForLoadState();
+  assert.match(await page.getByRole('status').textContent(), /signed out|close this window/i);
+  await screenshot(page, 'signed-out');
+  await expectAccessible(page, 'the signed-out page');
+  assert.equal((await context.cookies(issuer)).some((c) => c.name === 'auth_session'), false, 'the cookie is gone');
+  // The next sign-in shows the form again.
+  await openSignIn(page);
   await context.close();
 });
 
