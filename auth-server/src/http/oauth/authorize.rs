@@ -38,7 +38,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::http::extract::{parse_form, parse_pairs};
 use crate::http::ui::catalogue::Catalogue;
-use crate::http::ui::{Chrome, Cookies, CsrfCookie, ErrorPage, FormTargets, page, page_headers, same_origin_post};
+use crate::http::ui::{Chrome, Cookies, ErrorPage, FormTargets, form_page, page_headers, posted_form};
 use crate::state::AppState;
 
 /// The parameters of an authorization request (others are ignored, RFC 6749 3.1).
@@ -130,7 +130,7 @@ pub async fn authorize(State(state): State<Arc<AppState>>, method: Method, uri: 
     let session = match cookies.session(&headers) {
         Some(cookie) => match state.authority.browser_session(&cookie).await {
             Ok(session) => session,
-            Err(e) => return unavailable(&chrome, &e),
+            Err(e) => return ErrorPage::unavailable(&chrome, &e),
         },
         None => None,
     };
@@ -195,7 +195,7 @@ pub async fn consent(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
     let session = match cookies.session(&headers) {
         Some(cookie) => match state.authority.browser_session(&cookie).await {
             Ok(session) => session,
-            Err(e) => return unavailable(&chrome, &e),
+            Err(e) => return ErrorPage::unavailable(&chrome, &e),
         },
         None => None,
     };
@@ -212,11 +212,11 @@ pub async fn consent(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
     match form.get("decision").map(String::as_str) {
         Some("allow") => {
             if let Err(e) = state.authority.grant_consent(&authorization, &session).await {
-                return unavailable(&chrome, &e);
+                return ErrorPage::unavailable(&chrome, &e);
             }
             match state.authority.issue_code(&authorization, &session).await {
                 Ok(code) => send_code(&state, &authorization, &code, None),
-                Err(e) => unavailable(&chrome, &e),
+                Err(e) => ErrorPage::unavailable(&chrome, &e),
             }
         }
         Some("deny") => {
@@ -241,25 +241,10 @@ struct PageForm {
 /// carries, validated again. A refusal is the response to send.
 fn read_page_form(state: &AppState, headers: &HeaderMap, body: &Bytes, fields: &[&str]) -> Result<PageForm, Response> {
     let chrome = Chrome::new(state, &[], headers);
-    let cookies = Cookies::for_issuer(&state.spec.issuer);
-    let forbidden = |chrome: &Chrome| ErrorPage::new(chrome, Code::RequestCsrf, "error.csrf").into_response_with(StatusCode::FORBIDDEN);
-    if !same_origin_post(headers, &state.spec.issuer) {
-        return Err(forbidden(&chrome));
-    }
-    let form = parse_form(headers.get(header::CONTENT_TYPE), body, fields)
-        .map_err(|_| ErrorPage::new(&chrome, Code::RequestMalformed, "error.invalid_request").into_response_with(StatusCode::BAD_REQUEST))?;
-    let csrf_ok = match (cookies.csrf(headers), form.get("csrf")) {
-        (Some(binding), Some(token)) => state.authority.check_csrf(&binding, token),
-        _ => false,
-    };
-    if !csrf_ok {
-        return Err(forbidden(&chrome));
-    }
+    let form = posted_form(state, &chrome, headers, body, fields)?;
     let request = match form.get("authorization").map(|text| read_authorization(text)) {
         Some(Ok(values)) => authorization_request(values),
-        _ => {
-            return Err(ErrorPage::new(&chrome, Code::AuthorizeInvalidRequest, "error.invalid_request").into_response_with(StatusCode::BAD_REQUEST));
-        }
+        _ => return Err(ErrorPage::refusal(&chrome, Code::AuthorizeInvalidRequest)),
     };
     let authorization = state.authority.check_authorization(&request).map_err(|refusal| refused(state, &chrome, refusal))?;
     let chrome = Chrome::new(state, &authorization.ui_locales, headers);
@@ -281,7 +266,7 @@ async fn answer_signed_in(
     match state.authority.needs_consent(authorization, &session.user_id).await {
         Ok(false) => match state.authority.issue_code(authorization, session).await {
             Ok(code) => send_code(state, authorization, &code, cookie),
-            Err(e) => unavailable(chrome, &e),
+            Err(e) => ErrorPage::unavailable(chrome, &e),
         },
         Ok(true) if authorization.prompt.none => {
             redirect_error(state, authorization, "consent_required", Code::AuthorizeConsentRequired, "the user has not consented to this client and scope")
@@ -293,7 +278,7 @@ async fn answer_signed_in(
             }
             response
         }
-        Err(e) => unavailable(chrome, &e),
+        Err(e) => ErrorPage::unavailable(chrome, &e),
     }
 }
 
@@ -372,27 +357,16 @@ fn sign_in_page(
     error: Option<String>,
     username: &str,
 ) -> Response {
-    let cookies = Cookies::for_issuer(&state.spec.issuer);
-    let csrf = match CsrfCookie::for_request(cookies, headers) {
-        Ok(csrf) => csrf,
-        Err(e) => return unavailable(chrome, &e),
-    };
-    let client = state.spec.clients.get(&authorization.client_id);
-    let template = SignInPage {
+    let targets = state.spec.clients.get(&authorization.client_id).map(FormTargets::of_client).unwrap_or_default();
+    form_page(state, chrome, headers, status, &targets, |csrf| SignInPage {
         t: chrome.t,
         product_name: chrome.product_name.clone(),
         continue_to: chrome.t.fill("sign_in.continue_to", "client", &client_name(state, authorization)),
         error,
-        csrf: state.authority.csrf_token(&csrf.value),
+        csrf,
         authorization: encode_authorization(request),
         username: username.chars().take(128).collect(),
-    };
-    let targets = client.map(FormTargets::of_client).unwrap_or_default();
-    let mut response = page(status, &template, &targets);
-    if csrf.is_new {
-        response.headers_mut().append(header::SET_COOKIE, cookies.set_csrf(&csrf.value));
-    }
-    response
+    })
 }
 
 /// The client as the pages name it: its description, else its id.
@@ -412,11 +386,6 @@ fn consent_page(
     authorization: &Authorization,
     session: &BrowserSessionRecord,
 ) -> Response {
-    let cookies = Cookies::for_issuer(&state.spec.issuer);
-    let csrf = match CsrfCookie::for_request(cookies, headers) {
-        Ok(csrf) => csrf,
-        Err(e) => return unavailable(chrome, &e),
-    };
     let scopes = authorization
         .scope
         .split(' ')
@@ -430,21 +399,16 @@ fn consent_page(
             ScopeLine { name: name.to_owned(), description }
         })
         .collect();
-    let template = ConsentPage {
+    let targets = state.spec.clients.get(&authorization.client_id).map(FormTargets::of_client).unwrap_or_default();
+    form_page(state, chrome, headers, StatusCode::OK, &targets, |csrf| ConsentPage {
         t: chrome.t,
         product_name: chrome.product_name.clone(),
         heading: chrome.t.fill("consent.heading", "client", &client_name(state, authorization)),
         scopes,
-        csrf: state.authority.csrf_token(&csrf.value),
+        csrf,
         authorization: encode_authorization(request),
         session: session.id.clone(),
-    };
-    let targets = state.spec.clients.get(&authorization.client_id).map(FormTargets::of_client).unwrap_or_default();
-    let mut response = page(StatusCode::OK, &template, &targets);
-    if csrf.is_new {
-        response.headers_mut().append(header::SET_COOKIE, cookies.set_csrf(&csrf.value));
-    }
-    response
+    })
 }
 
 /// A refusal: the error page, or the error sent back to the client.
@@ -452,37 +416,27 @@ fn refused(state: &AppState, chrome: &Chrome, refusal: AuthorizeRefusal) -> Resp
     match refusal {
         AuthorizeRefusal::Page { code, detail } => {
             tracing::debug!(code = code.as_str(), detail, "authorization request refused on a page");
-            let message = match code {
-                Code::AuthorizeInvalidClient => "error.invalid_client",
-                Code::AuthorizeInvalidRedirectUri => "error.invalid_redirect_uri",
-                _ => "error.invalid_request",
-            };
-            ErrorPage::new(chrome, code, message).into_response_with(StatusCode::BAD_REQUEST)
+            ErrorPage::refusal(chrome, code)
         }
         AuthorizeRefusal::Redirect { redirect_uri, state: client_state, error, code, detail } => {
-            let description = format!("{}: {detail}", code.as_str());
-            let mut params = vec![("error", error), ("error_description", description.as_str())];
-            if let Some(client_state) = &client_state {
-                params.push(("state", client_state));
-            }
-            params.push(("iss", &state.spec.issuer));
-            redirect(&redirect_uri, &params, None)
+            redirect_refusal(state, &redirect_uri, client_state.as_deref(), error, code, &detail)
         }
     }
 }
 
+/// An error sent back to the client's (validated) redirect URI, with `state` and `iss`.
+fn redirect_refusal(state: &AppState, redirect_uri: &str, client_state: Option<&str>, error: &str, code: Code, detail: &str) -> Response {
+    let description = format!("{}: {detail}", code.as_str());
+    let mut params = vec![("error", error), ("error_description", description.as_str())];
+    if let Some(client_state) = client_state {
+        params.push(("state", client_state));
+    }
+    params.push(("iss", &state.spec.issuer));
+    redirect(redirect_uri, &params, None)
+}
+
 fn redirect_error(state: &AppState, authorization: &Authorization, error: &'static str, code: Code, detail: &str) -> Response {
-    refused(
-        state,
-        &Chrome::new(state, &[], &HeaderMap::new()),
-        AuthorizeRefusal::Redirect {
-            redirect_uri: authorization.redirect_uri.clone(),
-            state: authorization.state.clone(),
-            error,
-            code,
-            detail: detail.to_owned(),
-        },
-    )
+    redirect_refusal(state, &authorization.redirect_uri, authorization.state.as_deref(), error, code, detail)
 }
 
 /// The code, back to the client (RFC 9207 `iss` with it).
@@ -512,7 +466,3 @@ fn redirect(redirect_uri: &str, params: &[(&str, &str)], cookie: Option<HeaderVa
     response
 }
 
-fn unavailable(chrome: &Chrome, error: &Error) -> Response {
-    tracing::warn!(error = %error, "a sign-in page could not be served");
-    ErrorPage::new(chrome, error.code(), "error.unavailable").into_response_with(StatusCode::SERVICE_UNAVAILABLE)
-}

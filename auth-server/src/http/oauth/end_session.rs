@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::http::extract::{parse_form, parse_pairs};
 use crate::http::ui::catalogue::Catalogue;
-use crate::http::ui::{Chrome, Cookies, CsrfCookie, ErrorPage, FormTargets, page, page_headers, same_origin_post};
+use crate::http::ui::{Chrome, Cookies, ErrorPage, FormTargets, form_page, page, page_headers, posted_form};
 use crate::state::AppState;
 
 /// The parameters of a logout request (others are ignored).
@@ -61,7 +61,7 @@ pub async fn end_session(State(state): State<Arc<AppState>>, method: Method, uri
     let raw = if method == Method::POST {
         // Read as a form first (content type, UTF-8, repeated parameters), then kept as sent.
         if parse_form(headers.get(header::CONTENT_TYPE), &body, LOGOUT_PARAMETERS).is_err() {
-            return refused(&Chrome::new(&state, &[], &headers), Code::RequestMalformed);
+            return ErrorPage::refusal(&Chrome::new(&state, &[], &headers), Code::RequestMalformed);
         }
         String::from_utf8_lossy(&body).into_owned()
     } else {
@@ -72,7 +72,7 @@ pub async fn end_session(State(state): State<Arc<AppState>>, method: Method, uri
     let chrome = Chrome::new(&state, &locales, &headers);
     let logout = match values.and_then(|values| validate(&state, &values, raw)) {
         Ok(logout) => logout,
-        Err(code) => return refused(&chrome, code),
+        Err(code) => return ErrorPage::refusal(&chrome, code),
     };
     let cookies = Cookies::for_issuer(&state.spec.issuer);
     let session = match cookies.session(&headers) {
@@ -85,59 +85,40 @@ pub async fn end_session(State(state): State<Arc<AppState>>, method: Method, uri
     };
     if logout.hinted_session.as_deref() == Some(session.id.as_str()) {
         if let Err(e) = state.authority.end_browser_session(&session).await {
-            return unavailable(&chrome, &e);
+            return ErrorPage::unavailable(&chrome, &e);
         }
         return finish(&state, &chrome, &logout, cookies);
     }
-    let csrf = match CsrfCookie::for_request(cookies, &headers) {
-        Ok(csrf) => csrf,
-        Err(e) => return unavailable(&chrome, &e),
-    };
-    let template = SignOutPage {
+    form_page(&state, &chrome, &headers, StatusCode::OK, &targets(&state, &logout), |csrf| SignOutPage {
         t: chrome.t,
         product_name: chrome.product_name.clone(),
-        csrf: state.authority.csrf_token(&csrf.value),
+        csrf,
         logout: logout.raw.clone(),
-    };
-    let mut response = page(StatusCode::OK, &template, &targets(&state, &logout));
-    if csrf.is_new {
-        response.headers_mut().append(header::SET_COOKIE, cookies.set_csrf(&csrf.value));
-    }
-    response
+    })
 }
 
 /// `POST /sign-out`: the confirmation form.
 pub async fn sign_out(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let chrome = Chrome::new(&state, &[], &headers);
     let cookies = Cookies::for_issuer(&state.spec.issuer);
-    let forbidden = || ErrorPage::new(&chrome, Code::RequestCsrf, "error.csrf").into_response_with(StatusCode::FORBIDDEN);
-    if !same_origin_post(&headers, &state.spec.issuer) {
-        return forbidden();
-    }
-    let Ok(form) = parse_form(headers.get(header::CONTENT_TYPE), &body, &["csrf", "logout"]) else {
-        return refused(&chrome, Code::RequestMalformed);
+    let form = match posted_form(&state, &chrome, &headers, &body, &["csrf", "logout"]) {
+        Ok(form) => form,
+        Err(response) => return response,
     };
-    let csrf_ok = match (cookies.csrf(&headers), form.get("csrf")) {
-        (Some(binding), Some(token)) => state.authority.check_csrf(&binding, token),
-        _ => false,
-    };
-    if !csrf_ok {
-        return forbidden();
-    }
     let raw = form.get("logout").cloned().unwrap_or_default();
     let logout = match read_logout(&raw).and_then(|values| validate(&state, &values, raw.clone())) {
         Ok(logout) => logout,
-        Err(code) => return refused(&chrome, code),
+        Err(code) => return ErrorPage::refusal(&chrome, code),
     };
     if let Some(cookie) = cookies.session(&headers) {
         match state.authority.browser_session(&cookie).await {
             Ok(Some(session)) => {
                 if let Err(e) = state.authority.end_browser_session(&session).await {
-                    return unavailable(&chrome, &e);
+                    return ErrorPage::unavailable(&chrome, &e);
                 }
             }
             Ok(None) => {}
-            Err(e) => return unavailable(&chrome, &e),
+            Err(e) => return ErrorPage::unavailable(&chrome, &e),
         }
     }
     finish(&state, &chrome, &logout, cookies)
@@ -195,10 +176,10 @@ fn finish(state: &AppState, chrome: &Chrome, logout: &Logout, cookies: Cookies) 
                         page_headers(response.headers_mut(), &targets(state, logout));
                         response
                     }
-                    Err(_) => refused(chrome, Code::AuthorizeInvalidRedirectUri),
+                    Err(_) => ErrorPage::refusal(chrome, Code::AuthorizeInvalidRedirectUri),
                 }
             }
-            Err(_) => refused(chrome, Code::AuthorizeInvalidRedirectUri),
+            Err(_) => ErrorPage::refusal(chrome, Code::AuthorizeInvalidRedirectUri),
         },
         None => page(StatusCode::OK, &SignedOutPage { t: chrome.t, product_name: chrome.product_name.clone() }, &FormTargets::default()),
     };
@@ -206,16 +187,3 @@ fn finish(state: &AppState, chrome: &Chrome, logout: &Logout, cookies: Cookies) 
     response
 }
 
-fn refused(chrome: &Chrome, code: Code) -> Response {
-    let message = match code {
-        Code::AuthorizeInvalidClient => "error.invalid_client",
-        Code::AuthorizeInvalidRedirectUri => "error.invalid_redirect_uri",
-        _ => "error.invalid_request",
-    };
-    ErrorPage::new(chrome, code, message).into_response_with(StatusCode::BAD_REQUEST)
-}
-
-fn unavailable(chrome: &Chrome, error: &auth_core::Error) -> Response {
-    tracing::warn!(error = %error, "sign-out could not be completed");
-    ErrorPage::new(chrome, error.code(), "error.unavailable").into_response_with(StatusCode::SERVICE_UNAVAILABLE)
-}

@@ -87,6 +87,28 @@ impl ErrorPage {
         Self { t, product_name: String::from("Sign in"), message: t.get(message).to_owned(), code: code.as_str() }
     }
 
+    /// The `400` page of a refused request, its message chosen by `code` (an unknown client, a
+    /// redirect URI not registered, anything else).
+    pub fn refusal(chrome: &Chrome, code: Code) -> Response {
+        let message = match code {
+            Code::AuthorizeInvalidClient => "error.invalid_client",
+            Code::AuthorizeInvalidRedirectUri => "error.invalid_redirect_uri",
+            _ => "error.invalid_request",
+        };
+        Self::new(chrome, code, message).into_response_with(StatusCode::BAD_REQUEST)
+    }
+
+    /// The `403` page of a form posted from elsewhere or without its CSRF token.
+    pub fn forbidden(chrome: &Chrome) -> Response {
+        Self::new(chrome, Code::RequestCsrf, "error.csrf").into_response_with(StatusCode::FORBIDDEN)
+    }
+
+    /// The `503` page of a request that could not be served (the cause goes to the log).
+    pub fn unavailable(chrome: &Chrome, error: &auth_core::Error) -> Response {
+        tracing::warn!(error = %error, "a page could not be served");
+        Self::new(chrome, error.code(), "error.unavailable").into_response_with(StatusCode::SERVICE_UNAVAILABLE)
+    }
+
     /// The page as a response with `status`, sent with the pages' headers.
     pub fn into_response_with(self, status: StatusCode) -> Response {
         page(status, &self, &FormTargets::default())
@@ -278,6 +300,49 @@ impl CsrfCookie {
             }
         })
     }
+}
+
+/// A page with a form: `template` gets the form's CSRF token, bound to the browser's CSRF cookie
+/// (set with the page when the browser has none yet).
+pub fn form_page<T: Template>(
+    state: &AppState,
+    chrome: &Chrome,
+    headers: &HeaderMap,
+    status: StatusCode,
+    targets: &FormTargets,
+    template: impl FnOnce(String) -> T,
+) -> Response {
+    let cookies = Cookies::for_issuer(&state.spec.issuer);
+    let csrf = match CsrfCookie::for_request(cookies, headers) {
+        Ok(csrf) => csrf,
+        Err(e) => return ErrorPage::unavailable(chrome, &e),
+    };
+    let mut response = page(status, &template(state.authority.csrf_token(&csrf.value)), targets);
+    if csrf.is_new {
+        response.headers_mut().append(header::SET_COOKIE, cookies.set_csrf(&csrf.value));
+    }
+    response
+}
+
+/// The fields of a form posted from this service's own pages: same origin, a known content type,
+/// and the CSRF token bound to the browser's CSRF cookie; the error page otherwise.
+pub fn posted_form(
+    state: &AppState,
+    chrome: &Chrome,
+    headers: &HeaderMap,
+    body: &axum::body::Bytes,
+    fields: &[&str],
+) -> Result<std::collections::HashMap<String, String>, Response> {
+    if !same_origin_post(headers, &state.spec.issuer) {
+        return Err(ErrorPage::forbidden(chrome));
+    }
+    let form = super::extract::parse_form(headers.get(header::CONTENT_TYPE), body, fields)
+        .map_err(|_| ErrorPage::refusal(chrome, Code::RequestMalformed))?;
+    let csrf_ok = match (Cookies::for_issuer(&state.spec.issuer).csrf(headers), form.get("csrf")) {
+        (Some(binding), Some(token)) => state.authority.check_csrf(&binding, token),
+        _ => false,
+    };
+    if csrf_ok { Ok(form) } else { Err(ErrorPage::forbidden(chrome)) }
 }
 
 /// Whether a form POST comes from this service's own pages: no foreign `Origin` (or `null`), and
