@@ -79,8 +79,10 @@ async fn a_head_sent_slowly_or_not_at_all_is_cut_off_at_the_header_read_timeout(
     let server = start(ConnectionLimits { header_read, ..roomy() }).await;
 
     // One byte every 100 ms, steadily: activity does not move the deadline.
-    let mut slow = connect(&server.base).await;
+    // The server's clock starts at accept, which can come before this task resumes from connect
+    // on a busy machine: start the test's clock before connecting.
     let started = Instant::now();
+    let mut slow = connect(&server.base).await;
     slow.write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: ").await.unwrap();
     let (mut read, mut write) = slow.into_split();
     let trickle = tokio::spawn(async move {
@@ -98,8 +100,8 @@ async fn a_head_sent_slowly_or_not_at_all_is_cut_off_at_the_header_read_timeout(
     trickle.abort();
 
     // A connection that never sends anything is cut off the same way.
-    let mut silent = connect(&server.base).await;
     let started = Instant::now();
+    let mut silent = connect(&server.base).await;
     let answer = until_closed(&mut silent, Duration::from_secs(5)).await;
     assert_eq!(answer.as_deref(), Some(""), "a silent connection stayed open");
     assert!(started.elapsed() >= header_read);
@@ -199,24 +201,34 @@ async fn wait_for(condition: impl Fn() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_release_binary_takes_the_connection_flags() {
     let deployment = Deployment::sqlite(&cheap_booking_spec(&[]));
-    // Three seconds of header-read timeout: time enough for the refusal to be seen first on a busy
-    // machine, before the held connections are cut off.
-    let server = deployment.start(&["--max-connections", "2", "--header-read-timeout-secs", "3"]).await;
-    // The start's own readiness check may still hold a slot: of these, one at least is served.
-    let mut held = [connect(&server.url("")).await, connect(&server.url("")).await];
+    // Six seconds of header-read timeout: time enough for the refusal to be seen first on a busy
+    // machine (the browser suite may be running beside this test), before the held connections
+    // are cut off.
+    let server = deployment.start(&["--max-connections", "2", "--header-read-timeout-secs", "6"]).await;
+    // The start's own readiness check may still hold a slot for a moment, so a connection made now
+    // can be refused: keep only connections that the server leaves open, until two are held.
+    let mut held = Vec::new();
+    let give_up = Instant::now() + Duration::from_secs(5);
+    while held.len() < 2 {
+        let mut stream = connect(&server.url("")).await;
+        if until_closed(&mut stream, Duration::from_millis(300)).await.is_none() {
+            held.push(stream);
+        }
+        assert!(Instant::now() < give_up, "two connections could not be held open");
+    }
     // The held connections may not be counted yet when the next arrives; retry until one is
     // refused.
-    let give_up = Instant::now() + Duration::from_secs(2);
+    let give_up = Instant::now() + Duration::from_secs(5);
     loop {
         let mut surplus = connect(&server.url("")).await;
-        if until_closed(&mut surplus, Duration::from_millis(300)).await.is_some() {
+        if until_closed(&mut surplus, Duration::from_secs(1)).await.is_some() {
             break;
         }
         assert!(Instant::now() < give_up, "a third connection was kept open");
     }
     for stream in &mut held {
-        let answer = until_closed(stream, Duration::from_secs(8)).await;
-        assert_eq!(answer.as_deref(), Some(""), "a silent connection outlived --header-read-timeout-secs 3");
+        let answer = until_closed(stream, Duration::from_secs(12)).await;
+        assert_eq!(answer.as_deref(), Some(""), "a silent connection outlived --header-read-timeout-secs 6");
     }
     let metrics = crate::process::http_client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(crate::support::metric_value(&metrics, "http_connections_dropped_total", &["reason=\"over_capacity\""]) >= 1.0);
