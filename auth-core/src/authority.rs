@@ -304,9 +304,11 @@ impl Authority {
         self.refresh.revoke_family(sid, "logout").await
     }
 
-    /// Revokes every refresh family of the user (`logout_all`); returns how many were live.
+    /// Revokes every refresh family and ends every browser session of the user (`logout_all`);
+    /// returns how many of both were live.
     pub async fn revoke_user_families(&self, user_id: &str) -> Result<u64> {
-        self.refresh.revoke_user(user_id, "logout_all").await
+        let families = self.refresh.revoke_user(user_id, "logout_all").await?;
+        Ok(families + self.end_user_browser_sessions(user_id, "logout_all").await?)
     }
 
     /// A user signs up. The username is normalized (RFC 8265, lowercase) so that names differing only
@@ -646,10 +648,11 @@ impl Authority {
         }
     }
 
-    /// Disables a user and revokes all of its refresh families.
+    /// Disables a user, revokes all of its refresh families and ends its browser sessions.
     pub async fn disable_user(&self, user_id: &str) -> Result<u64> {
         self.store.set_user_disabled(user_id, true).await?;
         let ended = self.refresh.revoke_user(user_id, "user_disabled").await?;
+        self.end_user_browser_sessions(user_id, "user_disabled").await?;
         self.audit(
             AuditEvent::new(self.clock.now_ms(), AuditKind::UserDisabled)
                 .user(user_id)

@@ -367,18 +367,72 @@ impl Authority {
     /// Ends a browser session (sign-out) and the sessions (refresh families) that code exchanges
     /// started from it, with their access tokens; `true` if it was live.
     pub async fn end_browser_session(&self, session: &BrowserSessionRecord) -> Result<bool> {
-        let ended = self.store.end_browser_session(&session.id, self.clock.now()).await?;
+        self.end_browser_session_for(&session.user_id, &session.id, "signed out").await
+    }
+
+    async fn end_browser_session_for(&self, user_id: &str, id: &str, reason: &str) -> Result<bool> {
+        let ended = self.store.end_browser_session(id, self.clock.now()).await?;
         let mut families = 0;
-        for family in self.store.browser_session_families(&session.id).await? {
-            if self.refresh.revoke_family(&family, "signed out").await? {
+        for family in self.store.browser_session_families(id).await? {
+            if self.refresh.revoke_family(&family, reason).await? {
                 families += 1;
             }
         }
         if ended {
             self.audit(
                 AuditEvent::new(self.clock.now_ms(), AuditKind::BrowserSessionEnded)
-                    .user(&session.user_id)
-                    .detail(serde_json::json!({ "browser_session": session.id, "reason": "signed out", "sessions_ended": families })),
+                    .user(user_id)
+                    .detail(serde_json::json!({ "browser_session": id, "reason": reason, "sessions_ended": families })),
+            )
+            .await?;
+        }
+        Ok(ended)
+    }
+
+    /// The user's live browser sessions (signed in on the hosted pages), newest first; at most
+    /// the 100 newest.
+    pub async fn user_browser_sessions(&self, user_id: &str) -> Result<Vec<BrowserSessionRecord>> {
+        let now = self.clock.now();
+        let idle_since = now.saturating_sub(self.spec.browser.session_idle_ttl.as_i64());
+        self.store.user_browser_sessions(user_id, now, idle_since).await
+    }
+
+    /// When a live browser session of the spec's lifetimes ends if it stays unused: the earlier
+    /// of its absolute end and the idle timeout from its last use.
+    pub fn browser_session_ends_at(&self, session: &BrowserSessionRecord) -> crate::clock::UnixSeconds {
+        session.expires_at.min(session.last_seen_at.saturating_add(self.spec.browser.session_idle_ttl.as_i64()))
+    }
+
+    /// The browser session that refresh family `family_id` was started from by a code exchange.
+    pub async fn browser_session_of_family(&self, family_id: &str) -> Result<Option<String>> {
+        if !crate::authority::could_be_id(family_id) {
+            return Ok(None);
+        }
+        self.store.browser_session_of_family(family_id).await
+    }
+
+    /// Ends the user's browser session `id` and the sessions started from it (`logout` through
+    /// the account API); `false` when the user has no such live session (another user's is
+    /// reported exactly like a missing one).
+    pub async fn end_user_browser_session(&self, user_id: &str, id: &str) -> Result<bool> {
+        if !crate::authority::could_be_id(id) {
+            return Ok(false);
+        }
+        if !self.user_browser_sessions(user_id).await?.iter().any(|s| s.id == id) {
+            return Ok(false);
+        }
+        self.end_browser_session_for(user_id, id, "logout").await
+    }
+
+    /// Ends every browser session of the user (their refresh families are ended with the user's
+    /// others); how many were live.
+    pub async fn end_user_browser_sessions(&self, user_id: &str, reason: &str) -> Result<u64> {
+        let ended = self.store.end_user_browser_sessions(user_id, self.clock.now()).await?;
+        if ended > 0 {
+            self.audit(
+                AuditEvent::new(self.clock.now_ms(), AuditKind::BrowserSessionEnded)
+                    .user(user_id)
+                    .detail(serde_json::json!({ "reason": reason, "browser_sessions_ended": ended })),
             )
             .await?;
         }

@@ -112,4 +112,6 @@ pub trait BrowserSessionStore: Send + Sync + std::fmt::Debug {
     async fn link_browser_session_family(&self, id: &str, family_id: &str) -> Result<()>;
     /// The refresh families started from browser session `id` (at most 1000).
     async fn browser_session_families(&self, id: &str) -> Result<Vec<String>>;
+    /// The browser session that refresh family `family_id` was started from, if any.
+    async fn browser_session_of_family(&self, family_id: &str) -> Result<Option<String>>;
 }

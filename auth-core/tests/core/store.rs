@@ -616,6 +616,11 @@ async fn browser_sessions_live_idle_and_end(db: &TestDb) {
     assert!(db.store.browser_session("h1", 300, 250).await.unwrap().is_some(), "used at 300");
     assert_eq!(db.store.browser_session("h1", 1000, 0).await.unwrap(), None, "absolute end");
     assert_eq!(db.store.user_browser_sessions("u1", 400, 0).await.unwrap().len(), 2);
+    db.store.link_browser_session_family("b2", "f1").await.unwrap();
+    db.store.link_browser_session_family("b2", "f2").await.unwrap();
+    assert_eq!(db.store.browser_session_families("b2").await.unwrap(), ["f1", "f2"]);
+    assert_eq!(db.store.browser_session_of_family("f2").await.unwrap().as_deref(), Some("b2"));
+    assert_eq!(db.store.browser_session_of_family("f3").await.unwrap(), None);
     assert!(db.store.end_browser_session("b1", 400).await.unwrap());
     assert!(!db.store.end_browser_session("b1", 401).await.unwrap(), "ended once");
     assert_eq!(db.store.browser_session("h1", 402, 0).await.unwrap(), None);

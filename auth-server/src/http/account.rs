@@ -285,20 +285,40 @@ pub struct UserInfo {
     pub claims: Map<String, Value>,
 }
 
+/// What kind of session it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionKind {
+    /// Tokens issued to a client (a refresh family): `client_id` and `scope` say which.
+    Token,
+    /// A sign-in on the hosted pages (single sign-on across clients); ending it ends the token
+    /// sessions that clients started from it.
+    Browser,
+}
+
 /// One live session of a user.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Session {
-    /// The session id (`sid` claim).
+    /// The session id: the `sid` claim of access tokens (token sessions) or of ID tokens
+    /// (browser sessions).
     pub sid: String,
-    /// The client it was issued to.
-    pub client_id: String,
-    /// Its scopes, space-separated.
-    pub scope: String,
+    /// Its kind.
+    pub kind: SessionKind,
+    /// The client it was issued to (token sessions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Its scopes, space-separated (token sessions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// When it began (Unix seconds).
     pub created_at: i64,
-    /// When it ends whatever happens (Unix seconds).
+    /// When it was last used (browser sessions; Unix seconds, to the minute).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen_at: Option<i64>,
+    /// When it ends at the latest: the absolute end of a token session; for a browser session the
+    /// earlier of its absolute end and the idle timeout from its last use (Unix seconds).
     pub expires_at: i64,
-    /// Whether the calling token belongs to it.
+    /// Whether the calling token belongs to it (for a browser session: was issued from it).
     pub current: bool,
 }
 
@@ -332,18 +352,36 @@ pub struct LogoutResult {
 )]
 pub async fn sessions(State(state): State<Arc<AppState>>, bearer: Bearer) -> Result<Response, Problem> {
     let claims = &bearer.claims;
-    let sessions = state.authority.families_of_user(&claims.sub).await?;
-    let sessions = sessions
-        .into_iter()
-        .map(|f| Session {
-            current: claims.sid.as_deref() == Some(f.id.as_str()),
-            sid: f.id,
-            client_id: f.client_id,
-            scope: f.scope,
-            created_at: f.created_at,
-            expires_at: f.absolute_expires_at,
+    let families = state.authority.families_of_user(&claims.sub).await?;
+    let browser_sessions = state.authority.user_browser_sessions(&claims.sub).await?;
+    let current_browser_session = match claims.sid.as_deref() {
+        Some(sid) if !browser_sessions.is_empty() => state.authority.browser_session_of_family(sid).await?,
+        _ => None,
+    };
+    let mut sessions: Vec<Session> = browser_sessions
+        .iter()
+        .map(|b| Session {
+            current: current_browser_session.as_deref() == Some(b.id.as_str()),
+            sid: b.id.clone(),
+            kind: SessionKind::Browser,
+            client_id: None,
+            scope: None,
+            created_at: b.created_at,
+            last_seen_at: Some(b.last_seen_at),
+            expires_at: state.authority.browser_session_ends_at(b),
         })
         .collect();
+    sessions.extend(families.into_iter().map(|f| Session {
+        current: claims.sid.as_deref() == Some(f.id.as_str()),
+        sid: f.id,
+        kind: SessionKind::Token,
+        client_id: Some(f.client_id),
+        scope: Some(f.scope),
+        created_at: f.created_at,
+        last_seen_at: None,
+        expires_at: f.absolute_expires_at,
+    }));
+    sessions.sort_by_key(|s| std::cmp::Reverse(s.created_at));
     Ok(bearer.with_limit_headers(Json(SessionList { sessions }).into_response()))
 }
 
@@ -369,7 +407,8 @@ pub async fn end_session(
     bearer: Bearer,
 ) -> Result<Response, Problem> {
     // Another user's session is reported exactly like a missing one.
-    if state.authority.revoke_family(&bearer.claims.sub, &sid).await? {
+    let user = &bearer.claims.sub;
+    if state.authority.revoke_family(user, &sid).await? || state.authority.end_user_browser_session(user, &sid).await? {
         Ok(bearer.with_limit_headers(StatusCode::NO_CONTENT.into_response()))
     } else {
         Err(Problem::new(StatusCode::NOT_FOUND, Code::SessionNotFound, "No such session"))

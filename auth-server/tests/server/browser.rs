@@ -20,6 +20,7 @@ on_both_backends!(
     codes_expire,
     sign_out_ends_the_browser_session_and_the_sessions_it_started,
     sign_out_without_a_hint_asks_first,
+    browser_sessions_are_listed_and_ended_with_the_users_other_sessions,
     web_origins_may_call_the_token_endpoint_from_script,
 );
 
@@ -543,6 +544,75 @@ async fn sign_out_ends_the_browser_session_and_the_sessions_it_started(db: TestD
         error_of(server.post_form("/oauth/token", &[("grant_type", "refresh_token"), ("client_id", SPA), ("refresh_token", refresh)]).await).await;
     assert!(description.starts_with("refresh.revoked"), "{description}");
     assert_eq!(browser.get(&server, &path).await.status(), StatusCode::OK, "the sign-in page again");
+}
+
+/// Signs `username` in on `browser` and exchanges the code: the token answer.
+async fn signed_in_tokens(server: &Server, browser: &mut Browser, username: &str) -> Value {
+    let path = authorize_path(SPA, SPA_REDIRECT, &[("scope", "openid bookings:read")]);
+    let params = sign_in(server, browser, &path, username, "http://127.0.0.1:43210/callback").await;
+    exchange(server, param(&params, "code").unwrap(), SPA_REDIRECT, VERIFIER).await.json().await.unwrap()
+}
+
+/// The `(kind, current)` of each session `GET /v1/sessions` lists, by sid.
+async fn listed_sessions(server: &Server, access: &str) -> std::collections::BTreeMap<String, Value> {
+    let response = server.get_bearer("/v1/sessions", access).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    body["sessions"].as_array().unwrap().iter().map(|s| (s["sid"].as_str().unwrap().to_owned(), s.clone())).collect()
+}
+
+async fn browser_sessions_are_listed_and_ended_with_the_users_other_sessions(db: TestDb) {
+    let server = server(db).await;
+    server.sign_up("kim").await;
+    server.sign_up("lee").await;
+    let (mut laptop, mut phone, mut other) = (Browser::default(), Browser::default(), Browser::default());
+    let on_laptop = signed_in_tokens(&server, &mut laptop, "kim").await;
+    let on_phone = signed_in_tokens(&server, &mut phone, "kim").await;
+    let lees = signed_in_tokens(&server, &mut other, "lee").await;
+    let access = on_laptop["access_token"].as_str().unwrap();
+    let sid_of = |tokens: &Value| {
+        let id_token = tokens["id_token"].as_str().unwrap();
+        let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(id_token).unwrap().claims;
+        claims["sid"].as_str().unwrap().to_owned()
+    };
+    let (laptop_sid, phone_sid, lee_sid) = (sid_of(&on_laptop), sid_of(&on_phone), sid_of(&lees));
+
+    // Two browser sessions and the two token sessions started from them; only kim's.
+    let listed = listed_sessions(&server, access).await;
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    let laptop_session = &listed[&laptop_sid];
+    assert_eq!(laptop_session["kind"], "browser");
+    assert_eq!(laptop_session["current"], true, "the calling token was issued from it");
+    assert!(laptop_session.get("client_id").is_none() && laptop_session["last_seen_at"].is_i64());
+    assert!(laptop_session["expires_at"].as_i64().unwrap() > laptop_session["created_at"].as_i64().unwrap());
+    assert_eq!(listed[&phone_sid]["current"], false);
+    let token_sessions: Vec<&Value> = listed.values().filter(|s| s["kind"] == "token").collect();
+    assert_eq!(token_sessions.len(), 2);
+    assert!(token_sessions.iter().all(|s| s["client_id"] == SPA && s["scope"] == "openid bookings:read"));
+    assert_eq!(token_sessions.iter().filter(|s| s["current"] == true).count(), 1);
+
+    // Another user's browser session is reported like a missing one.
+    let response = server.http.delete(server.url(&format!("/v1/sessions/{lee_sid}"))).bearer_auth(access).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(other.has_session());
+    assert_eq!(other.get(&server, &authorize_path(SPA, SPA_REDIRECT, &[])).await.status(), StatusCode::SEE_OTHER, "lee is still signed in");
+
+    // Ending the phone's browser session signs the phone out and ends the tokens issued from it.
+    let response = server.http.delete(server.url(&format!("/v1/sessions/{phone_sid}"))).bearer_auth(access).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(phone.get(&server, &authorize_path(SPA, SPA_REDIRECT, &[])).await.status(), StatusCode::OK, "the sign-in page again");
+    let phone_refresh = on_phone["refresh_token"].as_str().unwrap();
+    let (_, _, description) =
+        error_of(server.post_form("/oauth/token", &[("grant_type", "refresh_token"), ("client_id", SPA), ("refresh_token", phone_refresh)]).await).await;
+    assert!(description.starts_with("refresh.revoked"), "{description}");
+    assert_eq!(listed_sessions(&server, access).await.len(), 2, "the laptop's two remain");
+
+    // Logging out everywhere ends the browser sessions too.
+    let response = server.http.post(server.url("/v1/logout?all=true")).bearer_auth(access).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().await.unwrap()["sessions_ended"], 2);
+    assert_eq!(laptop.get(&server, &authorize_path(SPA, SPA_REDIRECT, &[])).await.status(), StatusCode::OK, "signed out on the laptop");
+    assert_eq!(other.get(&server, &authorize_path(SPA, SPA_REDIRECT, &[])).await.status(), StatusCode::SEE_OTHER, "lee is not");
 }
 
 async fn sign_out_without_a_hint_asks_first(db: TestDb) {

@@ -238,4 +238,12 @@ impl BrowserSessionStore for SqlStore {
             .await?;
         rows.iter().map(|row| Ok(row.try_get("family_id")?)).collect()
     }
+
+    async fn browser_session_of_family(&self, family_id: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT browser_session_id FROM browser_session_families WHERE family_id = $1 LIMIT 1")
+            .bind(family_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| row.try_get("browser_session_id")).transpose()?)
+    }
 }
