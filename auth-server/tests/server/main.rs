@@ -25,6 +25,7 @@ mod hardening;
 mod limits;
 mod malformed_bodies;
 mod master_key;
+mod node;
 mod openid_library;
 mod ops;
 mod process;
