@@ -14,11 +14,13 @@
 //   authorizationCodeGrant with its checks (state, iss, the ID token's RS256 signature from
 //   the JWKS, iss, aud, exp, iat, nonce); the ID token's claims, at_hash among them (which the
 //   library checks only in hybrid flows, so the suite does); fetchUserInfo; refreshTokenGrant; a
-//   second authorization on the browser session;
+//   second authorization on the browser session (max_age, auth_time checked by the library);
 // - the library refuses a tampered state, a wrong or missing iss (before the code is spent), an
 //   ID token with another nonce or a broken signature;
 // - the server refuses the same code twice (invalid_grant) and revokes what its first exchange
 //   gave; it refuses a wrong PKCE verifier, and the code is spent by that;
+// - prompt=none without a session comes back as login_required, which the library reads (after
+//   checking state and iss on the error redirect); tokenRevocation ends a refresh token;
 // - buildEndSessionUrl gives a request the server takes: without id_token_hint it asks first (a
 //   page), with the hint of the browser's session it signs out at once and goes back to the
 //   registered post_logout_redirect_uri with state; the tokens of that session end with it; an
@@ -278,11 +280,12 @@ test('signs in: code exchange with the library\'s checks, ID token claims, UserI
   const again = await client.fetchUserInfo(config, refreshed.access_token, claims.sub);
   assert.equal(again.preferred_username, username);
 
-  // A second request from the same browser is answered at once (single sign-on).
-  const next = await authorizationRequest();
+  // A second request from the same browser is answered at once (single sign-on); with max_age
+  // the library checks auth_time against it.
+  const next = await authorizationRequest({ max_age: '600' });
   const direct = await follow(browser, next.url, await browser.request(next.url));
   assert.ok(direct.location, `no redirect back on the session: ${direct.page?.status}`);
-  const tokensAgain = await client.authorizationCodeGrant(config, direct.location, next.checks);
+  const tokensAgain = await client.authorizationCodeGrant(config, direct.location, { ...next.checks, maxAge: 600 });
   assert.equal(tokensAgain.claims().sub, claims.sub);
   assert.equal(tokensAgain.claims().auth_time, claims.auth_time, 'the same sign-in');
 });
@@ -355,6 +358,26 @@ test('the server refuses a wrong PKCE verifier (invalid_grant), and the code is 
     'invalid_grant',
   );
   await refusedWith(client.authorizationCodeGrant(config, callback, checks), 'invalid_grant');
+});
+
+test('prompt=none without a session: the library reads login_required from a redirect with state and iss', async () => {
+  const { url, checks } = await authorizationRequest({ prompt: 'none' });
+  const browser = new Browser();
+  const answered = await follow(browser, url, await browser.request(url));
+  assert.ok(answered.location, `no redirect back: ${answered.page?.status}`);
+  assert.equal(answered.location.searchParams.get('iss'), issuer);
+  await assert.rejects(client.authorizationCodeGrant(config, answered.location, checks), (e) => {
+    assert.ok(e instanceof client.AuthorizationResponseError, `not the server's refusal: ${e?.stack ?? e}`);
+    assert.equal(e.error, 'login_required');
+    return true;
+  });
+});
+
+test('tokenRevocation of the refresh token ends the session', async () => {
+  const { callback, checks } = await signedIn();
+  const tokens = await client.authorizationCodeGrant(config, callback, checks);
+  await client.tokenRevocation(config, tokens.refresh_token, { token_type_hint: 'refresh_token' });
+  await refusedWith(client.refreshTokenGrant(config, tokens.refresh_token), 'invalid_grant');
 });
 
 test('buildEndSessionUrl: asks without a hint, signs out with the session\'s ID token and goes back', async () => {
