@@ -10,8 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::node::{free_port, missing, node_ready, npm_ready, repository, run_suite};
-use crate::process::{Deployment, cheap_booking_spec};
+use crate::node::{missing, node_ready, npm_ready, repository, run_suite, serve_at_own_issuer};
 
 /// What the skip or failure messages call this suite.
 const SUITE: &str = "the browser tests";
@@ -47,13 +46,8 @@ async fn sign_in_works_in_headless_chromium() {
         return;
     }
 
-    let port = free_port();
-    let issuer = format!("http://127.0.0.1:{port}");
-    let issuer_line = format!("issuer = \"{issuer}\"");
-    let spec = cheap_booking_spec(&[("issuer = \"http://127.0.0.1:8080\"", issuer_line.as_str())]) + BROWSER_CLIENT;
-    let deployment = Deployment::sqlite(&spec);
-    let server = deployment.start_on(&format!("127.0.0.1:{port}"), &[]).await;
-    assert_eq!(server.url(""), issuer);
+    let (deployment, server) = serve_at_own_issuer(BROWSER_CLIENT, &[]).await;
+    let issuer = server.url("");
     // tenant_id is set by invitations, never by the user.
     let invitation = deployment.cli(&["invitations", "create", "--claim", "tenant_id=hotel-7"], None).await;
     let artifacts = repository().join("target/browser-artifacts");

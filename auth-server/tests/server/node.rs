@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::process::{Server, in_ci};
+use crate::process::{Deployment, Server, cheap_booking_spec, in_ci};
 
 /// The workspace root (where `package.json` and `package-lock.json` are).
 pub fn repository() -> PathBuf {
@@ -52,8 +52,22 @@ pub fn npm_ready(suite: &str, package: &str) -> bool {
 /// A port nobody listens on now. The server binds it right after: its issuer, which a browser's
 /// `Origin` and a relying party's discovery are checked against, must name the port before the
 /// server starts.
-pub fn free_port() -> u16 {
+fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind a free port").port()
+}
+
+/// A SQLite deployment of the booking spec (cheap hashing) with `clients` added, whose issuer is
+/// the origin it listens on (`http://127.0.0.1:<port>`, the port chosen first), and its server
+/// started there with `extra` flags. The issuer is `server.url("")`.
+pub async fn serve_at_own_issuer(clients: &str, extra: &[&str]) -> (Deployment, Server) {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let issuer_line = format!("issuer = \"{issuer}\"");
+    let spec = cheap_booking_spec(&[("issuer = \"http://127.0.0.1:8080\"", issuer_line.as_str())]) + clients;
+    let deployment = Deployment::sqlite(&spec);
+    let server = deployment.start_on(&format!("127.0.0.1:{port}"), extra).await;
+    assert_eq!(server.url(""), issuer);
+    (deployment, server)
 }
 
 /// Runs the `node --test` suite `file` (relative to the repository) with `env`, for at most

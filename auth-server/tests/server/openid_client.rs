@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
-use crate::node::{free_port, node_ready, npm_ready, run_suite};
-use crate::process::{Deployment, PASSWORD, cheap_booking_spec};
+use crate::node::{node_ready, npm_ready, run_suite, serve_at_own_issuer};
+use crate::process::PASSWORD;
 
 /// What the skip or failure messages call this suite.
 const SUITE: &str = "the openid-client tests";
@@ -38,15 +38,10 @@ async fn openid_client_signs_in_with_the_code_flow() {
         return;
     }
 
-    let port = free_port();
-    let issuer = format!("http://127.0.0.1:{port}");
-    let issuer_line = format!("issuer = \"{issuer}\"");
-    let spec = cheap_booking_spec(&[("issuer = \"http://127.0.0.1:8080\"", issuer_line.as_str())]) + NODE_CLIENT;
-    let deployment = Deployment::sqlite(&spec);
     // Each test of the suite signs the user in anew, within seconds: more than the default
     // allowance of one account (5 a minute).
-    let server = deployment.start_on(&format!("127.0.0.1:{port}"), &["--login-attempts", "50"]).await;
-    assert_eq!(server.url(""), issuer);
+    let (deployment, server) = serve_at_own_issuer(NODE_CLIENT, &["--login-attempts", "50"]).await;
+    let issuer = server.url("");
     deployment.add_user("noor").await;
 
     let env = [
