@@ -1,7 +1,8 @@
 //! auth-server over real HTTP: each test starts the server on port 0 over a fresh database and
 //! talks to it with an HTTP client, on SQLite and on PostgreSQL; the replica and degraded-mode
 //! tests run real `auth-server` processes, and so do the schemathesis run (API fuzzing) and the
-//! sign-in flow in headless Chromium (`browser_real`).
+//! sign-in flow in headless Chromium (`browser_real`) and the openid-client (Node.js) relying
+//! party (`openid_client`).
 
 // Helpers shared by tests fail the test on purpose when something is off.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -25,6 +26,8 @@ mod hardening;
 mod limits;
 mod malformed_bodies;
 mod master_key;
+mod node;
+mod openid_client;
 mod openid_library;
 mod ops;
 mod process;
