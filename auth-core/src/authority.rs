@@ -33,7 +33,8 @@ mod login;
 
 pub use browser::{
     Authorization, AuthorizationRequest, AuthorizeRefusal, BrowserSignIn, MAX_ID_TOKEN_HINT_LEN, MAX_LOGIN_HINT_LEN,
-    MAX_NONCE_LEN, MAX_SCOPE_LEN, MAX_STATE_LEN, MAX_UI_LOCALES_LEN, OIDC_SCOPES, OPENID_SCOPE, PROFILE_SCOPE, Prompt,
+    MAX_NONCE_LEN, MAX_SCOPE_LEN, MAX_STATE_LEN, MAX_UI_LOCALES_LEN, OIDC_SCOPES, OPENID_SCOPE, PROFILE_SCOPE, PUSHED_REQUEST_TTL_SECS,
+    Prompt, PushedAuthorization, REQUEST_URI_PREFIX, RequestChannel,
 };
 pub use consent::{REASON_CONSENT_REVOKED, needs_consent};
 pub use claims::{Admin, DEFAULT_INVITATION_TTL, MAX_INVITATION_TTL, NewInvitation};

@@ -501,6 +501,10 @@ pub struct ClientSpec {
     /// UserInfo endpoints from script (CORS); exact origins, no wildcards.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub web_origins: Vec<String>,
+    /// The client must push its authorization requests (RFC 9126) to the pushed authorization
+    /// request endpoint: requests sent only through the browser are refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_pushed_authorization_requests: bool,
 }
 
 impl ClientSpec {
@@ -760,6 +764,7 @@ impl Spec {
             for (name, set) in [
                 ("redirect_uris", !client.redirect_uris.is_empty()),
                 ("post_logout_redirect_uris", !client.post_logout_redirect_uris.is_empty()),
+                ("require_pushed_authorization_requests", client.require_pushed_authorization_requests),
             ] {
                 if set {
                     return Err(SpecError::invalid(field(name), "is only for clients with the authorization_code grant"));

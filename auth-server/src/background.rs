@@ -43,6 +43,9 @@ pub fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
             if let Err(e) = state.authority.purge_browser_sessions().await {
                 tracing::warn!(error = %e, code = e.code().as_str(), "could not purge ended browser sessions");
             }
+            if let Err(e) = state.authority.purge_pushed_requests().await {
+                tracing::warn!(error = %e, code = e.code().as_str(), "could not purge expired pushed authorization requests");
+            }
             if let Err(e) = state.authority.flush_refusals(false).await {
                 tracing::warn!(error = %e, code = e.code().as_str(), "could not write the summaries of repeated refusals");
             }

@@ -19,7 +19,7 @@ use crate::error::AuthorizationCodeError;
 use crate::oauth::pkce;
 use crate::random::{random_32, random_id};
 use crate::spec::{ClientSpec, redirect_uri_matches, MAX_REDIRECT_URI_LEN};
-use crate::store::{AuthorizationCodeRecord, BrowserSessionRecord, CodeTaken};
+use crate::store::{AuthorizationCodeRecord, BrowserSessionRecord, CodeTaken, PushedRequestRecord};
 use crate::tokens::{ID_TOKEN_ALGORITHM, IdTokenClaims, at_hash, sign_id_token};
 use crate::{Error, Result};
 
@@ -99,6 +99,35 @@ pub struct Prompt {
     /// Ask for consent even when it was given before.
     pub consent: bool,
 }
+
+/// Where an authorization request reached [`Authority::check_authorization`] from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestChannel {
+    /// The browser's query or form at the authorization endpoint.
+    Browser,
+    /// Pushed by the authenticated client (RFC 9126), or the pushed request that a
+    /// `request_uri` named.
+    Pushed,
+    /// The hosted sign-in and consent forms, which carry a request this service validated before
+    /// and wrote into its own page; a post is taken only from that page (same origin, a CSRF
+    /// token bound to the browser), so it is as trusted as the request it came from.
+    HostedForm,
+}
+
+/// A stored pushed authorization request: what the client gets back (RFC 9126 section 2.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedAuthorization {
+    /// `urn:ietf:params:oauth:request_uri:` and 256 random bits; usable once.
+    pub request_uri: String,
+    /// Seconds until it stops working.
+    pub expires_in: i64,
+}
+
+/// The prefix of the `request_uri` of pushed requests (RFC 9126 section 2.2).
+pub const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
+/// How long a pushed request's `request_uri` works (RFC 9126 section 2.2 suggests a short time,
+/// seconds to a minute): the browser brings it right after the client pushed it.
+pub const PUSHED_REQUEST_TTL_SECS: i64 = 60;
 
 /// A validated authorization request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,7 +209,7 @@ fn bounded<'a>(name: &str, value: &'a Option<String>, max: usize) -> std::result
 impl Authority {
     /// Validates an authorization request against the spec (see [`AuthorizeRefusal`] for where a
     /// refusal goes).
-    pub fn check_authorization(&self, request: &AuthorizationRequest) -> Result<Authorization, AuthorizeRefusal> {
+    pub fn check_authorization(&self, request: &AuthorizationRequest, channel: RequestChannel) -> Result<Authorization, AuthorizeRefusal> {
         let page = |code: Code, detail: String| AuthorizeRefusal::Page { code, detail };
         let client_id = bounded("client_id", &request.client_id, 128)
             .map_err(|d| page(Code::AuthorizeInvalidClient, d))?
@@ -209,11 +238,12 @@ impl Authority {
             return Err(back("request_not_supported", Code::AuthorizeInvalidRequest, "request objects are not supported".into()));
         }
         if request.request_uri.is_some() {
-            return Err(back(
-                "request_uri_not_supported",
-                Code::AuthorizeInvalidRequest,
-                "request_uri (pushed authorization requests) is not supported".into(),
-            ));
+            // The authorization endpoint resolves a request_uri before it validates; a pushed
+            // request may not hold one (RFC 9126 section 2.1).
+            return Err(invalid("a pushed authorization request cannot hold a request_uri".into()));
+        }
+        if channel == RequestChannel::Browser && client.require_pushed_authorization_requests {
+            return Err(invalid("this client must push its authorization requests (RFC 9126) and send their request_uri".into()));
         }
         match request.response_type.as_deref() {
             Some("code") => {}
@@ -268,6 +298,57 @@ impl Authority {
             ui_locales,
             first_party: client.first_party,
         })
+    }
+
+    /// A client pushes an authorization request (RFC 9126): it authenticates as at the token
+    /// endpoint, the request is validated as at the authorization endpoint, and it is stored
+    /// under a new `request_uri`. `Err` for a client that did not authenticate
+    /// ([`Error::InvalidClient`]) or an outage; `Ok(Err(_))` for a request refused.
+    pub async fn push_authorization(
+        &self,
+        client: ClientCredentials<'_>,
+        mut request: AuthorizationRequest,
+    ) -> Result<Result<PushedAuthorization, AuthorizeRefusal>> {
+        let spec = self.authenticate_client(client).await?;
+        Self::check_grant(spec, "authorization_code")?;
+        if request.client_id.as_deref().is_some_and(|id| id != client.id) {
+            let detail = "client_id is not the client that authenticated".to_owned();
+            return Ok(Err(AuthorizeRefusal::Page { code: Code::AuthorizeInvalidRequest, detail }));
+        }
+        request.client_id = Some(client.id.to_owned());
+        if let Err(refusal) = self.check_authorization(&request, RequestChannel::Pushed) {
+            return Ok(Err(refusal));
+        }
+        let request_uri = format!("{REQUEST_URI_PREFIX}{}", base64_url(&random_32(self.entropy.as_ref())?));
+        let record = PushedRequestRecord {
+            hash: hash_secret(&request_uri),
+            client_id: client.id.to_owned(),
+            request: serde_json::to_string(&request).map_err(|e| Error::Store(format!("encode a pushed request: {e}")))?,
+            expires_at: self.clock.now().saturating_add(PUSHED_REQUEST_TTL_SECS),
+        };
+        self.store.insert_pushed_request(&record).await?;
+        Ok(Ok(PushedAuthorization { request_uri, expires_in: PUSHED_REQUEST_TTL_SECS }))
+    }
+
+    /// The pushed request that `request_uri` names, for `client_id` (both from the browser's
+    /// authorization request). Taken once: a second use, another client's `request_uri`, or
+    /// one expired or unknown is `None`.
+    pub async fn take_pushed_authorization(&self, client_id: Option<&str>, request_uri: &str) -> Result<Option<AuthorizationRequest>> {
+        if !request_uri.starts_with(REQUEST_URI_PREFIX) || request_uri.len() > REQUEST_URI_PREFIX.len() + 64 {
+            return Ok(None);
+        }
+        let Some(record) = self.store.take_pushed_request(&hash_secret(request_uri), self.clock.now()).await? else { return Ok(None) };
+        if client_id != Some(record.client_id.as_str()) {
+            return Ok(None);
+        }
+        let request = serde_json::from_str(&record.request)
+            .map_err(|e| Error::Store(format!("pushed request of {} is not a request: {e}", record.client_id)))?;
+        Ok(Some(request))
+    }
+
+    /// Deletes pushed requests a day past their expiry (the background tick).
+    pub async fn purge_pushed_requests(&self) -> Result<u64> {
+        self.store.purge_pushed_requests(self.clock.now().saturating_sub(86_400)).await
     }
 
     /// The redirect URI of a request: one that matches a registered one, or, when the request

@@ -66,6 +66,26 @@ pub trait CodeStore: Send + Sync + std::fmt::Debug {
     async fn record_code_family(&self, hash: &str, family_id: &str) -> Result<bool>;
     /// Deletes codes that expired before `before`; the number deleted.
     async fn purge_codes(&self, before: UnixSeconds) -> Result<u64>;
+    /// Stores a pushed authorization request (RFC 9126).
+    async fn insert_pushed_request(&self, request: &PushedRequestRecord) -> Result<()>;
+    /// Takes the pushed request of `hash` (it is deleted: a `request_uri` is used once), if it has
+    /// not expired at `now`.
+    async fn take_pushed_request(&self, hash: &str, now: UnixSeconds) -> Result<Option<PushedRequestRecord>>;
+    /// Deletes pushed requests that expired before `before`; the number deleted.
+    async fn purge_pushed_requests(&self, before: UnixSeconds) -> Result<u64>;
+}
+
+/// A pushed authorization request (RFC 9126), kept until its `request_uri` is used or expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedRequestRecord {
+    /// SHA-256 of the `request_uri`, lowercase hex.
+    pub hash: String,
+    /// The client that pushed it.
+    pub client_id: String,
+    /// The request's parameters, as JSON.
+    pub request: String,
+    /// When its `request_uri` stops working.
+    pub expires_at: UnixSeconds,
 }
 
 /// A stored browser session.

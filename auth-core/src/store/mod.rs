@@ -27,7 +27,7 @@ mod sql;
 mod users;
 
 pub use audit::AuditStore;
-pub use browser::{AuthorizationCodeRecord, BrowserSessionRecord, BrowserSessionStore, CodeStore, CodeTaken};
+pub use browser::{AuthorizationCodeRecord, BrowserSessionRecord, BrowserSessionStore, CodeStore, CodeTaken, PushedRequestRecord};
 pub use clients::{ClientRecord, ClientStore};
 pub use consents::{ConsentRecord, ConsentStore};
 pub use families::{RefreshFamily, FamilyStore, RefreshTokenRecord, RefreshTokenView, RevocationFeed};

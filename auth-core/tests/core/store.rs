@@ -7,7 +7,7 @@ use auth_core::Error;
 use auth_core::audit::{AuditEvent, AuditKind};
 use auth_core::spec::SigningAlgorithm;
 use auth_core::store::{
-    AuthorizationCodeRecord, BrowserSessionRecord, BrowserSessionStore, CodeStore, CodeTaken,
+    AuthorizationCodeRecord, BrowserSessionRecord, BrowserSessionStore, CodeStore, CodeTaken, PushedRequestRecord,
     AuditStore, ClientRecord, ClientStore, ConsentStore, Dialect, RefreshFamily, FamilyStore, KeyChange, KeyRecord,
     KeyState, KeyStore, RefreshTokenRecord, RefreshTokenView, SqlStore, Store, UserRecord, UserStore,
 };
@@ -31,6 +31,7 @@ on_both_backends!(
     migrating_twice_is_harmless,
     a_code_is_taken_once_and_a_replay_is_marked,
     browser_sessions_live_idle_and_end,
+    pushed_requests_are_taken_once_before_they_expire,
     consents_add_up_and_are_withdrawn_per_client,
 );
 
@@ -627,4 +628,23 @@ async fn browser_sessions_live_idle_and_end(db: &TestDb) {
     assert_eq!(db.store.end_user_browser_sessions("u1", 403).await.unwrap(), 1);
     assert!(db.store.user_browser_sessions("u1", 404, 0).await.unwrap().is_empty());
     assert_eq!(db.store.purge_browser_sessions(500).await.unwrap(), 2);
+}
+
+async fn pushed_requests_are_taken_once_before_they_expire(db: &TestDb) {
+    let pushed = |hash: &str, expires_at: i64| PushedRequestRecord {
+        hash: hash.into(),
+        client_id: "kiosk".into(),
+        request: r#"{"response_type":"code"}"#.into(),
+        expires_at,
+    };
+    db.store.insert_pushed_request(&pushed("p1", 160)).await.unwrap();
+    db.store.insert_pushed_request(&pushed("p2", 160)).await.unwrap();
+    db.store.insert_pushed_request(&pushed("p3", 100)).await.unwrap();
+    assert!(matches!(db.store.insert_pushed_request(&pushed("p1", 170)).await, Err(Error::Conflict(_))));
+    assert_eq!(db.store.take_pushed_request("p1", 120).await.unwrap(), Some(pushed("p1", 160)));
+    assert_eq!(db.store.take_pushed_request("p1", 121).await.unwrap(), None, "taken once");
+    assert_eq!(db.store.take_pushed_request("p2", 160).await.unwrap(), None, "expired");
+    assert_eq!(db.store.take_pushed_request("p2", 150).await.unwrap(), None, "an expired take still deletes it");
+    assert_eq!(db.store.take_pushed_request("nope", 100).await.unwrap(), None);
+    assert_eq!(db.store.purge_pushed_requests(101).await.unwrap(), 1);
 }

@@ -347,7 +347,6 @@ async fn refusals_after_go_back_to_the_client_with_state_and_iss(db: TestDb) {
         (base(&format!("&response_type=code&code_challenge={CHALLENGE}&code_challenge_method=S256&prompt=none")), "login_required", "authorize.login_required"),
         (base(&format!("&response_type=code&code_challenge={CHALLENGE}&code_challenge_method=S256&prompt=none%20login")), "invalid_request", "authorize.invalid_request"),
         (base(&format!("&response_type=code&code_challenge={CHALLENGE}&code_challenge_method=S256&request=eyJ")), "request_not_supported", "authorize.invalid_request"),
-        (base(&format!("&response_type=code&code_challenge={CHALLENGE}&code_challenge_method=S256&request_uri=urn:x")), "request_uri_not_supported", "authorize.invalid_request"),
     ] {
         let response = browser.get(&server, &path).await;
         let params = redirect_params(&response, "http://127.0.0.1:43210/callback");

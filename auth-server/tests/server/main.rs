@@ -29,6 +29,7 @@ mod master_key;
 mod node;
 mod openid_client;
 mod openid_library;
+mod pushed_requests;
 mod ops;
 mod process;
 mod races;

@@ -56,6 +56,9 @@ impl TokenGrant for AuthorizationCodeGrant {
         vec![
             ("authorization_endpoint", json!(format!("{issuer}/oauth/authorize"))),
             ("end_session_endpoint", json!(format!("{issuer}/oauth/end-session"))),
+            // RFC 9126 section 5: pushing is required of the clients whose spec says so, not of all.
+            ("pushed_authorization_request_endpoint", json!(format!("{issuer}/oauth/par"))),
+            ("require_pushed_authorization_requests", json!(false)),
             ("response_types_supported", json!(["code"])),
             ("response_modes_supported", json!(["query"])),
             ("code_challenge_methods_supported", json!(["S256"])),

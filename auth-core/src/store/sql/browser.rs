@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 
 use super::{SqlStore, conflict_or};
 use crate::clock::UnixSeconds;
-use crate::store::{AuthorizationCodeRecord, BrowserSessionRecord, BrowserSessionStore, CodeStore, CodeTaken};
+use crate::store::{AuthorizationCodeRecord, BrowserSessionRecord, BrowserSessionStore, CodeStore, CodeTaken, PushedRequestRecord};
 use crate::{Error, Result};
 
 const CODE_COLUMNS: &str = "hash, client_id, user_id, redirect_uri, code_challenge, scope, nonce, browser_session_id, \
@@ -126,6 +126,38 @@ impl CodeStore for SqlStore {
             .bind(before)
             .execute(&self.pool)
             .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn insert_pushed_request(&self, request: &PushedRequestRecord) -> Result<()> {
+        sqlx::query("INSERT INTO pushed_authorization_requests (hash, client_id, request, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(&request.hash)
+            .bind(&request.client_id)
+            .bind(&request.request)
+            .bind(request.expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict_or(e, || "pushed authorization request".to_owned()))?;
+        Ok(())
+    }
+
+    async fn take_pushed_request(&self, hash: &str, now: UnixSeconds) -> Result<Option<PushedRequestRecord>> {
+        let row = sqlx::query("DELETE FROM pushed_authorization_requests WHERE hash = $1 RETURNING hash, client_id, request, expires_at")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let record = PushedRequestRecord {
+            hash: row.try_get("hash")?,
+            client_id: row.try_get("client_id")?,
+            request: row.try_get("request")?,
+            expires_at: row.try_get("expires_at")?,
+        };
+        Ok((record.expires_at > now).then_some(record))
+    }
+
+    async fn purge_pushed_requests(&self, before: UnixSeconds) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM pushed_authorization_requests WHERE expires_at < $1").bind(before).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 }

@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use askama::Template;
-use auth_core::authority::{Authorization, AuthorizationRequest, AuthorizeRefusal, OPENID_SCOPE, PasswordLogin};
+use auth_core::authority::{Authorization, AuthorizationRequest, AuthorizeRefusal, OPENID_SCOPE, PasswordLogin, RequestChannel};
 use auth_core::store::BrowserSessionRecord;
 use auth_core::{Code, Error};
 use axum::body::Bytes;
@@ -42,7 +42,7 @@ use crate::http::ui::{Chrome, Cookies, ErrorPage, FormTargets, form_page, page_h
 use crate::state::AppState;
 
 /// The parameters of an authorization request (others are ignored, RFC 6749 3.1).
-const AUTHORIZE_PARAMETERS: &[&str] = &[
+pub(super) const AUTHORIZE_PARAMETERS: &[&str] = &[
     "response_type",
     "client_id",
     "redirect_uri",
@@ -119,9 +119,21 @@ pub async fn authorize(State(state): State<Arc<AppState>>, method: Method, uri: 
             return ErrorPage::new(&chrome, Code::AuthorizeInvalidRequest, "error.invalid_request").into_response_with(StatusCode::BAD_REQUEST);
         }
     };
-    let request = authorization_request(values);
+    let mut request = authorization_request(values);
+    let mut channel = RequestChannel::Browser;
+    if let Some(request_uri) = request.request_uri.as_deref() {
+        // A pushed request (RFC 9126 section 4): only its own parameters count.
+        match state.authority.take_pushed_authorization(request.client_id.as_deref(), request_uri).await {
+            Ok(Some(pushed)) => (request, channel) = (pushed, RequestChannel::Pushed),
+            Ok(None) => {
+                tracing::debug!("unknown, used or expired request_uri");
+                return ErrorPage::new(&chrome, Code::AuthorizeInvalidRequest, "error.invalid_request").into_response_with(StatusCode::BAD_REQUEST);
+            }
+            Err(e) => return ErrorPage::unavailable(&chrome, &e),
+        }
+    }
     let chrome = Chrome::new(&state, &requested_locales(&request), &headers);
-    let authorization = match state.authority.check_authorization(&request) {
+    let authorization = match state.authority.check_authorization(&request, channel) {
         Ok(authorization) => authorization,
         Err(refusal) => return refused(&state, &chrome, refusal),
     };
@@ -246,7 +258,7 @@ fn read_page_form(state: &AppState, headers: &HeaderMap, body: &Bytes, fields: &
         Some(Ok(values)) => authorization_request(values),
         _ => return Err(ErrorPage::refusal(&chrome, Code::AuthorizeInvalidRequest)),
     };
-    let authorization = state.authority.check_authorization(&request).map_err(|refusal| refused(state, &chrome, refusal))?;
+    let authorization = state.authority.check_authorization(&request, RequestChannel::HostedForm).map_err(|refusal| refused(state, &chrome, refusal))?;
     let chrome = Chrome::new(state, &authorization.ui_locales, headers);
     Ok(PageForm { fields: form, request, authorization, chrome })
 }
@@ -296,7 +308,7 @@ fn requested_locales(request: &AuthorizationRequest) -> Vec<String> {
     text.split(' ').filter(|t| !t.is_empty() && t.len() <= 16).take(4).map(str::to_owned).collect()
 }
 
-fn authorization_request(mut values: HashMap<String, String>) -> AuthorizationRequest {
+pub(super) fn authorization_request(mut values: HashMap<String, String>) -> AuthorizationRequest {
     let mut take = |name: &str| values.remove(name);
     AuthorizationRequest {
         response_type: take("response_type"),

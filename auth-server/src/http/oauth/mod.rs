@@ -1,8 +1,9 @@
 //! The OAuth endpoints: `POST /oauth/token` (RFC 6749, [`token`]), `POST /oauth/revoke`
-//! (RFC 7009), `POST /oauth/introspect` (RFC 7662). Form-encoded in, RFC 6749 error JSON out.
+//! (RFC 7009), `POST /oauth/introspect` (RFC 7662), `POST /oauth/par` (RFC 9126, [`par`]). Form-encoded in, RFC 6749 error JSON out.
 
 pub mod authorize;
 pub mod end_session;
+pub mod par;
 pub mod token;
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,9 +27,10 @@ use crate::http::error::{OAuthError, no_store};
 use crate::http::extract::{ClientAuth, ClientFields, FormParameters, OAuthForm};
 use crate::state::AppState;
 
-/// The credential endpoints (token, revoke), which the caller puts behind the per-IP limit.
+/// The credential endpoints (token, revoke, pushed authorization requests), which the caller
+/// puts behind the per-IP limit.
 pub fn credential_routes() -> OpenApiRouter<Arc<AppState>> {
-    OpenApiRouter::new().routes(routes!(token::token)).routes(routes!(revoke))
+    OpenApiRouter::new().routes(routes!(token::token)).routes(routes!(revoke)).routes(routes!(par::push))
 }
 
 /// Introspection. Not limited per IP: resource servers introspect for the requests they serve,
