@@ -21,6 +21,9 @@
 //   gave; it refuses a wrong PKCE verifier, and the code is spent by that;
 // - prompt=none without a session comes back as login_required, which the library reads (after
 //   checking state and iss on the error redirect); tokenRevocation ends a refresh token;
+// - buildAuthorizationUrlWithPAR pushes the request (RFC 9126, the discovered
+//   pushed_authorization_request_endpoint) and the browser signs in with the request_uri only;
+//   that request_uri works once;
 // - buildEndSessionUrl gives a request the server takes: without id_token_hint it asks first (a
 //   page), with the hint of the browser's session it signs out at once and goes back to the
 //   registered post_logout_redirect_uri with state; the tokens of that session end with it; an
@@ -288,6 +291,31 @@ test('signs in: code exchange with the library\'s checks, ID token claims, UserI
   const tokensAgain = await client.authorizationCodeGrant(config, direct.location, { ...next.checks, maxAge: 600 });
   assert.equal(tokensAgain.claims().sub, claims.sub);
   assert.equal(tokensAgain.claims().auth_time, claims.auth_time, 'the same sign-in');
+});
+
+test('buildAuthorizationUrlWithPAR: a pushed request signs in with the request_uri alone, once', async () => {
+  assert.equal(config.serverMetadata().pushed_authorization_request_endpoint, `${issuer}/oauth/par`);
+  const pkceCodeVerifier = client.randomPKCECodeVerifier();
+  const expectedState = client.randomState();
+  const expectedNonce = client.randomNonce();
+  const url = await client.buildAuthorizationUrlWithPAR(config, {
+    redirect_uri: redirectUri,
+    scope,
+    code_challenge: await client.calculatePKCECodeChallenge(pkceCodeVerifier),
+    code_challenge_method: 'S256',
+    state: expectedState,
+    nonce: expectedNonce,
+  });
+  assert.deepEqual([...url.searchParams.keys()].sort(), ['client_id', 'request_uri'], `only the reference travels: ${url}`);
+  assert.match(url.searchParams.get('request_uri'), /^urn:ietf:params:oauth:request_uri:/);
+  const browser = new Browser();
+  const callback = await signIn(browser, url);
+  const tokens = await client.authorizationCodeGrant(config, callback, { pkceCodeVerifier, expectedState, expectedNonce, idTokenExpected: true });
+  assert.equal(tokens.claims().nonce, expectedNonce);
+  assert.equal(tokens.claims().preferred_username, username);
+  // Used once: the same URL now gets an error page, not a redirect.
+  const again = await follow(new Browser(), url, await new Browser().request(url));
+  assert.equal(again.page?.status, 400, `a used request_uri: ${again.location}`);
 });
 
 test('the library refuses a tampered state and a wrong or missing iss, before the code is spent', async () => {
