@@ -30,6 +30,7 @@ mod node;
 mod openid_client;
 mod openid_library;
 mod pushed_requests;
+mod readme;
 mod ops;
 mod process;
 mod races;
