@@ -14,8 +14,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::oauth::grants::{self, TokenGrant};
 
+mod branding;
 mod browser;
 
+pub use branding::{Branding, DEFAULT_ACCENT_COLOR, DEFAULT_ACCENT_TEXT_COLOR};
 pub use browser::{BrowserPolicy, MAX_REDIRECT_URI_LEN, redirect_uri_matches};
 
 /// The only spec format version this build understands.
@@ -505,6 +507,9 @@ pub struct ClientSpec {
     /// request endpoint: requests sent only through the browser are refused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_pushed_authorization_requests: bool,
+    /// How the hosted pages look for this client, field by field over the spec's `[branding]`.
+    #[serde(default, skip_serializing_if = "Branding::is_empty")]
+    pub branding: Branding,
 }
 
 impl ClientSpec {
@@ -548,6 +553,9 @@ pub struct Spec {
     /// `[browser]`: lifetimes of authorization codes and browser sessions.
     #[serde(default, skip_serializing_if = "BrowserPolicy::is_default")]
     pub browser: BrowserPolicy,
+    /// `[branding]`: how the hosted pages look.
+    #[serde(default, skip_serializing_if = "Branding::is_empty")]
+    pub branding: Branding,
 }
 
 impl Spec {
@@ -597,6 +605,7 @@ impl Spec {
             clients,
             sign_up: SignUpPolicy::default(),
             browser: BrowserPolicy::default(),
+            branding: Branding::default(),
         }
     }
 
@@ -610,6 +619,7 @@ impl Spec {
             ));
         }
         validate_issuer(&self.issuer)?;
+        self.branding.validate("branding")?;
         validate_audiences(&self.audiences)?;
         self.validate_lifetimes()?;
         self.validate_passwords()?;
@@ -742,6 +752,7 @@ impl Spec {
                 ));
             }
         }
+        client.branding.over(&self.branding).validate(&format!("clients.{id}.branding"))?;
         Self::validate_client_uris(id, client)
     }
 

@@ -236,3 +236,30 @@ fn signing_algorithms_are_the_access_token_one_then_rs256_for_id_tokens() {
     spec.tokens.algorithm = SigningAlgorithm::RS256;
     assert_eq!(spec.signing_algorithms(), [SigningAlgorithm::RS256], "RS256 access tokens: one chain serves both");
 }
+
+#[test]
+fn branding_is_checked_and_names_the_field() {
+    let branded = format!(
+        "{BOOKING}\n[branding]\nproduct_name = \"Stays\"\nlogo_url = \"https://cdn.stays.example/logo.svg\"\naccent_color = \"#0b5d1e\"\n"
+    );
+    let spec = Spec::parse(&branded).expect("branding parses");
+    assert_eq!(spec.branding.product_name.as_deref(), Some("Stays"));
+    assert_eq!(spec.branding.accent_text(), DEFAULT_ACCENT_TEXT_COLOR);
+    // Unset, it leaves the spec's hash as it was.
+    assert!(!toml::to_string(&Spec::parse(BOOKING).unwrap()).unwrap().contains("branding"));
+
+    type Edit = fn(&mut Spec);
+    let cases: [(&str, Edit); 6] = [
+        ("branding.accent_color", |s| s.branding.accent_color = Some("red".into())),
+        ("branding.accent_text_color", |s| s.branding.accent_color = Some("#777777".into())),
+        ("branding.logo_url", |s| s.branding.logo_url = Some("http://cdn.example/logo.svg".into())),
+        ("branding.logo_url", |s| s.branding.logo_url = Some("javascript:alert(1)".into())),
+        ("branding.product_name", |s| s.branding.product_name = Some(" ".into())),
+        ("clients.booking-web.branding.accent_text_color", |s| {
+            s.clients.get_mut("booking-web").unwrap().branding.accent_text_color = Some("#2b5fbf".into());
+        }),
+    ];
+    for (field, edit) in cases {
+        assert_eq!(invalid_field(with_booking(edit)), field);
+    }
+}

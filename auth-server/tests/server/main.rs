@@ -12,6 +12,7 @@ mod support;
 
 mod bad_input;
 mod bearer;
+mod branding;
 mod browser;
 mod browser_real;
 mod claims;

@@ -38,7 +38,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::http::extract::{parse_form, parse_pairs};
 use crate::http::ui::catalogue::Catalogue;
-use crate::http::ui::{Chrome, Cookies, ErrorPage, FormTargets, form_page, page_headers, posted_form};
+use crate::http::ui::{Brand, Chrome, Cookies, ErrorPage, FormTargets, form_page, page_headers, posted_form};
 use crate::state::AppState;
 
 /// The parameters of an authorization request (others are ignored, RFC 6749 3.1).
@@ -72,7 +72,7 @@ const MAX_AUTHORIZATION_LEN: usize = 16 * 1024;
 #[template(path = "sign_in.html")]
 struct SignInPage {
     t: &'static Catalogue,
-    product_name: String,
+    brand: Brand,
     continue_to: String,
     error: Option<String>,
     csrf: String,
@@ -85,7 +85,7 @@ struct SignInPage {
 #[template(path = "consent.html")]
 struct ConsentPage {
     t: &'static Catalogue,
-    product_name: String,
+    brand: Brand,
     heading: String,
     scopes: Vec<ScopeLine>,
     csrf: String,
@@ -137,7 +137,7 @@ pub async fn authorize(State(state): State<Arc<AppState>>, method: Method, uri: 
         Ok(authorization) => authorization,
         Err(refusal) => return refused(&state, &chrome, refusal),
     };
-    let chrome = Chrome::new(&state, &authorization.ui_locales, &headers);
+    let chrome = Chrome::new(&state, &authorization.ui_locales, &headers).for_client(&state, &authorization.client_id);
     let cookies = Cookies::for_issuer(&state.spec.issuer);
     let session = match cookies.session(&headers) {
         Some(cookie) => match state.authority.browser_session(&cookie).await {
@@ -259,7 +259,7 @@ fn read_page_form(state: &AppState, headers: &HeaderMap, body: &Bytes, fields: &
         _ => return Err(ErrorPage::refusal(&chrome, Code::AuthorizeInvalidRequest)),
     };
     let authorization = state.authority.check_authorization(&request, RequestChannel::HostedForm).map_err(|refusal| refused(state, &chrome, refusal))?;
-    let chrome = Chrome::new(state, &authorization.ui_locales, headers);
+    let chrome = Chrome::new(state, &authorization.ui_locales, headers).for_client(state, &authorization.client_id);
     Ok(PageForm { fields: form, request, authorization, chrome })
 }
 
@@ -372,7 +372,7 @@ fn sign_in_page(
     let targets = state.spec.clients.get(&authorization.client_id).map(FormTargets::of_client).unwrap_or_default();
     form_page(state, chrome, headers, status, &targets, |csrf| SignInPage {
         t: chrome.t,
-        product_name: chrome.product_name.clone(),
+        brand: chrome.brand.clone(),
         continue_to: chrome.t.fill("sign_in.continue_to", "client", &client_name(state, authorization)),
         error,
         csrf,
@@ -414,7 +414,7 @@ fn consent_page(
     let targets = state.spec.clients.get(&authorization.client_id).map(FormTargets::of_client).unwrap_or_default();
     form_page(state, chrome, headers, StatusCode::OK, &targets, |csrf| ConsentPage {
         t: chrome.t,
-        product_name: chrome.product_name.clone(),
+        brand: chrome.brand.clone(),
         heading: chrome.t.fill("consent.heading", "client", &client_name(state, authorization)),
         scopes,
         csrf,

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::http::extract::{parse_form, parse_pairs};
 use crate::http::ui::catalogue::Catalogue;
-use crate::http::ui::{Chrome, Cookies, ErrorPage, FormTargets, form_page, page, page_headers, posted_form};
+use crate::http::ui::{Brand, Chrome, Cookies, ErrorPage, FormTargets, form_page, page, page_headers, posted_form};
 use crate::state::AppState;
 
 /// The parameters of a logout request (others are ignored).
@@ -32,7 +32,7 @@ const MAX_LOGOUT_LEN: usize = 16 * 1024;
 #[template(path = "sign_out.html")]
 struct SignOutPage {
     t: &'static Catalogue,
-    product_name: String,
+    brand: Brand,
     csrf: String,
     logout: String,
 }
@@ -41,7 +41,7 @@ struct SignOutPage {
 #[template(path = "signed_out.html")]
 struct SignedOutPage {
     t: &'static Catalogue,
-    product_name: String,
+    brand: Brand,
 }
 
 /// A validated logout request.
@@ -91,7 +91,7 @@ pub async fn end_session(State(state): State<Arc<AppState>>, method: Method, uri
     }
     form_page(&state, &chrome, &headers, StatusCode::OK, &targets(&state, &logout), |csrf| SignOutPage {
         t: chrome.t,
-        product_name: chrome.product_name.clone(),
+        brand: chrome.brand.clone(),
         csrf,
         logout: logout.raw.clone(),
     })
@@ -181,7 +181,7 @@ fn finish(state: &AppState, chrome: &Chrome, logout: &Logout, cookies: Cookies) 
             }
             Err(_) => ErrorPage::refusal(chrome, Code::AuthorizeInvalidRedirectUri),
         },
-        None => page(StatusCode::OK, &SignedOutPage { t: chrome.t, product_name: chrome.product_name.clone() }, &FormTargets::default()),
+        None => page(StatusCode::OK, &SignedOutPage { t: chrome.t, brand: chrome.brand.clone() }, &FormTargets::default()),
     };
     response.headers_mut().append(header::SET_COOKIE, cookies.clear_session());
     response

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use auth_core::Code;
-use auth_core::spec::ClientSpec;
+use auth_core::spec::{Branding, ClientSpec};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -23,9 +23,30 @@ use crate::state::AppState;
 /// The stylesheet of the pages.
 const STYLE: &str = include_str!("style.css");
 
-/// `GET /ui/style.css` (not in the API document: it is part of the pages).
+/// `GET /ui/style.css` and `GET /ui/brand.css[?client=<id>]` (not in the API document: they are
+/// part of the pages).
 pub fn routes() -> axum::Router<Arc<AppState>> {
-    axum::Router::new().route("/ui/style.css", axum::routing::get(style))
+    axum::Router::new().route("/ui/style.css", axum::routing::get(style)).route("/ui/brand.css", axum::routing::get(brand_style))
+}
+
+/// The spec's colours as the stylesheet's variables, with a client's over them when the query
+/// names a client of the spec (anything else gets the service's). The colours were checked as
+/// `#rrggbb` when the spec was read, so nothing from the request reaches the answer.
+async fn brand_style(axum::extract::State(state): axum::extract::State<Arc<AppState>>, uri: axum::http::Uri) -> Response {
+    let client = uri
+        .query()
+        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "client"))
+        .and_then(|(_, id)| state.spec.clients.get(id.as_ref()));
+    let branding = client.map_or_else(|| state.spec.branding.clone(), |c| c.branding.over(&state.spec.branding));
+    let css = format!(":root {{ --accent: {}; --accent-text: {}; }}\n", branding.accent(), branding.accent_text());
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")),
+        ],
+        css,
+    )
+        .into_response()
 }
 
 async fn style() -> Response {
@@ -39,24 +60,50 @@ async fn style() -> Response {
         .into_response()
 }
 
+/// How a page is branded: the spec's `[branding]`, with the client's over it on the pages of a
+/// known client.
+#[derive(Debug, Clone)]
+pub struct Brand {
+    /// The name at the top and in the title (the issuer's host when the spec names none).
+    pub product_name: String,
+    /// An https logo above the name.
+    pub logo_url: Option<String>,
+    /// The stylesheet of the colours (`/ui/brand.css`, with `?client=` for a client's own).
+    pub stylesheet: String,
+}
+
+impl Brand {
+    fn of(state: &AppState, branding: &Branding, stylesheet: String) -> Self {
+        let host = || url::Url::parse(&state.spec.issuer).ok().and_then(|u| u.host_str().map(str::to_owned));
+        let product_name = branding.product_name.clone().or_else(host).unwrap_or_else(|| state.spec.issuer.clone());
+        Self { product_name, logo_url: branding.logo_url.clone(), stylesheet }
+    }
+}
+
 /// What every page shows around its content.
 #[derive(Debug, Clone)]
 pub struct Chrome {
     /// The messages in the chosen language.
     pub t: &'static Catalogue,
-    /// The product's name (the spec's issuer host until branding is configured).
-    pub product_name: String,
+    /// The branding.
+    pub brand: Brand,
 }
 
 impl Chrome {
-    /// The chrome for a request: its language and the service's name.
+    /// The chrome for a request: its language and the service's branding.
     pub fn new(state: &AppState, ui_locales: &[String], headers: &HeaderMap) -> Self {
         let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
-        let product_name = url::Url::parse(&state.spec.issuer)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            .unwrap_or_else(|| state.spec.issuer.clone());
-        Self { t: catalogue::choose(ui_locales, accept), product_name }
+        let brand = Brand::of(state, &state.spec.branding, "/ui/brand.css".to_owned());
+        Self { t: catalogue::choose(ui_locales, accept), brand }
+    }
+
+    /// The same chrome with the branding of `client_id` (a client of the spec) over the service's.
+    pub fn for_client(mut self, state: &AppState, client_id: &str) -> Self {
+        if let Some(client) = state.spec.clients.get(client_id).filter(|c| !c.branding.is_empty()) {
+            let stylesheet = format!("/ui/brand.css?{}", form_urlencoded::Serializer::new(String::new()).append_pair("client", client_id).finish());
+            self.brand = Brand::of(state, &client.branding.over(&state.spec.branding), stylesheet);
+        }
+        self
     }
 }
 
@@ -66,8 +113,8 @@ impl Chrome {
 pub struct ErrorPage {
     /// The messages.
     pub t: &'static Catalogue,
-    /// The product's name.
-    pub product_name: String,
+    /// The branding.
+    pub brand: Brand,
     /// What went wrong, for the user.
     pub message: String,
     /// The stable code, for support.
@@ -77,14 +124,15 @@ pub struct ErrorPage {
 impl ErrorPage {
     /// The page for `code`, its message from the catalogue key `message`.
     pub fn new(chrome: &Chrome, code: Code, message: &str) -> Self {
-        Self { t: chrome.t, product_name: chrome.product_name.clone(), message: chrome.t.get(message).to_owned(), code: code.as_str() }
+        Self { t: chrome.t, brand: chrome.brand.clone(), message: chrome.t.get(message).to_owned(), code: code.as_str() }
     }
 
     /// The page for `code` in English, for answers made before a request is read (the per-IP
     /// limit, the request deadline).
     pub fn plain(code: Code, message: &str) -> Self {
         let t = catalogue::choose(&[], None);
-        Self { t, product_name: String::from("Sign in"), message: t.get(message).to_owned(), code: code.as_str() }
+        let brand = Brand { product_name: String::from("Sign in"), logo_url: None, stylesheet: "/ui/brand.css".to_owned() };
+        Self { t, brand, message: t.get(message).to_owned(), code: code.as_str() }
     }
 
     /// The `400` page of a refused request, its message chosen by `code` (an unknown client, a
