@@ -67,13 +67,13 @@ impl Branding {
     /// what it inherits). `prefix` names the table in errors (`branding`, `clients.app.branding`).
     pub(super) fn validate(&self, prefix: &str) -> Result<(), SpecError> {
         let field = |f: &str| format!("{prefix}.{f}");
-        if let Some(name) = &self.product_name {
-            if name.trim().is_empty() || name.chars().count() > MAX_PRODUCT_NAME_CHARS || name.chars().any(char::is_control) {
-                return Err(SpecError::invalid(
-                    field("product_name"),
-                    format!("must be 1 to {MAX_PRODUCT_NAME_CHARS} characters without control characters"),
-                ));
-            }
+        if let Some(name) = &self.product_name
+            && (name.trim().is_empty() || name.chars().count() > MAX_PRODUCT_NAME_CHARS || name.chars().any(char::is_control))
+        {
+            return Err(SpecError::invalid(
+                field("product_name"),
+                format!("must be 1 to {MAX_PRODUCT_NAME_CHARS} characters without control characters"),
+            ));
         }
         if let Some(logo) = &self.logo_url {
             let https = url::Url::parse(logo).is_ok_and(|u| u.scheme() == "https" && u.host().is_some() && u.username().is_empty() && u.password().is_none());
@@ -82,10 +82,10 @@ impl Branding {
             }
         }
         for (name, value) in [("accent_color", &self.accent_color), ("accent_text_color", &self.accent_text_color)] {
-            if let Some(value) = value {
-                if rgb(value).is_none() {
-                    return Err(SpecError::invalid(field(name), format!("{value:?} is not a colour written #rrggbb")));
-                }
+            if let Some(value) = value
+                && rgb(value).is_none()
+            {
+                return Err(SpecError::invalid(field(name), format!("{value:?} is not a colour written #rrggbb")));
             }
         }
         if let (Some(accent), Some(text)) = (rgb(self.accent()), rgb(self.accent_text())) {
