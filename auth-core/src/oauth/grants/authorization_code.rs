@@ -56,6 +56,9 @@ impl TokenGrant for AuthorizationCodeGrant {
         vec![
             ("authorization_endpoint", json!(format!("{issuer}/oauth/authorize"))),
             ("end_session_endpoint", json!(format!("{issuer}/oauth/end-session"))),
+            // Back-Channel Logout 1.0 section 2.1: logout tokens, always with `sid`.
+            ("backchannel_logout_supported", json!(true)),
+            ("backchannel_logout_session_supported", json!(true)),
             ("response_types_supported", json!(["code"])),
             ("response_modes_supported", json!(["query"])),
             ("code_challenge_methods_supported", json!(["S256"])),
