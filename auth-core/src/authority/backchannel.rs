@@ -59,17 +59,20 @@ impl Authority {
     }
 
     /// The clients that got tokens from browser session `id` (a code exchange from it started a
-    /// refresh family of theirs) and registered a `backchannel_logout_uri`.
+    /// refresh family of theirs) and registered a `backchannel_logout_uri`, but for those whose
+    /// consent was withdrawn since (they were told then).
     pub(super) async fn backchannel_logout_clients(&self, id: &str) -> Result<BTreeSet<String>> {
         let mut clients = BTreeSet::new();
         if !self.sends_backchannel_logouts() {
             return Ok(clients);
         }
         for family in self.store.browser_session_families(id).await? {
-            if let Some(family) = self.store.family(&family).await? {
-                if self.spec.clients.get(&family.client_id).is_some_and(|c| c.backchannel_logout_uri.is_some()) {
-                    clients.insert(family.client_id);
-                }
+            // A session ended by withdrawn consent was reported to its client then.
+            if let Some(family) = self.store.family(&family).await?
+                && family.revoked_reason.as_deref() != Some(super::REASON_CONSENT_REVOKED)
+                && self.spec.clients.get(&family.client_id).is_some_and(|c| c.backchannel_logout_uri.is_some())
+            {
+                clients.insert(family.client_id);
             }
         }
         Ok(clients)

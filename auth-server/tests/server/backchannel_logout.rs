@@ -19,12 +19,15 @@ on_both_backends!(
     logout_all_sends_one_per_browser_session,
     a_failed_delivery_is_tried_again,
     a_relying_party_that_never_answers_does_not_delay_sign_out,
+    withdrawing_consent_and_disabling_the_user_send_theirs,
 );
 
 const NOTIFIED: &str = "rp-notified";
 const SILENT: &str = "rp-silent";
 const NOTIFIED_REDIRECT: &str = "https://notified.test/cb";
 const SILENT_REDIRECT: &str = "https://silent.test/cb";
+const PARTNER: &str = "rp-partner";
+const PARTNER_REDIRECT: &str = "https://partner.test/cb";
 
 /// How the relying party answers logout POSTs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,9 +39,12 @@ enum Answer {
     Never,
 }
 
-/// What the relying party received: the content type and the form of each POST.
+/// One POST the relying party received: its content type and form.
+type Post = (String, Vec<(String, String)>);
+
+/// What the relying party received.
 #[derive(Debug, Clone, Default)]
-struct Received(Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>);
+struct Received(Arc<Mutex<Vec<Post>>>);
 
 impl Received {
     fn len(&self) -> usize {
@@ -114,6 +120,14 @@ first_party = true
 grants = ["authorization_code", "refresh_token"]
 scopes = ["bookings:read"]
 redirect_uris = ["{SILENT_REDIRECT}"]
+
+[clients.{PARTNER}]
+public = true
+grants = ["authorization_code"]
+scopes = ["bookings:read"]
+redirect_uris = ["{PARTNER_REDIRECT}"]
+backchannel_logout_uri = "{logout_uri}"
+description = "Partner"
 "#
     );
     // The spec text lives as long as the test process; each test leaks one small string.
@@ -151,6 +165,10 @@ fn id_token_claims(tokens: &Value) -> Value {
 /// Verifies a logout token against the server's JWKS as a relying party does (section 2.6) and
 /// returns its claims.
 async fn verify_logout_token(server: &Server, token: &str) -> Value {
+    verify_logout_token_for(server, token, NOTIFIED).await
+}
+
+async fn verify_logout_token_for(server: &Server, token: &str, client: &str) -> Value {
     auth_core::crypto::install_provider();
     let header = jsonwebtoken::decode_header(token).unwrap();
     assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
@@ -159,7 +177,7 @@ async fn verify_logout_token(server: &Server, token: &str) -> Value {
     let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("the logout token's key is in the JWKS");
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     validation.set_issuer(&[&server.base]);
-    validation.set_audience(&[NOTIFIED]);
+    validation.set_audience(&[client]);
     validation.set_required_spec_claims(&["iss", "aud", "exp", "iat", "sub"]);
     let claims = jsonwebtoken::decode::<Value>(token, &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(), &validation).unwrap().claims;
     assert_eq!(claims["events"], serde_json::json!({ "http://schemas.openid.net/event/backchannel-logout": {} }));
@@ -299,4 +317,36 @@ async fn a_relying_party_that_never_answers_does_not_delay_sign_out(db: TestDb) 
     received.wait_for(1).await;
     // The delivery waits up to its 5 s timeout; the sign-out did not wait for it.
     assert!(took < auth_server::backchannel::TIMEOUT / 2, "sign-out took {took:?}");
+}
+
+async fn withdrawing_consent_and_disabling_the_user_send_theirs(db: TestDb) {
+    let (uri, received) = relying_party(Answer::Ok).await;
+    let server = server(db, &uri).await;
+    let user_id = server.sign_up("sam").await;
+    let mut browser = Browser::default();
+    let (notified, _) = sign_in_to_both(&server, &mut browser, "sam").await;
+    let sid = id_token_claims(&notified)["sid"].as_str().unwrap().to_owned();
+    // The third-party client, by consent in the same browser session.
+    let path = authorize_path(PARTNER, PARTNER_REDIRECT, &[("scope", "openid bookings:read")]);
+    let page = browser.get(&server, &path).await;
+    assert_eq!(page.status(), reqwest::StatusCode::OK, "the consent page");
+    let html = page.text().await.unwrap();
+    let params = crate::consent::answer(&server, &mut browser, &html, "allow", PARTNER_REDIRECT).await;
+    exchange(&server, PARTNER, PARTNER_REDIRECT, param(&params, "code").unwrap()).await;
+
+    // Withdrawing the partner's consent ends its session: it alone is told.
+    let access = notified["access_token"].as_str().unwrap();
+    let response = server.http.delete(server.url(&format!("/v1/consents/{PARTNER}"))).bearer_auth(access).send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::NO_CONTENT);
+    let tokens = received.wait_for(1).await;
+    let claims = verify_logout_token_for(&server, &tokens[0], PARTNER).await;
+    assert_eq!(claims["sid"], sid.as_str());
+
+    // Disabling the user ends the browser session: the notified client is told.
+    server.state.authority.disable_user(&user_id).await.unwrap();
+    let tokens = received.wait_for(2).await;
+    let claims = verify_logout_token(&server, &tokens[1]).await;
+    assert_eq!((claims["sid"].as_str(), claims["sub"].as_str()), (Some(sid.as_str()), Some(user_id.as_str())));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(received.len(), 2, "the partner's session had already ended");
 }
