@@ -20,6 +20,7 @@ on_both_backends!(
     a_failed_delivery_is_tried_again,
     a_relying_party_that_never_answers_does_not_delay_sign_out,
     withdrawing_consent_and_disabling_the_user_send_theirs,
+    a_delivery_failing_every_try_is_counted_and_audited,
 );
 
 const NOTIFIED: &str = "rp-notified";
@@ -37,6 +38,8 @@ enum Answer {
     FailFirst,
     /// Never answers.
     Never,
+    /// 500 to every POST.
+    Fail,
 }
 
 /// One POST the relying party received: its content type and form.
@@ -89,6 +92,7 @@ async fn relying_party(answer: Answer) -> (String, Received) {
                 match answer {
                     Answer::Never => std::future::pending::<StatusCode>().await,
                     Answer::FailFirst if first => StatusCode::INTERNAL_SERVER_ERROR,
+                    Answer::Fail => StatusCode::INTERNAL_SERVER_ERROR,
                     _ => StatusCode::OK,
                 }
             }),
@@ -349,4 +353,25 @@ async fn withdrawing_consent_and_disabling_the_user_send_theirs(db: TestDb) {
     assert_eq!((claims["sid"].as_str(), claims["sub"].as_str()), (Some(sid.as_str()), Some(user_id.as_str())));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(received.len(), 2, "the partner's session had already ended");
+}
+
+async fn a_delivery_failing_every_try_is_counted_and_audited(db: TestDb) {
+    let (uri, received) = relying_party(Answer::Fail).await;
+    let server = server(db, &uri).await;
+    server.sign_up("tom").await;
+    let mut browser = Browser::default();
+    let (notified, _) = sign_in_to_both(&server, &mut browser, "tom").await;
+    let logout = format!("/oauth/end-session?id_token_hint={}", notified["id_token"].as_str().unwrap());
+    browser.get(&server, &logout).await;
+    let attempts = auth_server::backchannel::ATTEMPTS as usize;
+    received.wait_for(attempts).await;
+    audited(&server, "backchannel_logout_failed", 1).await;
+    let event = server.state.authority.audit_tail(1000).await.unwrap().into_iter().find(|e| e.kind.as_str() == "backchannel_logout_failed").unwrap();
+    assert_eq!(event.client_id.as_deref(), Some(NOTIFIED));
+    let detail = serde_json::to_string(&event.detail).unwrap();
+    assert!(detail.contains("answered 500") && !detail.contains(&received.wait_for(1).await[0]), "{detail}");
+    let metrics = server.metrics().await;
+    assert_eq!(metric_value(&metrics, "auth_backchannel_logouts_total", &["outcome=\"failed\""]), 1.0);
+    assert_eq!(metric_value(&metrics, "auth_backchannel_logouts_total", &["outcome=\"retried\""]), (attempts - 1) as f64);
+    assert_eq!(received.len(), attempts, "no try beyond the last");
 }
