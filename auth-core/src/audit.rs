@@ -65,6 +65,10 @@ pub enum AuditKind {
     ConsentGranted,
     /// A user withdrew a client's consent: its sessions of that client were revoked.
     ConsentRevoked,
+    /// A relying party accepted a back-channel logout token (OpenID Connect Back-Channel Logout).
+    BackchannelLogoutSent,
+    /// A back-channel logout token could not be delivered, retries included.
+    BackchannelLogoutFailed,
 }
 
 impl AuditKind {
@@ -98,6 +102,8 @@ impl AuditKind {
             Self::CodeReuseDetected => "code_reuse_detected",
             Self::ConsentGranted => "consent_granted",
             Self::ConsentRevoked => "consent_revoked",
+            Self::BackchannelLogoutSent => "backchannel_logout_sent",
+            Self::BackchannelLogoutFailed => "backchannel_logout_failed",
         }
     }
 

@@ -26,11 +26,13 @@ use crate::tokens::{
 };
 use crate::{Error, Result};
 
+mod backchannel;
 mod browser;
 mod claims;
 mod consent;
 mod login;
 
+pub use backchannel::{BackchannelLogout, LogoutDelivery};
 pub use browser::{
     Authorization, AuthorizationRequest, AuthorizeRefusal, BrowserSignIn, MAX_ID_TOKEN_HINT_LEN, MAX_LOGIN_HINT_LEN,
     MAX_NONCE_LEN, MAX_SCOPE_LEN, MAX_STATE_LEN, MAX_UI_LOCALES_LEN, OIDC_SCOPES, OPENID_SCOPE, PROFILE_SCOPE, PUSHED_REQUEST_TTL_SECS,
@@ -104,6 +106,8 @@ pub struct Authority {
     login_limits: Option<LoginLimits>,
     /// Refusals written once per window and counted after (see [`RepeatedRefusals`]).
     refusals: RepeatedRefusals,
+    /// Where back-channel logout tokens go; none: none are made.
+    logout_delivery: Option<Arc<dyn LogoutDelivery>>,
 }
 
 /// How long repeated refusals of the same kind, user, client and reason are counted before their
@@ -153,6 +157,7 @@ impl Authority {
             client_secrets: RwLock::new(HashMap::new()),
             login_limits: None,
             refusals: RepeatedRefusals::new(REFUSAL_WINDOW_MS, REFUSAL_WINDOWS),
+            logout_delivery: None,
         }
     }
 

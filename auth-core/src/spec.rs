@@ -510,6 +510,14 @@ pub struct ClientSpec {
     /// How the hosted pages look for this client, field by field over the spec's `[branding]`.
     #[serde(default, skip_serializing_if = "Branding::is_empty")]
     pub branding: Branding,
+    /// Where this service POSTs a logout token when a browser session the client got tokens from
+    /// ends (OpenID Connect Back-Channel Logout 1.0); https, or http on loopback. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_uri: Option<String>,
+    /// Whether the client needs the `sid` claim in logout tokens. They always carry it; this is
+    /// the client's registration of that need. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backchannel_logout_session_required: bool,
 }
 
 impl ClientSpec {
@@ -770,12 +778,17 @@ impl Spec {
         for origin in &client.web_origins {
             browser::validate_web_origin(&field("web_origins"), origin)?;
         }
+        if let Some(uri) = &client.backchannel_logout_uri {
+            browser::validate_backchannel_logout_uri(&field("backchannel_logout_uri"), uri)?;
+        }
         let browser_grant = client.allows("authorization_code");
         if !browser_grant {
             for (name, set) in [
                 ("redirect_uris", !client.redirect_uris.is_empty()),
                 ("post_logout_redirect_uris", !client.post_logout_redirect_uris.is_empty()),
                 ("require_pushed_authorization_requests", client.require_pushed_authorization_requests),
+                ("backchannel_logout_uri", client.backchannel_logout_uri.is_some()),
+                ("backchannel_logout_session_required", client.backchannel_logout_session_required),
             ] {
                 if set {
                     return Err(SpecError::invalid(field(name), "is only for clients with the authorization_code grant"));

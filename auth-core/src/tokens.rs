@@ -591,7 +591,9 @@ fn decode_json<T: DeserializeOwned>(segment: &str) -> Result<T, TokenError> {
 
 mod cache;
 mod id_token;
+mod logout_token;
 pub use id_token::{ID_TOKEN_ALGORITHM, IdTokenClaims, IdTokenExpectations, at_hash, sign_id_token, verify_id_token};
+pub use logout_token::{BACKCHANNEL_LOGOUT_EVENT, LOGOUT_TOKEN_TTL_SECS, LOGOUT_TOKEN_TYPE, LogoutTokenClaims, sign_logout_token};
 pub use cache::{DEFAULT_CAPACITY as VERIFIED_TOKENS_CAPACITY, VerifiedTokens};
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! config      clap flags (the one source of defaults and AUTH_* variables) -> ServerConfig
 //! state       AppState and how it is built (store, keys, limiters, authority); no HTTP
 //! background  key rotation, limiter health, the feed of revoked sessions
+//! backchannel back-channel logout delivery to relying parties (spawned, bounded, retried)
 //! metrics     Prometheus metrics
 //! served_spec what a data directory remembers of the spec it was served with
 //! http/       router, middleware, extractors, error formats, OpenAPI, one module per area
@@ -17,6 +18,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod background;
+pub mod backchannel;
 pub mod config;
 pub mod http;
 pub mod metrics;

@@ -367,6 +367,8 @@ async fn users(state: Arc<AppState>, command: UsersCommand) -> anyhow::Result<()
         UsersCommand::Disable { username } => {
             let user = state.authority.user_by_username(&username).await?.with_context(|| format!("no user {username}"))?;
             let ended = state.authority.disable_user(&user.id).await?;
+            // Back-channel logouts to the user's relying parties go out before the command exits.
+            state.logouts.wait_idle(std::time::Duration::from_secs(30)).await;
             println!("disabled {}; ended {ended} session(s)", user.username);
         }
     }

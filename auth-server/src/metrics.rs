@@ -1,5 +1,5 @@
 //! Prometheus metrics: requests by route and status with latency histograms, tokens issued by
-//! grant, refresh reuse detected, rate-limit rejections, key rotations, rate-limit backend fallbacks.
+//! grant, refresh reuse detected, rate-limit rejections, key rotations, rate-limit backend fallbacks, back-channel logouts.
 
 use prometheus::{Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
@@ -32,6 +32,9 @@ pub struct Metrics {
     /// `http_connections_dropped_total{reason}`: connections the server closed on a client
     /// (`header_read_timeout`, `idle_timeout`, `over_capacity`).
     pub connections_dropped: IntCounterVec,
+    /// `auth_backchannel_logouts_total{outcome}`: back-channel logout deliveries (`delivered`,
+    /// `retried`, `failed` after every retry, `dropped` when too many wait).
+    pub backchannel_logouts: IntCounterVec,
 }
 
 impl Metrics {
@@ -71,6 +74,10 @@ impl Metrics {
             Opts::new("http_connections_dropped_total", "Connections closed by the server on a slow, idle or surplus client"),
             &["reason"],
         )?;
+        let backchannel_logouts = IntCounterVec::new(
+            Opts::new("auth_backchannel_logouts_total", "Back-channel logout deliveries to relying parties by outcome"),
+            &["outcome"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(tokens_issued.clone()))?;
@@ -83,6 +90,7 @@ impl Metrics {
         registry.register(Box::new(session_cache_entries.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
         registry.register(Box::new(connections_dropped.clone()))?;
+        registry.register(Box::new(backchannel_logouts.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -97,6 +105,7 @@ impl Metrics {
             session_cache_entries,
             connections_open,
             connections_dropped,
+            backchannel_logouts,
         })
     }
 

@@ -14,6 +14,7 @@ use auth_core::ratelimit::{FallbackLimiter, LimiterBackend, MemoryLimiter, Redis
 use auth_core::spec::Spec;
 use auth_core::store::{SqlStore, Store};
 
+use crate::backchannel::LogoutSender;
 use crate::config::{MasterKeySource, ServerConfig};
 use crate::metrics::Metrics;
 
@@ -34,6 +35,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Time.
     pub clock: Arc<dyn Clock>,
+    /// Back-channel logout deliveries (the authority hands them over when browser sessions end).
+    pub logouts: LogoutSender,
 }
 
 /// Opens the database (creating the data directory and the SQLite file as needed) and applies
@@ -102,12 +105,14 @@ pub async fn build_state(
         None => (Arc::new(MemoryLimiter::new()), None),
     };
     let limiter = ScopeLimiter::new(&spec, backend.clone(), clock.clone());
+    let logouts = LogoutSender::new(metrics.clone(), store.clone(), clock.clone())?;
     let authority = Arc::new(
         Authority::new(spec.clone(), store, clock.clone(), entropy, keys, passwords)
             .with_liveness_cache(config.session_cache)
-            .with_login_limits(backend, config.login),
+            .with_login_limits(backend, config.login)
+            .with_logout_delivery(Arc::new(logouts.clone())),
     );
-    Ok(Arc::new(AppState { authority, spec, limiter, fallback, config, metrics, clock }))
+    Ok(Arc::new(AppState { authority, spec, limiter, fallback, config, metrics, clock, logouts }))
 }
 
 impl AppState {

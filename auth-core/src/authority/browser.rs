@@ -452,6 +452,7 @@ impl Authority {
     }
 
     async fn end_browser_session_for(&self, user_id: &str, id: &str, reason: &str) -> Result<bool> {
+        let logout_clients = self.backchannel_logout_clients(id).await?;
         let ended = self.store.end_browser_session(id, self.clock.now()).await?;
         let mut families = 0;
         for family in self.store.browser_session_families(id).await? {
@@ -466,6 +467,7 @@ impl Authority {
                     .detail(serde_json::json!({ "browser_session": id, "reason": reason, "sessions_ended": families })),
             )
             .await?;
+            self.send_backchannel_logouts(user_id, id, &logout_clients).await;
         }
         Ok(ended)
     }
@@ -508,7 +510,21 @@ impl Authority {
     /// Ends every browser session of the user (their refresh families are ended with the user's
     /// others); how many were live.
     pub async fn end_user_browser_sessions(&self, user_id: &str, reason: &str) -> Result<u64> {
+        // The sessions about to end, and the clients to tell, are read first: once ended, a
+        // session is no longer among the user's live ones.
+        let mut logouts = Vec::new();
+        if self.sends_backchannel_logouts() {
+            for session in self.user_browser_sessions(user_id).await? {
+                let clients = self.backchannel_logout_clients(&session.id).await?;
+                if !clients.is_empty() {
+                    logouts.push((session.id, clients));
+                }
+            }
+        }
         let ended = self.store.end_user_browser_sessions(user_id, self.clock.now()).await?;
+        for (id, clients) in &logouts {
+            self.send_backchannel_logouts(user_id, id, clients).await;
+        }
         if ended > 0 {
             self.audit(
                 AuditEvent::new(self.clock.now_ms(), AuditKind::BrowserSessionEnded)

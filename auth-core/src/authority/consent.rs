@@ -68,10 +68,21 @@ impl Authority {
             return Ok(false);
         }
         let mut ended = 0u64;
+        // The client's sessions end; those a browser session started are its sign-ins there,
+        // which it is told of by back-channel logout when it registered for that.
+        let notify = self.spec.clients.get(client_id).is_some_and(|c| c.backchannel_logout_uri.is_some());
+        let mut browser_sessions = std::collections::BTreeSet::new();
         for family in self.refresh.families_of_user(user_id).await? {
             if family.client_id == client_id && self.refresh.revoke_family(&family.id, REASON_CONSENT_REVOKED).await? {
                 ended += 1;
+                if notify && let Some(id) = self.store.browser_session_of_family(&family.id).await? {
+                    browser_sessions.insert(id);
+                }
             }
+        }
+        let clients = std::collections::BTreeSet::from([client_id.to_owned()]);
+        for id in &browser_sessions {
+            self.send_backchannel_logouts(user_id, id, &clients).await;
         }
         self.audit(
             AuditEvent::new(self.clock.now_ms(), AuditKind::ConsentRevoked)

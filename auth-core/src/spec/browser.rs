@@ -109,6 +109,16 @@ pub(super) fn validate_redirect_uri(field: &str, uri: &str, public: bool) -> Res
     }
 }
 
+/// Checks a client's `backchannel_logout_uri` (of `clients.<id>.<field>`): where this service
+/// POSTs logout tokens, so an absolute https URI (http only on loopback), without a fragment
+/// (Back-Channel Logout 1.0 section 2.2), credentials or wildcard, at most 2048 bytes.
+pub(super) fn validate_backchannel_logout_uri(field: &str, uri: &str) -> Result<(), SpecError> {
+    if !(uri.starts_with("https://") || uri.starts_with("http://")) {
+        return Err(SpecError::invalid(field, format!("{uri:?} must be https (http only for loopback: 127.0.0.1, [::1], localhost)")));
+    }
+    validate_redirect_uri(field, uri, false)
+}
+
 /// Checks one web origin (CORS) of `clients.<id>.web_origins`: scheme, host and port only.
 pub(super) fn validate_web_origin(field: &str, origin: &str) -> Result<(), SpecError> {
     let refuse = |why: &str| Err(SpecError::invalid(field, format!("{origin:?} {why}")));
@@ -191,6 +201,27 @@ mod tests {
         assert!(!ok("https://user:pw@app.example.com/cb", false));
         assert!(!ok("/relative", false));
         assert!(!ok("HTTPS://APP.example.com/cb", false), "not in normal form");
+    }
+
+    #[test]
+    fn backchannel_logout_uris_are_https_or_loopback_http() {
+        let ok = |uri: &str| validate_backchannel_logout_uri("clients.c.backchannel_logout_uri", uri).is_ok();
+        assert!(ok("https://app.example.com/backchannel-logout"));
+        assert!(ok("https://app.example.com/logout?from=op"), "a query is allowed (section 2.2)");
+        assert!(ok("http://127.0.0.1:8081/logout"));
+        assert!(ok("http://[::1]/logout"));
+        assert!(ok("http://localhost:3000/logout"));
+        assert!(!ok("http://app.example.com/logout"), "http beyond loopback");
+        assert!(!ok("https://app.example.com/logout#x"), "fragment");
+        assert!(!ok("com.example.app:/logout"), "private-use schemes cannot receive a POST");
+        assert!(!ok("/logout"), "relative");
+        assert!(!ok("https://*.example.com/logout"), "wildcard");
+        assert!(!ok("https://user:pw@app.example.com/logout"), "credentials");
+        assert!(!ok(&format!("https://app.example.com/{}", "a".repeat(MAX_REDIRECT_URI_LEN))), "too long");
+        let Err(SpecError::Invalid { field, .. }) = validate_backchannel_logout_uri("clients.c.backchannel_logout_uri", "ftp://x.example/") else {
+            panic!("ftp accepted")
+        };
+        assert_eq!(field, "clients.c.backchannel_logout_uri");
     }
 
     #[test]

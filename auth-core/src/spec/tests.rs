@@ -263,3 +263,47 @@ fn branding_is_checked_and_names_the_field() {
         assert_eq!(invalid_field(with_booking(edit)), field);
     }
 }
+
+#[test]
+fn backchannel_logout_fields_are_checked_and_named() {
+    let code_client = |uri: Option<&str>, required: bool| ClientSpec {
+        public: true,
+        grants: vec![GrantType::named("authorization_code").unwrap()],
+        redirect_uris: vec!["https://app.example.com/callback".into()],
+        backchannel_logout_uri: uri.map(str::to_owned),
+        backchannel_logout_session_required: required,
+        ..ClientSpec::default()
+    };
+    let with_client = |client: ClientSpec| {
+        with_booking(|s| {
+            s.clients.insert("web-app".into(), client);
+        })
+    };
+    with_client(code_client(Some("https://app.example.com/backchannel-logout"), true)).unwrap();
+    with_client(code_client(Some("http://127.0.0.1:8081/logout"), false)).unwrap();
+    for bad in ["http://app.example.com/logout", "https://app.example.com/logout#f", "com.example.app:/logout", "logout"] {
+        assert_eq!(invalid_field(with_client(code_client(Some(bad), false))), "clients.web-app.backchannel_logout_uri", "{bad}");
+    }
+    // Only clients of the code flow get browser sessions to be logged out of.
+    let field = invalid_field(with_booking(|s| {
+        s.clients.get_mut("booking-web").unwrap().backchannel_logout_uri = Some("https://app.example.com/logout".into());
+    }));
+    assert_eq!(field, "clients.booking-web.backchannel_logout_uri");
+    let field = invalid_field(with_booking(|s| s.clients.get_mut("booking-web").unwrap().backchannel_logout_session_required = true));
+    assert_eq!(field, "clients.booking-web.backchannel_logout_session_required");
+}
+
+#[test]
+fn backchannel_logout_fields_at_their_defaults_leave_the_hash_alone() {
+    let spec = Spec::parse(BOOKING).unwrap();
+    let json = serde_json::to_string(&spec).unwrap();
+    assert!(!json.contains("backchannel_logout"), "{json}");
+    let text = format!(
+        "{BOOKING}\n[clients.web-app]\npublic = true\ngrants = [\"authorization_code\"]\nredirect_uris = [\"https://app.example.com/cb\"]\n\
+         backchannel_logout_uri = \"https://app.example.com/logout\"\nbackchannel_logout_session_required = true\n"
+    );
+    let with_logout = Spec::parse(&text).unwrap();
+    let client = &with_logout.clients["web-app"];
+    assert_eq!(client.backchannel_logout_uri.as_deref(), Some("https://app.example.com/logout"));
+    assert!(client.backchannel_logout_session_required);
+}

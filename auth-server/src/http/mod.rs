@@ -299,6 +299,10 @@ pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> a
     if let Err(e) = state.authority.flush_refusals(true).await {
         tracing::warn!(error = %e, "could not write the summaries of repeated refusals");
     }
+    // Back-channel logouts of the last sign-outs get one try's time to go out.
+    if !state.logouts.wait_idle(crate::backchannel::TIMEOUT).await {
+        tracing::warn!("shutting down with back-channel logouts still undelivered");
+    }
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 #[macro_use]
 mod support;
 
+mod backchannel_logout;
 mod bad_input;
 mod bearer;
 mod branding;

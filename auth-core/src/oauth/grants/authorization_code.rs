@@ -59,6 +59,9 @@ impl TokenGrant for AuthorizationCodeGrant {
             // RFC 9126 section 5: pushing is required of the clients whose spec says so, not of all.
             ("pushed_authorization_request_endpoint", json!(format!("{issuer}/oauth/par"))),
             ("require_pushed_authorization_requests", json!(false)),
+            // Back-Channel Logout 1.0 section 2.1: logout tokens, always with `sid`.
+            ("backchannel_logout_supported", json!(true)),
+            ("backchannel_logout_session_supported", json!(true)),
             ("response_types_supported", json!(["code"])),
             ("response_modes_supported", json!(["query"])),
             ("code_challenge_methods_supported", json!(["S256"])),
