@@ -385,6 +385,7 @@ mod tests {
             .collect();
         for expected in [
             "post /oauth/token",
+            "post /oauth/par",
             "post /oauth/revoke",
             "post /oauth/introspect",
             "post /v1/users",
@@ -408,7 +409,7 @@ mod tests {
         ] {
             assert!(documented.contains(expected), "{expected} is not documented: {documented:?}");
         }
-        assert_eq!(documented.len(), 21, "{documented:?}");
+        assert_eq!(documented.len(), 22, "{documented:?}");
     }
 
     #[test]
