@@ -166,12 +166,15 @@ async function signIn(browser, authorizationUrl) {
   return done.location;
 }
 
-/** A fresh authorization request as the library builds it, and the checks to go with it. */
-async function authorizationRequest(extra = {}) {
+/**
+ * A fresh authorization request as the library builds it (`build`: buildAuthorizationUrl, or
+ * buildAuthorizationUrlWithPAR to push it first), and the checks to go with it.
+ */
+async function authorizationRequest(extra = {}, build = client.buildAuthorizationUrl) {
   const pkceCodeVerifier = client.randomPKCECodeVerifier();
   const expectedState = client.randomState();
   const expectedNonce = client.randomNonce();
-  const url = client.buildAuthorizationUrl(config, {
+  const url = await build(config, {
     redirect_uri: redirectUri,
     scope,
     code_challenge: await client.calculatePKCECodeChallenge(pkceCodeVerifier),
@@ -295,23 +298,13 @@ test('signs in: code exchange with the library\'s checks, ID token claims, UserI
 
 test('buildAuthorizationUrlWithPAR: a pushed request signs in with the request_uri alone, once', async () => {
   assert.equal(config.serverMetadata().pushed_authorization_request_endpoint, `${issuer}/oauth/par`);
-  const pkceCodeVerifier = client.randomPKCECodeVerifier();
-  const expectedState = client.randomState();
-  const expectedNonce = client.randomNonce();
-  const url = await client.buildAuthorizationUrlWithPAR(config, {
-    redirect_uri: redirectUri,
-    scope,
-    code_challenge: await client.calculatePKCECodeChallenge(pkceCodeVerifier),
-    code_challenge_method: 'S256',
-    state: expectedState,
-    nonce: expectedNonce,
-  });
+  const { url, checks } = await authorizationRequest({}, client.buildAuthorizationUrlWithPAR);
   assert.deepEqual([...url.searchParams.keys()].sort(), ['client_id', 'request_uri'], `only the reference travels: ${url}`);
   assert.match(url.searchParams.get('request_uri'), /^urn:ietf:params:oauth:request_uri:/);
   const browser = new Browser();
   const callback = await signIn(browser, url);
-  const tokens = await client.authorizationCodeGrant(config, callback, { pkceCodeVerifier, expectedState, expectedNonce, idTokenExpected: true });
-  assert.equal(tokens.claims().nonce, expectedNonce);
+  const tokens = await client.authorizationCodeGrant(config, callback, checks);
+  assert.equal(tokens.claims().nonce, checks.expectedNonce);
   assert.equal(tokens.claims().preferred_username, username);
   // Used once: the same URL now gets an error page, not a redirect.
   const again = await follow(new Browser(), url, await new Browser().request(url));
